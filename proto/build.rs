@@ -1,0 +1,27 @@
+//! Compiles the stowage `.proto` files in-process (no system `protoc`) and writes the
+//! file descriptor set next to the generated code for server reflection.
+
+use std::{env, path::PathBuf};
+
+const PROTOS: &[&str] = &[
+    "stowage/migration/v1/bindings.proto",
+    "stowage/archive/v1/archive.proto",
+];
+
+fn main() -> anyhow::Result<()> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    println!("cargo:rerun-if-changed=stowage");
+
+    let file_descriptors = protox::compile(PROTOS, ["."])?;
+    std::fs::write(
+        out_dir.join("stowage_descriptor.bin"),
+        prost::Message::encode_to_vec(&file_descriptors),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .emit_rerun_if_changed(false)
+        .compile_fds(file_descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! Generated gRPC types and clients/servers of stowage, plus the encoded file descriptor
+//! set that servers register for reflection.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// `stowage.migration.v1`: bindings, artifacts, migration runs and evidence.
+pub mod migration {
+    pub mod v1 {
+        tonic::include_proto!("stowage.migration.v1");
+    }
+}
+
+/// `stowage.archive.v1`: the scan archive and its admin surface.
+pub mod archive {
+    pub mod v1 {
+        tonic::include_proto!("stowage.archive.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every stowage proto file, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/stowage_descriptor.bin"));
