@@ -1,0 +1,248 @@
+//! API conventions both services follow (Google AIPs): page sizes and opaque page tokens,
+//! idempotent mutations keyed by `request_id`, and timestamp conversion.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::db::{DbError, GenericClient};
+
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A request field that failed validation; becomes `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidArgument {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidArgument {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<InvalidArgument> for tonic::Status {
+    fn from(error: InvalidArgument) -> Self {
+        tonic::Status::invalid_argument(error.to_string())
+    }
+}
+
+/// `page_size`: 0 means the default; negative is invalid; large values are capped.
+pub fn page_size(requested: i32) -> Result<i64, InvalidArgument> {
+    match i64::from(requested) {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err(InvalidArgument::new("page_size", "must not be negative")),
+        n => Ok(n.min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// Encodes a keyset cursor as an opaque page token.
+pub fn page_token<C: Serialize>(cursor: &C) -> String {
+    let json = serde_json::to_vec(cursor).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+/// Decodes a page token made by [`page_token`]; empty means the first page.
+pub fn parse_page_token<C: DeserializeOwned>(token: &str) -> Result<Option<C>, InvalidArgument> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || InvalidArgument::new("page_token", "not a token this server issued");
+    let json = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(|_| invalid())
+}
+
+/// A validated `request_id`; empty means the caller did not ask for idempotency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(Option<String>);
+
+impl RequestId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidArgument> {
+        if raw.is_empty() {
+            return Ok(Self(None));
+        }
+        if raw.len() > MAX_REQUEST_ID_LEN || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidArgument::new(
+                "request_id",
+                format!("must be 1 to {MAX_REQUEST_ID_LEN} printable ASCII characters"),
+            ));
+        }
+        Ok(Self(Some(raw.to_owned())))
+    }
+
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("request_id {0:?} was already used for a different request")]
+    Mismatch(String),
+    #[error("stored response for request_id {0:?} cannot be decoded")]
+    Corrupt(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for IdempotencyError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Db(error.into())
+    }
+}
+
+/// Idempotent mutations. Inside the operation's own transaction, [`Idempotency::begin`]
+/// claims `(scope, method, request_id)`; a repeat gets the first response back. A
+/// concurrent repeat waits on the claim's row lock and then sees the committed response;
+/// a failed operation rolls its claim back, so the id can be used again.
+///
+/// The table (one per service schema) is
+/// `request_log (scope text, method text, request_id text, request_digest bytea,
+/// response jsonb, created_at timestamptz, primary key (scope, method, request_id))`.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency {
+    pub table: &'static str,
+}
+
+/// What [`Idempotency::begin`] found.
+#[derive(Debug)]
+pub enum Claim<M> {
+    /// First time: do the work, then [`Idempotency::finish`].
+    Fresh,
+    /// A repeat: return this response without doing anything.
+    Replay(M),
+}
+
+impl Idempotency {
+    pub async fn begin<T: DeserializeOwned>(
+        &self,
+        client: &impl GenericClient,
+        scope: &str,
+        method: &str,
+        request_id: &RequestId,
+        request: &impl Serialize,
+    ) -> Result<Claim<T>, IdempotencyError> {
+        let Some(id) = request_id.as_deref() else {
+            return Ok(Claim::Fresh);
+        };
+        let digest = sha256(&serde_json::to_vec(request).unwrap_or_default());
+        let insert = client
+            .prepare_cached(&format!(
+                "insert into {} (scope, method, request_id, request_digest, created_at)
+                 values ($1, $2, $3, $4, now()) on conflict do nothing",
+                self.table
+            ))
+            .await?;
+        if client
+            .execute(&insert, &[&scope, &method, &id, &digest.as_slice()])
+            .await?
+            == 1
+        {
+            return Ok(Claim::Fresh);
+        }
+        let select = client
+            .prepare_cached(&format!(
+                "select request_digest, response from {}
+                 where scope = $1 and method = $2 and request_id = $3",
+                self.table
+            ))
+            .await?;
+        let row = client.query_one(&select, &[&scope, &method, &id]).await?;
+        let stored_digest: Vec<u8> = row.get(0);
+        if stored_digest != digest {
+            return Err(IdempotencyError::Mismatch(id.to_owned()));
+        }
+        let response: Option<serde_json::Value> = row.get(1);
+        let response = response.ok_or_else(|| IdempotencyError::Corrupt(id.to_owned()))?;
+        serde_json::from_value(response)
+            .map(Claim::Replay)
+            .map_err(|_| IdempotencyError::Corrupt(id.to_owned()))
+    }
+
+    pub async fn finish(
+        &self,
+        client: &impl GenericClient,
+        scope: &str,
+        method: &str,
+        request_id: &RequestId,
+        response: &impl Serialize,
+    ) -> Result<(), IdempotencyError> {
+        let Some(id) = request_id.as_deref() else {
+            return Ok(());
+        };
+        let response =
+            serde_json::to_value(response).map_err(|_| IdempotencyError::Corrupt(id.to_owned()))?;
+        let update = client
+            .prepare_cached(&format!(
+                "update {} set response = $4 where scope = $1 and method = $2 and request_id = $3",
+                self.table
+            ))
+            .await?;
+        client
+            .execute(&update, &[&scope, &method, &id, &response])
+            .await?;
+        Ok(())
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub fn optional_timestamp(at: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
+    at.map(timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_default_cap_and_reject_negatives() {
+        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(10_000), Ok(MAX_PAGE_SIZE));
+        assert_eq!(page_size(7), Ok(7));
+        assert!(page_size(-1).is_err());
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_forgeries() {
+        let token = page_token(&("2026-01-01", 42));
+        let cursor: Option<(String, i32)> = parse_page_token(&token).unwrap();
+        assert_eq!(cursor, Some(("2026-01-01".to_owned(), 42)));
+        assert!(parse_page_token::<(String, i32)>("!!!").is_err());
+        assert!(parse_page_token::<(String, i32)>(&page_token(&"x")).is_err());
+        assert_eq!(parse_page_token::<String>("").unwrap(), None);
+    }
+
+    #[test]
+    fn request_ids_are_bounded_printable_ascii() {
+        assert_eq!(RequestId::parse("").unwrap().as_deref(), None);
+        assert_eq!(RequestId::parse("abc-1").unwrap().as_deref(), Some("abc-1"));
+        assert!(RequestId::parse("has space").is_err());
+        assert!(RequestId::parse(&"x".repeat(129)).is_err());
+    }
+}

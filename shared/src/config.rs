@@ -1,0 +1,324 @@
+//! Configuration sections both services share, and the loader: a TOML file overlaid by
+//! `STOWAGE__SECTION__KEY` environment variables. Secrets are `SecretString`s, which never
+//! print their value.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Prefix of environment overrides: `STOWAGE__DATABASE__URL` sets `database.url`.
+pub const ENV_PREFIX: &str = "STOWAGE__";
+
+/// Loads a service configuration: `defaults`, overlaid by an optional TOML file, overlaid
+/// by the process environment.
+pub fn load<T: DeserializeOwned>(
+    defaults: impl Serialize,
+    file: Option<&std::path::Path>,
+) -> Result<T, Box<figment::Error>> {
+    let mut figment = Figment::from(Serialized::defaults(defaults));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(Box::new(figment::Error::from(format!(
+                "configuration file {} does not exist",
+                file.display()
+            ))));
+        }
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment
+        .merge(Env::prefixed(ENV_PREFIX).split("__"))
+        .extract()
+        .map_err(Box::new)
+}
+
+/// The sections every service has. Services flatten it into their own configuration and
+/// supply their default ports through [`load`]'s defaults.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Common {
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    pub grpc: GrpcConfig,
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+/// Default listen addresses of a service, as [`load`] defaults.
+pub fn listen_defaults(grpc_port: u16, metrics_port: u16) -> serde_json::Value {
+    serde_json::json!({
+        "grpc": { "listen": format!("127.0.0.1:{grpc_port}") },
+        "metrics": { "listen": format!("127.0.0.1:{metrics_port}") },
+    })
+}
+
+/// PostgreSQL connection.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/database`; the password is never logged.
+    pub url: SecretString,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long a caller waits for a pooled connection before the call fails UNAVAILABLE.
+    #[serde(default = "default_acquire_timeout", with = "humantime_secs")]
+    pub acquire_timeout: Duration,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/stowage"),
+            pool_size: default_pool_size(),
+            acquire_timeout: default_acquire_timeout(),
+        }
+    }
+}
+
+/// The gRPC listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+    /// After SIGTERM: how long open calls may take to finish before the process exits.
+    #[serde(default = "default_drain_timeout", with = "humantime_secs")]
+    pub drain_timeout: Duration,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl GrpcConfig {
+    pub fn on(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            drain_timeout: default_drain_timeout(),
+            tls: None,
+        }
+    }
+}
+
+/// Server TLS; with `client_ca` set, clients must present a certificate it signed (mTLS).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The Prometheus scrape endpoint (`GET /metrics`) on its own HTTP port.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `None` turns the endpoint off.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Log output.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `tracing_subscriber::EnvFilter` directives; `RUST_LOG` wins when set.
+    #[serde(default = "default_log_filter")]
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            filter: default_log_filter(),
+        }
+    }
+}
+
+fn default_log_filter() -> String {
+    "info".to_owned()
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// How bearer tokens are verified (and, for development, minted).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Shared HS256 secret.
+    #[serde(default)]
+    pub hs256_secret: Option<SecretString>,
+    /// Ed25519 public key (PEM) that verifies EdDSA tokens.
+    #[serde(default)]
+    pub ed25519_public_key_pem: Option<String>,
+    /// Ed25519 private key (PEM); only the `token` subcommand uses it.
+    #[serde(default)]
+    pub ed25519_private_key_pem: Option<SecretString>,
+    /// When set, tokens must carry this `iss`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// Key-encryption keys: ids mapped to base64 AES-256 keys; `primary` seals new data.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub primary: String,
+    pub keks: BTreeMap<String, SecretString>,
+}
+
+/// Durations in configuration are whole seconds (`drain_timeout = 15`) or humane
+/// strings (`drain_timeout = "1m 30s"`).
+pub mod humantime_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Secs(secs) => Ok(Duration::from_secs(secs)),
+            Raw::Text(text) => match text.trim().parse::<u64>() {
+                Ok(secs) => Ok(Duration::from_secs(secs)),
+                Err(_) => parse(&text).map_err(D::Error::custom),
+            },
+        }
+    }
+
+    /// Parses `"90s"`, `"1m 30s"`, `"2h"`, `"500ms"`, `"14d"`.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let mut total = Duration::ZERO;
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err("empty duration".to_owned());
+        }
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(format!("invalid duration {text:?}: expected a number"));
+            }
+            let value: u64 = rest[..digits]
+                .parse()
+                .map_err(|e| format!("{text:?}: {e}"))?;
+            rest = rest[digits..].trim_start();
+            let unit_len = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            let unit = &rest[..unit_len];
+            rest = rest[unit_len..].trim_start();
+            let one = match unit {
+                "ms" => Duration::from_millis(1),
+                "s" | "sec" | "secs" => Duration::from_secs(1),
+                "m" | "min" | "mins" => Duration::from_secs(60),
+                "h" | "hour" | "hours" => Duration::from_secs(3600),
+                "d" | "day" | "days" => Duration::from_secs(86_400),
+                _ => return Err(format!("invalid duration {text:?}: unknown unit {unit:?}")),
+            };
+            total += one * u32::try_from(value).map_err(|_| format!("{text:?} is too large"))?;
+        }
+        Ok(total)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn parses_compound_durations() {
+            assert_eq!(parse("1m 30s"), Ok(Duration::from_secs(90)));
+            assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+            assert_eq!(parse("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        }
+
+        #[test]
+        fn rejects_garbage() {
+            assert!(parse("").is_err());
+            assert!(parse("ten seconds").is_err());
+            assert!(parse("10 parsecs").is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::providers::Serialized;
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Sample {
+        database: DatabaseConfig,
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let path = std::env::temp_dir().join(format!("stowage-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "[grpc]\nlisten = \"0.0.0.0:7000\"\n").unwrap();
+        let common: Result<Common, _> = load(listen_defaults(1, 2), Some(&path));
+        std::fs::remove_file(&path).unwrap();
+        let common = common.unwrap();
+        assert_eq!(common.grpc.listen.port(), 7000);
+        assert_eq!(common.metrics.listen.map(|a| a.port()), Some(2));
+        assert_eq!(common.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let missing = std::path::Path::new("/nonexistent/stowage.toml");
+        assert!(load::<Common>(listen_defaults(1, 2), Some(missing)).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let sample: Sample = Figment::new()
+            .merge(Serialized::default(
+                "database.url",
+                "postgres://u:hunter2@h/db",
+            ))
+            .extract()
+            .expect("config");
+        assert_eq!(
+            sample.database.url.expose_secret(),
+            "postgres://u:hunter2@h/db"
+        );
+        assert!(!format!("{sample:?}").contains("hunter2"));
+    }
+}

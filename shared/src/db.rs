@@ -1,0 +1,143 @@
+//! PostgreSQL: the connection pool and schema migrations. Each service keeps its tables in
+//! its own schema and applies its embedded migrations at start under an advisory lock, so
+//! replicas starting together apply them once.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use secrecy::ExposeSecret;
+use tokio_postgres::{NoTls, error::SqlState};
+use tonic::Status;
+
+use crate::config::DatabaseConfig;
+
+pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+impl DbError {
+    /// The SQLSTATE of a server-reported error.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            DbError::Postgres(e) => e.code(),
+            DbError::Pool(PoolError::Backend(e)) => e.code(),
+            _ => None,
+        }
+    }
+
+    pub fn is_unique_violation(&self) -> bool {
+        self.code() == Some(&SqlState::UNIQUE_VIOLATION)
+    }
+
+    /// Whether trying again may succeed: lost connections, pool timeouts, serialization
+    /// failures and deadlocks.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Postgres(e) if e.is_closed() => true,
+            _ => matches!(
+                self.code(),
+                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::ADMIN_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+            ),
+        }
+    }
+}
+
+impl From<DbError> for Status {
+    fn from(error: DbError) -> Self {
+        tracing::error!(%error, "database error");
+        match error {
+            DbError::Pool(_) => Status::unavailable("the database is unavailable; try again"),
+            DbError::Postgres(ref e) if e.is_closed() => {
+                Status::unavailable("the database is unavailable; try again")
+            }
+            DbError::Postgres(_) | DbError::Config(_) | DbError::Migration(_) => {
+                Status::internal("internal database error")
+            }
+        }
+    }
+}
+
+/// The current time at PostgreSQL's precision (microseconds), so a value returned to a
+/// caller equals the one stored.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}
+
+/// A pool of connections from `[database]`.
+pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
+    let pg_config: tokio_postgres::Config = config
+        .url
+        .expose_secret()
+        .parse()
+        .map_err(|e: tokio_postgres::Error| DbError::Config(format!("database.url: {e}")))?;
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size.max(1))
+        .wait_timeout(Some(config.acquire_timeout))
+        .create_timeout(Some(config.acquire_timeout))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// Applies `migrations` to `schema`, creating it if needed. Holds a session advisory lock
+/// keyed by the schema name meanwhile, so concurrent starters wait and then find nothing
+/// left to do. The history table lives in the schema too.
+pub async fn migrate(
+    pool: &Pool,
+    schema: &str,
+    migrations: refinery::Runner,
+) -> Result<refinery::Report, DbError> {
+    if !schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(DbError::Config(format!(
+            "schema name {schema:?} is not a plain identifier"
+        )));
+    }
+    let mut client = pool.get().await?;
+    let lock_key = format!("stowage.migrations.{schema}");
+    client
+        .execute("select pg_advisory_lock(hashtext($1))", &[&lock_key])
+        .await?;
+    let result = async {
+        client
+            .batch_execute(&format!("create schema if not exists {schema}"))
+            .await?;
+        let mut migrations = migrations.set_abort_divergent(true).set_abort_missing(true);
+        let report = migrations
+            .set_migration_table_name(format!("{schema}.refinery_schema_history"))
+            .run_async(&mut **client)
+            .await?;
+        Ok::<_, DbError>(report)
+    }
+    .await;
+    let unlock = client
+        .execute("select pg_advisory_unlock(hashtext($1))", &[&lock_key])
+        .await;
+    let report = result?;
+    unlock?;
+    for migration in report.applied_migrations() {
+        tracing::info!(schema, migration = %migration, "applied schema migration");
+    }
+    Ok(report)
+}

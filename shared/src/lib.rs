@@ -1,0 +1,15 @@
+//! What both stowage services share: configuration, the key ring, authentication,
+//! PostgreSQL, API conventions, object-store bindings, telemetry and the gRPC server
+//! bootstrap.
+
+pub mod api;
+pub mod auth;
+pub mod blob;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod keyring;
+pub mod server;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
