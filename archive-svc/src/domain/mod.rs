@@ -1,0 +1,4 @@
+//! The behaviour of archive-svc, free of wire types.
+
+pub mod jobs;
+pub mod policy;

@@ -1,0 +1,172 @@
+//! Queries over `migration.bindings`. Every read is scoped to an organization.
+
+use stowage_shared::{
+    blob::{Location, Provider},
+    db::GenericClient,
+};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::{
+    domain::bindings::{Binding, BindingState},
+    error::{Error, Result},
+};
+
+const COLUMNS: &str = "id, organization_id, display_name, provider, container, prefix, endpoint,
+    account, region, state, credential_kind, credential_update_time, create_time, update_time,
+    activate_time, disable_time";
+
+fn binding(row: &Row) -> Result<Binding> {
+    let provider: &str = row.get("provider");
+    let state: &str = row.get("state");
+    Ok(Binding {
+        id: row.get("id"),
+        organization_id: row.get("organization_id"),
+        display_name: row.get("display_name"),
+        provider: Provider::parse(provider)
+            .ok_or_else(|| Error::Corrupt(format!("binding provider {provider:?}")))?,
+        location: Location {
+            container: row.get("container"),
+            prefix: row.get("prefix"),
+            endpoint: row.get("endpoint"),
+            account: row.get("account"),
+            region: row.get("region"),
+        },
+        state: BindingState::parse(state)
+            .ok_or_else(|| Error::Corrupt(format!("binding state {state:?}")))?,
+        credential_kind: row.get("credential_kind"),
+        credential_update_time: row.get("credential_update_time"),
+        create_time: row.get("create_time"),
+        update_time: row.get("update_time"),
+        activate_time: row.get("activate_time"),
+        disable_time: row.get("disable_time"),
+    })
+}
+
+pub async fn insert(client: &impl GenericClient, b: &Binding, sealed: &[u8]) -> Result<()> {
+    let statement = client
+        .prepare_cached(&format!(
+            "insert into migration.bindings ({COLUMNS}, credential_sealed)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        ))
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &b.id,
+                &b.organization_id,
+                &b.display_name,
+                &b.provider.as_str(),
+                &b.location.container,
+                &b.location.prefix,
+                &b.location.endpoint,
+                &b.location.account,
+                &b.location.region,
+                &b.state.as_str(),
+                &b.credential_kind,
+                &b.credential_update_time,
+                &b.create_time,
+                &b.update_time,
+                &b.activate_time,
+                &b.disable_time,
+                &sealed,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn get(client: &impl GenericClient, org: &str, id: Uuid) -> Result<Option<Binding>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from migration.bindings where organization_id = $1 and id = $2"
+        ))
+        .await?;
+    client
+        .query_opt(&statement, &[&org, &id])
+        .await?
+        .as_ref()
+        .map(binding)
+        .transpose()
+}
+
+/// The binding and its sealed credential.
+pub async fn get_with_secret(
+    client: &impl GenericClient,
+    org: &str,
+    id: Uuid,
+) -> Result<Option<(Binding, Vec<u8>)>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS}, credential_sealed from migration.bindings
+             where organization_id = $1 and id = $2"
+        ))
+        .await?;
+    let Some(row) = client.query_opt(&statement, &[&org, &id]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((binding(&row)?, row.get("credential_sealed"))))
+}
+
+/// Reads and row-locks a binding for the rest of the transaction.
+pub async fn get_for_update(
+    client: &impl GenericClient,
+    org: &str,
+    id: Uuid,
+) -> Result<Option<Binding>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from migration.bindings
+             where organization_id = $1 and id = $2 for update"
+        ))
+        .await?;
+    client
+        .query_opt(&statement, &[&org, &id])
+        .await?
+        .as_ref()
+        .map(binding)
+        .transpose()
+}
+
+pub async fn list(
+    client: &impl GenericClient,
+    org: &str,
+    state: Option<BindingState>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Binding>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from migration.bindings
+             where organization_id = $1
+               and ($2::text is null or state = $2)
+               and ($3::uuid is null or id > $3)
+             order by id limit $4"
+        ))
+        .await?;
+    let state = state.map(BindingState::as_str);
+    client
+        .query(&statement, &[&org, &state, &after, &limit])
+        .await?
+        .iter()
+        .map(binding)
+        .collect()
+}
+
+pub async fn update_credential(
+    client: &impl GenericClient,
+    id: Uuid,
+    kind: &str,
+    sealed: &[u8],
+) -> Result<Binding> {
+    let statement = client
+        .prepare_cached(&format!(
+            "update migration.bindings
+             set credential_kind = $2, credential_sealed = $3,
+                 credential_update_time = now(), update_time = now()
+             where id = $1 returning {COLUMNS}"
+        ))
+        .await?;
+    binding(&client.query_one(&statement, &[&id, &kind, &sealed]).await?)
+}

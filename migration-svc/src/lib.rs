@@ -1,0 +1,9 @@
+//! migration-svc: storage bindings of organizations, their artifacts, and migration runs
+//! that move artifacts from older bindings to the active one.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod startup;
