@@ -1,0 +1,189 @@
+//! Both services in-process on port 0 over one fresh database, with typed clients that
+//! carry a bearer token.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Result;
+use secrecy::SecretString;
+use stowage_proto::{
+    archive::v1::archive_service_client::ArchiveServiceClient,
+    migration::v1::binding_service_client::BindingServiceClient,
+};
+use stowage_shared::{
+    auth::{Role, TokenMinter},
+    config::{AuthConfig, Common, GrpcConfig, KeysConfig, LogConfig, MetricsConfig},
+    keyring,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+
+use crate::db::TestDb;
+
+/// The channel of a client whose every call carries `authorization: Bearer <token>`.
+pub type Bearer = InterceptedService<Channel, BearerToken>;
+
+#[derive(Clone, Debug)]
+pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Configuration the harness gives both services: everything on loopback port 0,
+/// a random signing secret and a random KEK.
+pub fn test_common(db: &TestDb) -> Result<Common> {
+    let kek = keyring::generate_kek_base64()?;
+    let secret = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        keyring::random_array::<48>()?,
+    );
+    Ok(Common {
+        database: db.config(),
+        grpc: GrpcConfig {
+            drain_timeout: Duration::from_secs(5),
+            ..GrpcConfig::on(SocketAddr::from(([127, 0, 0, 1], 0)))
+        },
+        metrics: MetricsConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        },
+        log: LogConfig::default(),
+        auth: AuthConfig {
+            hs256_secret: Some(SecretString::from(secret)),
+            ..AuthConfig::default()
+        },
+        keys: KeysConfig {
+            primary: "test-1".to_owned(),
+            keks: [("test-1".to_owned(), SecretString::from(kek))].into(),
+        },
+    })
+}
+
+/// A running pair of services.
+pub struct TestApp {
+    pub db: TestDb,
+    pub common: Common,
+    pub migration_addr: SocketAddr,
+    pub archive_addr: SocketAddr,
+    pub migration_metrics: Option<SocketAddr>,
+    minter: TokenMinter,
+    stop: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<Result<(), String>>>,
+}
+
+/// Starts both services on a fresh migrated database.
+pub async fn spawn_app() -> Result<TestApp> {
+    let db = TestDb::migrated().await?;
+    let common = test_common(&db)?;
+    spawn_app_with(db, common, |_| {}).await
+}
+
+/// Starts both services with `common`, after `archive` adjusts archive-svc's config.
+pub async fn spawn_app_with(
+    db: TestDb,
+    common: Common,
+    archive: impl FnOnce(&mut archive_svc::config::Config),
+) -> Result<TestApp> {
+    let migration = migration_svc::startup::App::build(migration_svc::config::Config {
+        common: common.clone(),
+    })
+    .await?;
+    let mut archive_config = archive_svc::config::Config {
+        common: common.clone(),
+        archive: Default::default(),
+    };
+    archive(&mut archive_config);
+    let archive = archive_svc::startup::App::build(archive_config).await?;
+    let (migration_addr, archive_addr) = (migration.local_addr(), archive.local_addr());
+    let migration_metrics = migration.metrics_addr();
+    let (stop_migration, stopped_migration) = oneshot::channel::<()>();
+    let (stop_archive, stopped_archive) = oneshot::channel::<()>();
+    let tasks = vec![
+        tokio::spawn(async move {
+            migration
+                .run_until_stopped(async move {
+                    let _ = stopped_migration.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+        }),
+        tokio::spawn(async move {
+            archive
+                .run_until_stopped(async move {
+                    let _ = stopped_archive.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+        }),
+    ];
+    let minter = TokenMinter::from_config(&common.auth)?;
+    Ok(TestApp {
+        db,
+        common,
+        migration_addr,
+        archive_addr,
+        migration_metrics,
+        minter,
+        stop: vec![stop_migration, stop_archive],
+        tasks,
+    })
+}
+
+impl TestApp {
+    /// A valid token for `org` with `roles`, an hour long.
+    pub fn token(&self, org: &str, roles: &[Role]) -> String {
+        self.minter
+            .mint("test-user", org, roles, Duration::from_secs(3600))
+            .expect("minting a test token")
+    }
+
+    pub fn minter(&self) -> &TokenMinter {
+        &self.minter
+    }
+
+    pub async fn channel(&self, addr: SocketAddr) -> Channel {
+        Endpoint::from_shared(format!("http://{addr}"))
+            .expect("loopback URL")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connecting to the service under test")
+    }
+
+    fn bearer(token: Option<&str>) -> BearerToken {
+        BearerToken(token.map(|t| format!("Bearer {t}").parse().expect("ASCII token")))
+    }
+
+    /// `BindingService` as the holder of `token` (`None`: no authorization header).
+    pub async fn bindings(&self, token: Option<&str>) -> BindingServiceClient<Bearer> {
+        let channel = self.channel(self.migration_addr).await;
+        BindingServiceClient::with_interceptor(channel, Self::bearer(token))
+    }
+
+    pub async fn archive(&self, token: Option<&str>) -> ArchiveServiceClient<Bearer> {
+        let channel = self.channel(self.archive_addr).await;
+        ArchiveServiceClient::with_interceptor(channel, Self::bearer(token))
+    }
+
+    /// Stops both services gracefully and reports how they ended.
+    pub async fn stop(mut self) -> Result<()> {
+        for stop in self.stop.drain(..) {
+            let _ = stop.send(());
+        }
+        for task in self.tasks.drain(..) {
+            task.await?.map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! Per-test databases. The first test to need one creates a template database with both
+//! services' migrations applied, named after their checksums; every test then clones it
+//! (`CREATE DATABASE … TEMPLATE`), which takes milliseconds. Databases are dropped when
+//! the [`TestDb`] is.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use anyhow::{Context, Result};
+use secrecy::SecretString;
+use stowage_shared::config::DatabaseConfig;
+use tokio_postgres::NoTls;
+
+/// The admin URL tests connect with.
+pub fn admin_url() -> Result<String> {
+    std::env::var("DATABASE_URL").context(
+        "DATABASE_URL is not set: run the tests through deploy/dev/test, or point DATABASE_URL \
+         at a PostgreSQL server where you may create databases",
+    )
+}
+
+/// `admin` with its database replaced by `database`.
+pub fn url_for(admin: &str, database: &str) -> Result<String> {
+    let (base, query) = match admin.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin, None),
+    };
+    let scheme_end = base.find("://").context("DATABASE_URL has no scheme")? + 3;
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    let mut url = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    Ok(url)
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| "connecting to PostgreSQL")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// A fresh database with both schemas migrated.
+    pub async fn migrated() -> Result<Self> {
+        let admin = admin_url()?;
+        let template = ensure_template(&admin).await?;
+        Self::create(&admin, Some(&template)).await
+    }
+
+    /// A fresh, empty database.
+    pub async fn empty() -> Result<Self> {
+        let admin = admin_url()?;
+        Self::create(&admin, None).await
+    }
+
+    async fn create(admin: &str, template: Option<&str>) -> Result<Self> {
+        let name = format!("stowage_test_{}", uuid::Uuid::new_v4().simple());
+        let client = connect(admin).await?;
+        let template = template
+            .map(|t| format!(" template {t}"))
+            .unwrap_or_default();
+        client
+            .batch_execute(&format!("create database {name}{template}"))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        Ok(Self {
+            url: url_for(admin, &name)?,
+            name,
+            admin: admin.to_owned(),
+        })
+    }
+
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: SecretString::from(self.url.clone()),
+            ..DatabaseConfig::default()
+        }
+    }
+
+    pub async fn client(&self) -> Result<tokio_postgres::Client> {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop can't await; a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    if let Ok(client) = connect(&admin).await {
+                        let _ = client
+                            .batch_execute(&format!("drop database if exists {name} with (force)"))
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Creates the migrated template once per set of migrations; safe to race.
+async fn ensure_template(admin: &str) -> Result<String> {
+    let mut hasher = DefaultHasher::new();
+    for runner in [
+        migration_svc::db::migrations(),
+        archive_svc::db::migrations(),
+    ] {
+        for migration in runner.get_migrations() {
+            (migration.name(), migration.checksum()).hash(&mut hasher);
+        }
+    }
+    let template = format!("stowage_template_{:016x}", hasher.finish());
+    let client = connect(admin).await?;
+    client
+        .execute(
+            "select pg_advisory_lock(hashtext('stowage.test.template'))",
+            &[],
+        )
+        .await?;
+    let exists = client
+        .query_opt("select 1 from pg_database where datname = $1", &[&template])
+        .await?
+        .is_some();
+    if !exists {
+        let building = format!("{template}_building");
+        client
+            .batch_execute(&format!("drop database if exists {building} with (force)"))
+            .await?;
+        client
+            .batch_execute(&format!("create database {building}"))
+            .await?;
+        let config = DatabaseConfig {
+            url: SecretString::from(url_for(admin, &building)?),
+            ..DatabaseConfig::default()
+        };
+        let pool = stowage_shared::db::pool(&config)?;
+        stowage_shared::db::migrate(
+            &pool,
+            migration_svc::db::SCHEMA,
+            migration_svc::db::migrations(),
+        )
+        .await?;
+        stowage_shared::db::migrate(
+            &pool,
+            archive_svc::db::SCHEMA,
+            archive_svc::db::migrations(),
+        )
+        .await?;
+        pool.close();
+        drop(pool);
+        // Closed connections leave the server a moment later; renaming needs them gone.
+        let rename = format!("alter database {building} rename to {template}");
+        let mut attempts = 0;
+        while let Err(error) = client.batch_execute(&rename).await {
+            attempts += 1;
+            anyhow::ensure!(attempts < 100, "renaming the template database: {error}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    client
+        .execute(
+            "select pg_advisory_unlock(hashtext('stowage.test.template'))",
+            &[],
+        )
+        .await?;
+    Ok(template)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(
+            url_for("postgres://u@h:5432/postgres", "x").unwrap(),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(url_for("postgres://u@h", "x").unwrap(), "postgres://u@h/x");
+        assert_eq!(
+            url_for("postgres://u@h/db?sslmode=disable", "x").unwrap(),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Test harness for stowage's end-to-end tests: a fresh PostgreSQL database per test
+//! (cloned from a migrated template), both services in-process on port 0, typed clients
+//! carrying a token, and a private Azurite container.
+//!
+//! Needs `DATABASE_URL` (an admin URL to a PostgreSQL server) and, for blob tests,
+//! `STOWAGE_TEST_AZURITE` (Azurite's blob endpoint); `deploy/dev/test` sets both.
+
+pub mod app;
+pub mod azurite;
+pub mod db;
+
+pub use app::{TestApp, spawn_app};

@@ -1,0 +1,174 @@
+//! Migrations, health, reflection and metrics.
+
+use stowage_integration::{db::TestDb, spawn_app};
+use stowage_shared::db;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::{v1, v1alpha};
+
+async fn history_rows(test_db: &TestDb, schema: &str) -> i64 {
+    let client = test_db.client().await.unwrap();
+    let row = client
+        .query_one(
+            &format!("select count(*) from {schema}.refinery_schema_history"),
+            &[],
+        )
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test]
+async fn migrations_applied_twice_change_nothing_the_second_time() {
+    let test_db = TestDb::empty().await.unwrap();
+    let pool = db::pool(&test_db.config()).unwrap();
+    let first = db::migrate(&pool, "migration", migration_svc::db::migrations())
+        .await
+        .unwrap();
+    assert!(!first.applied_migrations().is_empty());
+    let second = db::migrate(&pool, "migration", migration_svc::db::migrations())
+        .await
+        .unwrap();
+    assert!(second.applied_migrations().is_empty());
+    let expected = migration_svc::db::migrations().get_migrations().len() as i64;
+    assert_eq!(history_rows(&test_db, "migration").await, expected);
+}
+
+#[tokio::test]
+async fn two_servers_migrating_at_once_apply_each_migration_once() {
+    let test_db = TestDb::empty().await.unwrap();
+    // Separate pools are separate sessions, as two processes would be.
+    let migrate = |schema: &'static str, runner: fn() -> refinery::Runner| {
+        let pool = db::pool(&test_db.config()).unwrap();
+        async move {
+            db::migrate(&pool, schema, runner())
+                .await
+                .map(|r| r.applied_migrations().len())
+        }
+    };
+    let (a, b, c, d) = tokio::join!(
+        migrate("migration", migration_svc::db::migrations),
+        migrate("migration", migration_svc::db::migrations),
+        migrate("archive", archive_svc::db::migrations),
+        migrate("archive", archive_svc::db::migrations),
+    );
+    let migration_total = migration_svc::db::migrations().get_migrations().len();
+    let archive_total = archive_svc::db::migrations().get_migrations().len();
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        migration_total,
+        "each migration applied exactly once"
+    );
+    assert_eq!(c.unwrap() + d.unwrap(), archive_total);
+    assert_eq!(
+        history_rows(&test_db, "migration").await,
+        migration_total as i64
+    );
+    assert_eq!(
+        history_rows(&test_db, "archive").await,
+        archive_total as i64
+    );
+}
+
+#[tokio::test]
+async fn health_reports_the_server_and_each_service_serving() {
+    let app = spawn_app().await.unwrap();
+    for (addr, service) in [
+        (app.migration_addr, "stowage.migration.v1.BindingService"),
+        (app.archive_addr, "stowage.archive.v1.ArchiveService"),
+    ] {
+        let mut health = HealthClient::new(app.channel(addr).await);
+        for name in ["", service] {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: name.to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status();
+            assert_eq!(status, ServingStatus::Serving, "{name:?} on {addr}");
+        }
+        let unknown = health
+            .check(HealthCheckRequest {
+                service: "nope".into(),
+            })
+            .await;
+        assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services_in_v1_and_v1alpha_without_a_token() {
+    let app = spawn_app().await.unwrap();
+    let list = |host: String| v1::ServerReflectionRequest {
+        host,
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(
+        app.channel(app.migration_addr).await,
+    );
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([list(String::new())]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(services)) =
+        response.message_response
+    else {
+        panic!("unexpected reflection response");
+    };
+    let names: Vec<_> = services.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"stowage.migration.v1.BindingService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("stowage.archive")),
+        "{names:?}"
+    );
+
+    let mut alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(
+        app.channel(app.archive_addr).await,
+    );
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "stowage.archive.v1.ArchiveService".into(),
+            ),
+        ),
+    };
+    let mut stream = alpha
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        response.message_response,
+        Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(f))
+            if !f.file_descriptor_proto.is_empty()
+    ));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text() {
+    let app = spawn_app().await.unwrap();
+    let addr = app.migration_metrics.expect("metrics enabled");
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    app.stop().await.unwrap();
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests through the real gRPC API, on real PostgreSQL (and Azurite).
+
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod bindings;
+mod foundation;
+mod shutdown;
