@@ -8,6 +8,7 @@ pub mod blob;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod digest;
 pub mod format;
 pub mod keyring;
 pub mod server;

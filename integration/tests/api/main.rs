@@ -4,5 +4,6 @@
 
 mod auth;
 mod bindings;
+mod blob_contract;
 mod foundation;
 mod shutdown;

@@ -1,0 +1,23 @@
+//! The blob backend contract on Azurite, through an account-key connection string.
+
+use stowage_integration::azurite::TestContainer;
+use stowage_shared::blob::{BlobStore, Credential, Location, Provider, StoreConfig, StoreOptions};
+
+async fn azurite_store() -> BlobStore {
+    let container = TestContainer::create().await.unwrap();
+    let config = StoreConfig {
+        provider: Provider::Azure,
+        location: Location {
+            container: container.container.clone(),
+            ..Location::default()
+        },
+        credential: Credential::AzureConnectionString {
+            connection_string: container.connection_string(),
+        },
+    }
+    .validated()
+    .unwrap();
+    BlobStore::open(&config, &StoreOptions::fail_fast()).unwrap()
+}
+
+stowage_shared::blob_contract_suite!(azurite_store());

@@ -1,0 +1,305 @@
+//! Verified, encrypted objects. `put` streams plaintext → encrypt → upload (multipart
+//! above one part) while hashing, then reads the object back, decrypts, hashes again and
+//! compares: a write counts only if the read-back matches. `get` streams plaintext and,
+//! given the expected digest, checks it at the end.
+
+use std::fmt::Display;
+
+use async_stream::try_stream;
+use bytes::Bytes;
+use futures::{Stream, StreamExt, pin_mut, stream::BoxStream};
+use serde::{Deserialize, Serialize};
+
+use super::store::{BlobError, BlobKey, BlobStore};
+use crate::{
+    digest::Sha256Pipe,
+    format::{self, Decryptor, Encryptor, FormatError},
+    keyring::KeyRing,
+};
+
+pub const META_SHA256: &str = "stowage_sha256";
+pub const META_LENGTH: &str = "stowage_plaintext_length";
+pub const META_FORMAT: &str = "stowage_format";
+/// Stored bytes per uploaded part; objects smaller than one part go up in one request.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// Parts uploading at once; with the part size this bounds upload memory.
+pub const DEFAULT_PARTS_IN_FLIGHT: usize = 2;
+
+/// What a verified write proved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// SHA-256 of the plaintext, lowercase hex.
+    pub sha256: String,
+    pub plaintext_len: u64,
+    pub stored_len: u64,
+    pub kek_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// The stored bytes are not a valid object under our keys.
+    #[error("object is unreadable: {0}")]
+    Format(#[from] FormatError),
+    #[error("checksum mismatch: expected sha256 {expected}, read {actual}")]
+    ChecksumMismatch { expected: String, actual: String },
+    #[error("length mismatch: expected {expected} bytes, read {actual}")]
+    LengthMismatch { expected: u64, actual: u64 },
+    #[error("reading the plaintext to store failed: {0}")]
+    Source(String),
+}
+
+impl ObjectError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ObjectError::Blob(e) if e.is_transient())
+    }
+}
+
+/// The expected content of an object being read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub sha256: String,
+    pub plaintext_len: Option<u64>,
+}
+
+/// A [`BlobStore`] whose objects are encrypted with the key ring and verified.
+#[derive(Clone, Debug)]
+pub struct EncryptedStore {
+    store: BlobStore,
+    keys: KeyRing,
+    segment_size: u32,
+    part_size: usize,
+    parts_in_flight: usize,
+}
+
+impl EncryptedStore {
+    pub fn new(store: BlobStore, keys: KeyRing) -> Self {
+        Self {
+            store,
+            keys,
+            segment_size: format::DEFAULT_SEGMENT_SIZE,
+            part_size: DEFAULT_PART_SIZE,
+            parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+        }
+    }
+
+    pub fn with_segment_size(mut self, segment_size: u32) -> Self {
+        self.segment_size = segment_size;
+        self
+    }
+
+    pub fn with_part_size(mut self, part_size: usize) -> Self {
+        self.part_size = part_size.max(format::TAG_LEN + 1);
+        self
+    }
+
+    pub fn store(&self) -> &BlobStore {
+        &self.store
+    }
+
+    /// Verified write: encrypts and uploads `plaintext`, then reads it back and checks it.
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    pub async fn put<S, E>(&self, key: &BlobKey, plaintext: S) -> Result<Receipt, ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Display,
+    {
+        let written = self.write(key, plaintext, false).await?;
+        let expected = Expected {
+            sha256: written.sha256.clone(),
+            plaintext_len: Some(written.plaintext_len),
+        };
+        let read = self.verify(key, &expected).await?;
+        if read.kek_id != written.kek_id {
+            return Err(ObjectError::Format(FormatError::HeaderUnauthentic(
+                read.kek_id,
+            )));
+        }
+        Ok(written)
+    }
+
+    /// Like [`EncryptedStore::put`], but fails with `AlreadyExists` when the key is taken
+    /// (atomic for objects written in one request; checked beforehand for larger ones).
+    pub async fn put_new<S, E>(&self, key: &BlobKey, plaintext: S) -> Result<Receipt, ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Display,
+    {
+        let written = self.write(key, plaintext, true).await?;
+        let expected = Expected {
+            sha256: written.sha256.clone(),
+            plaintext_len: Some(written.plaintext_len),
+        };
+        self.verify(key, &expected).await?;
+        Ok(written)
+    }
+
+    async fn write<S, E>(
+        &self,
+        key: &BlobKey,
+        plaintext: S,
+        create_only: bool,
+    ) -> Result<Receipt, ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Display,
+    {
+        let (mut encryptor, mut sealed) = Encryptor::new(&self.keys, self.segment_size)?;
+        let kek_id = encryptor.kek_id().to_owned();
+        let hasher = Sha256Pipe::new();
+        let mut plaintext_len = 0u64;
+        let mut stored_len = 0u64;
+        let mut upload = None;
+        pin_mut!(plaintext);
+        while let Some(chunk) = plaintext.next().await {
+            let chunk = chunk.map_err(|e| ObjectError::Source(e.to_string()))?;
+            plaintext_len += chunk.len() as u64;
+            encryptor.update(&chunk, &mut sealed)?;
+            hasher.update(chunk).await;
+            if sealed.len() >= self.part_size {
+                if upload.is_none() {
+                    if create_only && self.store.size(key).await.is_ok() {
+                        return Err(BlobError::AlreadyExists(key.to_string()).into());
+                    }
+                    let metadata = [(META_FORMAT, format::VERSION.to_string())];
+                    upload = Some(
+                        self.store
+                            .put_multipart(key, self.part_size, &metadata)
+                            .await?,
+                    );
+                }
+                if let Some(upload) = upload.as_mut() {
+                    upload
+                        .wait_for_capacity(self.parts_in_flight)
+                        .await
+                        .map_err(BlobError::from)?;
+                    stored_len += sealed.len() as u64;
+                    upload.put(Bytes::from(std::mem::take(&mut sealed)));
+                    sealed.reserve(self.part_size + self.segment_size as usize);
+                }
+            }
+        }
+        encryptor.finish(&mut sealed)?;
+        stored_len += sealed.len() as u64;
+        let digest = hasher
+            .finish()
+            .await
+            .ok_or_else(|| ObjectError::Source("hashing stopped".into()))?;
+        let sha256 = hex::encode(digest);
+        match upload {
+            Some(mut upload) => {
+                upload.put(Bytes::from(sealed));
+                upload.finish().await.map_err(BlobError::from)?;
+            }
+            None => {
+                let metadata = [
+                    (META_SHA256, sha256.clone()),
+                    (META_LENGTH, plaintext_len.to_string()),
+                    (META_FORMAT, format::VERSION.to_string()),
+                ];
+                self.store
+                    .put(key, Bytes::from(sealed), create_only, &metadata)
+                    .await?;
+            }
+        }
+        Ok(Receipt {
+            sha256,
+            plaintext_len,
+            stored_len,
+            kek_id,
+        })
+    }
+
+    /// Reads the whole object back, decrypting and hashing, and compares with `expected`.
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    pub async fn verify(&self, key: &BlobKey, expected: &Expected) -> Result<Receipt, ObjectError> {
+        let (stream, kek_id, stored_len) = self.open(key, Some(expected.clone())).await?;
+        pin_mut!(stream);
+        let mut plaintext_len = 0u64;
+        while let Some(chunk) = stream.next().await {
+            plaintext_len += chunk?.len() as u64;
+        }
+        Ok(Receipt {
+            sha256: expected.sha256.clone(),
+            plaintext_len,
+            stored_len,
+            kek_id: kek_id.unwrap_or_default(),
+        })
+    }
+
+    /// Streams the plaintext. With `expected`, the stream ends in an error instead of its
+    /// last chunk when the digest or length differs.
+    pub async fn get(
+        &self,
+        key: &BlobKey,
+        expected: Option<Expected>,
+    ) -> Result<BoxStream<'static, Result<Bytes, ObjectError>>, ObjectError> {
+        Ok(self.open(key, expected).await?.0)
+    }
+
+    async fn open(
+        &self,
+        key: &BlobKey,
+        expected: Option<Expected>,
+    ) -> Result<
+        (
+            BoxStream<'static, Result<Bytes, ObjectError>>,
+            Option<String>,
+            u64,
+        ),
+        ObjectError,
+    > {
+        let read = self.store.get(key).await?;
+        let stored_len = read.size;
+        let mut decryptor = Decryptor::new(self.keys.clone());
+        let mut source = read.stream;
+        // Read up to the header first so the caller learns the KEK (and header errors)
+        // before streaming.
+        let mut first = Vec::new();
+        while decryptor.kek_id().is_none() {
+            match source.next().await {
+                Some(chunk) => decryptor.update(&chunk?, &mut first)?,
+                None => break,
+            }
+        }
+        let kek_id = decryptor.kek_id().map(str::to_owned);
+        let stream = try_stream! {
+            let hasher = Sha256Pipe::new();
+            let mut plaintext_len = 0u64;
+            if !first.is_empty() {
+                let chunk = Bytes::from(first);
+                plaintext_len += chunk.len() as u64;
+                hasher.update(chunk.clone()).await;
+                yield chunk;
+            }
+            let mut out = Vec::new();
+            while let Some(chunk) = source.next().await {
+                decryptor.update(&chunk?, &mut out)?;
+                if !out.is_empty() {
+                    let chunk = Bytes::from(std::mem::take(&mut out));
+                    plaintext_len += chunk.len() as u64;
+                    hasher.update(chunk.clone()).await;
+                    yield chunk;
+                }
+            }
+            decryptor.finish(&mut out)?;
+            let last = Bytes::from(out);
+            plaintext_len += last.len() as u64;
+            hasher.update(last.clone()).await;
+            let actual = hex::encode(hasher.finish().await.unwrap_or_default());
+            if let Some(expected) = expected {
+                if let Some(len) = expected.plaintext_len && len != plaintext_len {
+                    Err(ObjectError::LengthMismatch { expected: len, actual: plaintext_len })?;
+                }
+                if !expected.sha256.eq_ignore_ascii_case(&actual) {
+                    Err(ObjectError::ChecksumMismatch { expected: expected.sha256, actual })?;
+                }
+            }
+            if !last.is_empty() {
+                yield last;
+            }
+        };
+        Ok((stream.boxed(), kek_id, stored_len))
+    }
+}
