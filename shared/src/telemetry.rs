@@ -76,10 +76,23 @@ pub fn init(service: &'static str, config: &LogConfig) -> Result<TelemetryGuard,
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
 
     let registry = Registry::default().with(filter).with(otel);
+    // Logs go to stderr, so subcommands can print results on stdout.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let installed = match config.format {
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
+            .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
