@@ -3,7 +3,10 @@
 //! compares: a write counts only if the read-back matches. `get` streams plaintext and,
 //! given the expected digest, checks it at the end.
 
-use std::fmt::Display;
+use std::{
+    fmt::Display,
+    sync::{Arc, Mutex},
+};
 
 use async_stream::try_stream;
 use bytes::Bytes;
@@ -151,6 +154,7 @@ impl EncryptedStore {
         let mut plaintext_len = 0u64;
         let mut stored_len = 0u64;
         let mut upload = None;
+        let parts = PartPool::default();
         pin_mut!(plaintext);
         while let Some(chunk) = plaintext.next().await {
             let chunk = chunk.map_err(|e| ObjectError::Source(e.to_string()))?;
@@ -175,8 +179,8 @@ impl EncryptedStore {
                         .await
                         .map_err(BlobError::from)?;
                     stored_len += sealed.len() as u64;
-                    upload.put(Bytes::from(std::mem::take(&mut sealed)));
-                    sealed.reserve(self.part_size + self.segment_size as usize);
+                    let next = parts.take(self.part_size + self.segment_size as usize);
+                    upload.put(parts.share(std::mem::replace(&mut sealed, next)));
                 }
             }
         }
@@ -301,5 +305,52 @@ impl EncryptedStore {
             }
         };
         Ok((stream.boxed(), kek_id, stored_len))
+    }
+}
+
+/// Upload part buffers, handed back when the upload drops a finished part, so a large
+/// write reuses a few buffers instead of paging in fresh memory for every part.
+#[derive(Clone, Default)]
+struct PartPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// A part on its way up; its buffer returns to the pool when the upload is done with it.
+struct PooledPart {
+    buf: Vec<u8>,
+    pool: PartPool,
+}
+
+impl PartPool {
+    const KEEP: usize = DEFAULT_PARTS_IN_FLIGHT + 1;
+
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut pool| pool.pop());
+        let mut buf = reused.unwrap_or_default();
+        buf.reserve(capacity);
+        buf
+    }
+
+    fn share(&self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(PooledPart {
+            buf,
+            pool: self.clone(),
+        })
+    }
+}
+
+impl AsRef<[u8]> for PooledPart {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledPart {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        if let Ok(mut pool) = self.pool.0.lock()
+            && pool.len() < PartPool::KEEP
+        {
+            pool.push(buf);
+        }
     }
 }

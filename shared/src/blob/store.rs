@@ -11,9 +11,9 @@ use std::{
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
 use object_store::{
-    Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore,
-    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
-    WriteMultipart,
+    Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions, GetOptions,
+    GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
     aws::AmazonS3Builder,
     azure::{MicrosoftAzureBuilder, split_sas},
     gcp::GoogleCloudStorageBuilder,
@@ -27,6 +27,9 @@ use super::{
     config::{Credential, Provider, StoreConfig},
 };
 use crate::api::InvalidArgument;
+
+/// Read size for objects of the `file` store.
+const FILE_READ_CHUNK: usize = 1 << 20;
 
 /// A key inside a binding: relative, `/`-separated, no empty, `.` or `..` parts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -362,10 +365,20 @@ impl BlobStore {
             .await?;
         let size = result.meta.size;
         let attributes = result.attributes.clone();
-        let stream = result
-            .into_stream()
-            .map(|chunk| chunk.map_err(BlobError::from))
-            .boxed();
+        let stream = match result.payload {
+            // object_store reads local files 8 KiB at a time; read them in large chunks.
+            GetResultPayload::File(file, path) => {
+                let file = tokio::fs::File::from_std(file);
+                tokio_util::io::ReaderStream::with_capacity(file, FILE_READ_CHUNK)
+                    .map(move |chunk| {
+                        chunk.map_err(|e| BlobError::Failed(format!("{}: {e}", path.display())))
+                    })
+                    .boxed()
+            }
+            GetResultPayload::Stream(stream) => {
+                stream.map(|chunk| chunk.map_err(BlobError::from)).boxed()
+            }
+        };
         Ok(BlobRead {
             size,
             attributes,

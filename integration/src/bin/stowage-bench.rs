@@ -1,0 +1,210 @@
+//! Benchmarks of stowage, each beside the baseline it must be compared with, measured in
+//! the same run. `cargo run --release -p stowage-integration --bin stowage-bench -- help`.
+//!
+//! - `format`: encrypt+hash and decrypt+verify throughput of the object format on a
+//!   256 MiB buffer, against raw SHA-256 of the same buffer.
+//! - `write-rss`: peak RSS of this process while a 2 GiB object is written (verified) to a
+//!   `file` store.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures::stream;
+use stowage_shared::{
+    blob::{
+        BlobKey, BlobStore, Credential, EncryptedStore, Location, Provider, StoreConfig,
+        StoreOptions,
+    },
+    digest::Sha256Pipe,
+    format::{DEFAULT_SEGMENT_SIZE, Decryptor, Encryptor},
+    keyring::{Kek, KeyRing},
+};
+
+const MIB: usize = 1 << 20;
+/// Chunk size the write path sees (as from a network read).
+const CHUNK: usize = MIB;
+
+fn keys() -> KeyRing {
+    KeyRing::new(vec![Kek::new("bench", &[7u8; 32]).expect("key")], "bench").expect("ring")
+}
+
+fn pseudo_random(len: usize) -> Bytes {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Duration, T)> {
+    let mut best: Option<(Duration, T)> = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let value = f()?;
+        let elapsed = start.elapsed();
+        if best.as_ref().is_none_or(|(b, _)| elapsed < *b) {
+            best = Some((elapsed, value));
+        }
+    }
+    best.context("no runs")
+}
+
+fn gbps(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64() / 1e9
+}
+
+/// Encrypts `data` in `CHUNK` pieces while the hashing thread digests them, filling one
+/// upload part at a time (the write path, without the upload). Returns the sealed length
+/// and the digest.
+fn encrypt_and_hash(keys: &KeyRing, data: &Bytes, part: usize) -> Result<(usize, [u8; 32])> {
+    let (mut encryptor, header) = Encryptor::new(keys, DEFAULT_SEGMENT_SIZE)?;
+    let mut sealed_len = header.len();
+    let mut part_buffer = Vec::with_capacity(part + 2 * CHUNK);
+    let hasher = Sha256Pipe::new();
+    for start in (0..data.len()).step_by(CHUNK) {
+        let chunk = data.slice(start..(start + CHUNK).min(data.len()));
+        encryptor.update(&chunk, &mut part_buffer)?;
+        hasher.blocking_update(chunk);
+        if part_buffer.len() >= part {
+            sealed_len += part_buffer.len();
+            part_buffer.clear();
+        }
+    }
+    encryptor.finish(&mut part_buffer)?;
+    sealed_len += part_buffer.len();
+    Ok((sealed_len, hasher.blocking_finish().context("hasher")?))
+}
+
+/// Decrypts `sealed` as it would arrive from a store while hashing the plaintext: the read
+/// path.
+fn decrypt_and_verify(keys: &KeyRing, sealed: &[u8], expected: &[u8; 32]) -> Result<usize> {
+    let mut decryptor = Decryptor::new(keys.clone());
+    let hasher = Sha256Pipe::new();
+    let mut plaintext_len = 0;
+    let mut out = Vec::with_capacity(2 * CHUNK);
+    for piece in sealed.chunks(CHUNK) {
+        decryptor.update(piece, &mut out)?;
+        if !out.is_empty() {
+            plaintext_len += out.len();
+            hasher.blocking_update(Bytes::from(std::mem::replace(
+                &mut out,
+                Vec::with_capacity(2 * CHUNK),
+            )));
+        }
+    }
+    decryptor.finish(&mut out)?;
+    plaintext_len += out.len();
+    hasher.blocking_update(Bytes::from(out));
+    if hasher.blocking_finish().context("hasher")? != *expected {
+        bail!("digest mismatch");
+    }
+    Ok(plaintext_len)
+}
+
+fn format_bench(size_mib: usize) -> Result<()> {
+    let keys = keys();
+    let data = pseudo_random(size_mib * MIB);
+    let (sha_time, digest) = best_of(5, || Ok(stowage_shared::api::sha256(&data)))?;
+    let (enc_time, (sealed_len, enc_digest)) =
+        best_of(5, || encrypt_and_hash(&keys, &data, 8 * MIB))?;
+    if enc_digest != digest {
+        bail!("the pipeline's digest differs from the one-shot digest");
+    }
+    let sealed = stowage_shared::format::seal(&keys, DEFAULT_SEGMENT_SIZE, &data)?;
+    if sealed.len() != sealed_len {
+        bail!("sealed {sealed_len} bytes, expected {}", sealed.len());
+    }
+    let (dec_time, len) = best_of(5, || decrypt_and_verify(&keys, &sealed, &digest))?;
+    if len != data.len() {
+        bail!("decrypted {len} bytes of {}", data.len());
+    }
+    let (sha, enc, dec) = (
+        gbps(data.len(), sha_time),
+        gbps(data.len(), enc_time),
+        gbps(data.len(), dec_time),
+    );
+    println!(
+        "buffer: {size_mib} MiB, segment {} KiB, best of 5",
+        DEFAULT_SEGMENT_SIZE / 1024
+    );
+    println!("| operation | GB/s | ratio to raw SHA-256 |");
+    println!("|---|---|---|");
+    println!("| raw SHA-256 (baseline) | {sha:.2} | 1.00 |");
+    println!("| encrypt + hash | {enc:.2} | {:.2} |", enc / sha);
+    println!("| decrypt + verify | {dec:.2} | {:.2} |", dec / sha);
+    Ok(())
+}
+
+fn peak_rss_mib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("VmHWM")?;
+    let kib: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+async fn write_rss_bench(size_mib: usize, dir: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let config = StoreConfig {
+        provider: Provider::File,
+        location: Location {
+            container: dir.to_owned(),
+            ..Location::default()
+        },
+        credential: Credential::None,
+    }
+    .validated()?;
+    let store = BlobStore::open(&config, &StoreOptions::default())?;
+    let objects = EncryptedStore::new(store.clone(), keys());
+    let block = pseudo_random(CHUNK);
+    let chunks = (0..size_mib).map(move |_| Ok::<_, std::io::Error>(block.clone()));
+    let key = BlobKey::new("bench/two-gib")?;
+    let before = peak_rss_mib()?;
+    let start = Instant::now();
+    let receipt = objects.put(&key, stream::iter(chunks)).await?;
+    let elapsed = start.elapsed();
+    let peak = peak_rss_mib()?;
+    store.delete(&key).await?;
+    println!(
+        "verified write of {} MiB to a file store: {:.1} s ({:.0} MiB/s incl. read-back), \
+         peak RSS {peak:.1} MiB (before the write: {before:.1} MiB)",
+        receipt.plaintext_len / MIB as u64,
+        elapsed.as_secs_f64(),
+        receipt.plaintext_len as f64 / MIB as f64 / elapsed.as_secs_f64(),
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("format") => {
+            let size_mib = args.get(1).map_or(Ok(256), |s| s.parse())?;
+            tokio::task::spawn_blocking(move || format_bench(size_mib)).await?
+        }
+        Some("write-rss") => {
+            let dir = args
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| "target/bench/file-store".into());
+            write_rss_bench(2048, &dir).await
+        }
+        _ => {
+            println!("usage: stowage-bench format [MiB] | write-rss [DIR]");
+            Ok(())
+        }
+    }
+}
