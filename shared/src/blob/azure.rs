@@ -30,6 +30,10 @@ pub enum ConnectionStringError {
     Protocol,
     #[error("UseDevelopmentStorage only accepts the value true")]
     Development,
+    #[error("AccountName must be letters and digits")]
+    AccountName,
+    #[error("EndpointSuffix must be a host name")]
+    EndpointSuffix,
 }
 
 /// A parsed connection string. `Debug` hides the key and signature.
@@ -116,10 +120,11 @@ impl ConnectionString {
         };
         let blob_endpoint = match blob_endpoint {
             Some(endpoint) => {
-                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                let endpoint = endpoint.trim_end_matches('/');
+                if !valid_endpoint(endpoint) {
                     return Err(ConnectionStringError::Url("BlobEndpoint"));
                 }
-                endpoint.trim_end_matches('/').to_owned()
+                endpoint.to_owned()
             }
             None => {
                 let protocol = protocol.as_deref().unwrap_or("https");
@@ -130,6 +135,12 @@ impl ConnectionString {
                     .as_deref()
                     .ok_or(ConnectionStringError::Missing("AccountName"))?;
                 let suffix = suffix.as_deref().unwrap_or("core.windows.net");
+                if !valid_account(account) {
+                    return Err(ConnectionStringError::AccountName);
+                }
+                if !valid_suffix(suffix) {
+                    return Err(ConnectionStringError::EndpointSuffix);
+                }
                 format!("{protocol}://{account}.blob.{suffix}")
             }
         };
@@ -141,12 +152,50 @@ impl ConnectionString {
         if account.is_empty() {
             return Err(ConnectionStringError::Missing("AccountName"));
         }
+        if !valid_account(&account) {
+            return Err(ConnectionStringError::AccountName);
+        }
         Ok(Self {
             account,
             secret,
             blob_endpoint,
         })
     }
+}
+
+/// Storage account names are 3 to 24 lowercase letters and digits on Azure; Azurite and
+/// sovereign clouds are laxer, so this accepts 1 to 64 ASCII letters and digits.
+fn valid_account(account: &str) -> bool {
+    (1..=64).contains(&account.len()) && account.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `http(s)://host[:port][/path]` with a plausible host and no trailing slash.
+fn valid_endpoint(endpoint: &str) -> bool {
+    let Some(rest) = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && (path.is_empty() || !path.split('/').any(str::is_empty))
+        && !path
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
+}
+
+/// A DNS suffix such as `core.windows.net`.
+fn valid_suffix(suffix: &str) -> bool {
+    !suffix.is_empty()
+        && !suffix.starts_with(['.', '-'])
+        && !suffix.ends_with(['.', '-'])
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 /// `https://acct.blob.core.windows.net` → `acct`; `http://host:port/acct` → `acct`.
@@ -233,6 +282,19 @@ mod tests {
         assert_eq!(
             ConnectionString::parse("UseDevelopmentStorage=false"),
             Err(E::Development)
+        );
+        assert_eq!(
+            ConnectionString::parse("BlobEndpoint=https://////;SharedAccessSignature=s"),
+            Err(E::Url("BlobEndpoint"))
+        );
+        // Found by fuzzing: a suffix ending in '/' made an endpoint with a trailing slash.
+        assert_eq!(
+            ConnectionString::parse("AccountName=acct;AccountKey=a2V5;EndpointSuffix=ccol=hind/"),
+            Err(E::EndpointSuffix)
+        );
+        assert_eq!(
+            ConnectionString::parse("AccountName=a/b;AccountKey=a2V5"),
+            Err(E::AccountName)
         );
     }
 }
