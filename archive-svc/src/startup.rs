@@ -3,10 +3,21 @@
 
 use std::{future::Future, net::SocketAddr};
 
-use stowage_proto::archive::v1::archive_service_server::ArchiveServiceServer;
-use stowage_shared::startup::{self, Foundation, StartupError};
+use stowage_proto::archive::v1::{
+    archive_admin_service_server::ArchiveAdminServiceServer,
+    archive_service_server::ArchiveServiceServer,
+};
+use stowage_shared::{
+    blob::StoreOptions,
+    startup::{self, Foundation, StartupError},
+};
 
-use crate::{config::Config, db, grpc::archive::ArchiveApi};
+use crate::{
+    config::Config,
+    db,
+    domain::{archive::Archiver, restore::Restorer, service::Archives, store::ArchiveStores},
+    grpc::{admin::AdminApi, archive::ArchiveApi},
+};
 
 pub struct App {
     foundation: Foundation,
@@ -35,15 +46,41 @@ impl App {
             })?;
         let mut foundation =
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
+        let pool = foundation.pool.clone();
+        let stores = ArchiveStores::new(
+            pool.clone(),
+            foundation.keys.clone(),
+            config.archive.default_store.as_ref(),
+            StoreOptions::default(),
+        );
+        let archiver = Archiver::new(pool.clone(), stores.clone(), policy.clone());
+        let restorer = Restorer::new(pool.clone(), stores.clone());
+        let archives = Archives::new(
+            pool,
+            archiver,
+            restorer,
+            stores,
+            config.archive.jobs_per_tick,
+        );
         let authenticate = foundation.auth.interceptor();
         let api = ArchiveApi::new(
+            archives.clone(),
             policy,
             config.archive.schedule.clone(),
             config.archive.jobs_per_tick,
         );
         foundation
             .grpc
-            .add_service(ArchiveServiceServer::with_interceptor(api, authenticate));
+            .add_service(ArchiveServiceServer::with_interceptor(
+                api,
+                authenticate.clone(),
+            ));
+        foundation
+            .grpc
+            .add_service(ArchiveAdminServiceServer::with_interceptor(
+                AdminApi::new(archives),
+                authenticate,
+            ));
         Ok(Self { foundation })
     }
 

@@ -6,7 +6,10 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Result;
 use secrecy::SecretString;
 use stowage_proto::{
-    archive::v1::archive_service_client::ArchiveServiceClient,
+    archive::v1::{
+        archive_admin_service_client::ArchiveAdminServiceClient,
+        archive_service_client::ArchiveServiceClient,
+    },
     migration::v1::binding_service_client::BindingServiceClient,
 };
 use stowage_shared::{
@@ -89,6 +92,11 @@ pub async fn spawn_app() -> Result<TestApp> {
     spawn_app_with(db, common, |_| {}).await
 }
 
+/// The archive store `spawn_app` gives archive-svc: a process-local memory store.
+pub fn archive_store_name(db: &TestDb) -> String {
+    format!("archive-{}", db.name)
+}
+
 /// Starts both services with `common`, after `archive` adjusts archive-svc's config.
 pub async fn spawn_app_with(
     db: TestDb,
@@ -103,6 +111,10 @@ pub async fn spawn_app_with(
         common: common.clone(),
         archive: Default::default(),
     };
+    archive_config.archive.default_store = Some(archive_svc::config::ArchiveStoreConfig {
+        connection_string: SecretString::from(format!("memory://{}", archive_store_name(&db))),
+        container: "archives".into(),
+    });
     archive(&mut archive_config);
     let archive = archive_svc::startup::App::build(archive_config).await?;
     let (migration_addr, archive_addr) = (migration.local_addr(), archive.local_addr());
@@ -169,6 +181,11 @@ impl TestApp {
     pub async fn bindings(&self, token: Option<&str>) -> BindingServiceClient<Bearer> {
         let channel = self.channel(self.migration_addr).await;
         BindingServiceClient::with_interceptor(channel, Self::bearer(token))
+    }
+
+    pub async fn archive_admin(&self, token: Option<&str>) -> ArchiveAdminServiceClient<Bearer> {
+        let channel = self.channel(self.archive_addr).await;
+        ArchiveAdminServiceClient::with_interceptor(channel, Self::bearer(token))
     }
 
     pub async fn archive(&self, token: Option<&str>) -> ArchiveServiceClient<Bearer> {

@@ -8,5 +8,6 @@
 pub mod app;
 pub mod azurite;
 pub mod db;
+pub mod scans;
 
 pub use app::{TestApp, spawn_app};

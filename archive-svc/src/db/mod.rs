@@ -1,4 +1,9 @@
-//! archive-svc's tables (schema `archive`): embedded migrations and the queries.
+//! archive-svc's tables (schema `archive`): embedded migrations and the queries, as free
+//! functions over a client or transaction.
+
+pub mod admin_config;
+pub mod audit;
+pub mod jobs;
 
 /// The PostgreSQL schema that holds every table of this service.
 pub const SCHEMA: &str = "archive";

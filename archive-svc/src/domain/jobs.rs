@@ -41,3 +41,94 @@ impl JobStatus {
         }
     }
 }
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "SCANNING" => JobStatus::Scanning,
+            "READY_TO_TRANSFER" => JobStatus::ReadyToTransfer,
+            "TRANSFERRING" => JobStatus::Transferring,
+            "PAUSED" => JobStatus::Paused,
+            "CANCELLED" => JobStatus::Cancelled,
+            "FAILED" => JobStatus::Failed,
+            "SCAN_COMPLETE" => JobStatus::ScanComplete,
+            "COMPLETED" => JobStatus::Completed,
+            other => return Err(format!("unknown job status {other:?}")),
+        })
+    }
+}
+
+/// A scan job's summary, which always stays hot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub id: uuid::Uuid,
+    pub tenant_id: String,
+    pub owner_id: String,
+    pub name: String,
+    pub status: JobStatus,
+    pub file_count: i64,
+    pub byte_count: i64,
+    pub error_count: i64,
+    pub terminal_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_activity_at: chrono::DateTime<chrono::Utc>,
+    pub archive: Option<ArchiveInfo>,
+}
+
+/// Where and how a job's rows were archived; present while the job is archived.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArchiveInfo {
+    pub archived_at: chrono::DateTime<chrono::Utc>,
+    pub blob_key: String,
+    pub format: BlobFormat,
+    pub stored_bytes: Option<i64>,
+    pub plaintext_bytes: Option<i64>,
+    pub plaintext_sha256: Option<String>,
+    pub kek_id: Option<String>,
+    pub scan_items: Option<i64>,
+    pub file_records: Option<i64>,
+    pub rows_digest: Option<Vec<u8>>,
+}
+
+/// How an archive blob is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobFormat {
+    /// JSON, zstd, encrypted: `{tenant}/{job}.json.zst`.
+    JsonZstd,
+    /// JSON, gzip, encrypted: `{tenant}/{job}.json.gz`.
+    JsonGzip,
+    /// JSON, gzip, unencrypted, written by the earlier system: `{tenant}/{job}.json.gz`.
+    LegacyJsonGzip,
+}
+
+impl BlobFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlobFormat::JsonZstd => "json.zst",
+            BlobFormat::JsonGzip => "json.gz",
+            BlobFormat::LegacyJsonGzip => "legacy.json.gz",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "json.zst" => BlobFormat::JsonZstd,
+            "json.gz" => BlobFormat::JsonGzip,
+            "legacy.json.gz" => BlobFormat::LegacyJsonGzip,
+            _ => return None,
+        })
+    }
+
+    /// The file extension of the blob key.
+    pub fn extension(self) -> &'static str {
+        match self {
+            BlobFormat::JsonZstd => "json.zst",
+            BlobFormat::JsonGzip | BlobFormat::LegacyJsonGzip => "json.gz",
+        }
+    }
+
+    pub fn blob_key(self, tenant: &str, job: uuid::Uuid) -> String {
+        format!("{tenant}/{job}.{}", self.extension())
+    }
+}

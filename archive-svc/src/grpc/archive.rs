@@ -1,27 +1,49 @@
 //! `stowage.archive.v1.ArchiveService`.
 
+use std::pin::Pin;
+
+use futures::Stream;
 use stowage_proto::archive::v1::{self as pb, archive_service_server::ArchiveService};
-use stowage_shared::auth;
+use stowage_shared::{
+    api::{self, InvalidArgument},
+    auth,
+};
+use tokio::sync::mpsc;
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{jobs::JobStatus, policy::RetentionPolicy};
+use super::{job_archive, parse_id};
+use crate::domain::{
+    policy::RetentionPolicy,
+    restore::{Phase, Progress},
+    service::{Archives, Trigger},
+};
 
 #[derive(Debug, Clone)]
 pub struct ArchiveApi {
+    archives: Archives,
     policy: RetentionPolicy,
     schedule: String,
     jobs_per_tick: u32,
 }
 
 impl ArchiveApi {
-    pub fn new(policy: RetentionPolicy, schedule: String, jobs_per_tick: u32) -> Self {
+    pub fn new(
+        archives: Archives,
+        policy: RetentionPolicy,
+        schedule: String,
+        jobs_per_tick: u32,
+    ) -> Self {
         Self {
+            archives,
             policy,
             schedule,
             jobs_per_tick,
         }
     }
 }
+
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RestoreProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ArchiveService for ArchiveApi {
@@ -48,19 +70,130 @@ impl ArchiveService for ArchiveApi {
             jobs_per_tick: i32::try_from(self.jobs_per_tick).unwrap_or(i32::MAX),
         }))
     }
+
+    async fn get_job_archive(
+        &self,
+        request: Request<pb::GetJobArchiveRequest>,
+    ) -> Result<Response<pb::JobArchive>, Status> {
+        let caller = auth::principal(&request)?;
+        let id = parse_id("job_id", &request.get_ref().job_id)?;
+        let job = self.archives.get(&caller, id).await?;
+        Ok(Response::new(job_archive(&self.archives, job)))
+    }
+
+    async fn list_job_archives(
+        &self,
+        request: Request<pb::ListJobArchivesRequest>,
+    ) -> Result<Response<pb::ListJobArchivesResponse>, Status> {
+        let caller = auth::principal(&request)?;
+        let request = request.into_inner();
+        let archived = match pb::ArchiveState::try_from(request.state) {
+            Ok(pb::ArchiveState::Unspecified) => None,
+            Ok(pb::ArchiveState::Hot) => Some(false),
+            Ok(pb::ArchiveState::Archived) => Some(true),
+            Err(_) => return Err(InvalidArgument::new("state", "unknown archive state").into()),
+        };
+        let limit = api::page_size(request.page_size)?;
+        let after = api::parse_page_token(&request.page_token)?;
+        let page = self.archives.list(&caller, archived, after, limit).await?;
+        Ok(Response::new(pb::ListJobArchivesResponse {
+            jobs: page
+                .items
+                .into_iter()
+                .map(|job| job_archive(&self.archives, job))
+                .collect(),
+            next_page_token: page.next.map(|id| api::page_token(&id)).unwrap_or_default(),
+        }))
+    }
+
+    type RestoreJobStream = ProgressStream;
+
+    async fn restore_job(
+        &self,
+        request: Request<pb::RestoreJobRequest>,
+    ) -> Result<Response<Self::RestoreJobStream>, Status> {
+        let caller = auth::principal(&request)?;
+        let id = parse_id("job_id", &request.get_ref().job_id)?;
+        let trigger = match pb::RestoreTrigger::try_from(request.get_ref().trigger) {
+            Ok(pb::RestoreTrigger::User) => Trigger::User,
+            Ok(pb::RestoreTrigger::Resume) => Trigger::Resume,
+            Ok(pb::RestoreTrigger::Retry) => Trigger::Retry,
+            Ok(pb::RestoreTrigger::Admin) => Trigger::Admin,
+            Ok(pb::RestoreTrigger::Unspecified) | Err(_) => {
+                return Err(InvalidArgument::new(
+                    "trigger",
+                    "is required (USER, RESUME, RETRY or ADMIN)",
+                )
+                .into());
+            }
+        };
+        let (progress_tx, progress_rx) = mpsc::channel::<Progress>(64);
+        let (result_tx, result_rx) = mpsc::channel::<Result<pb::RestoreProgress, Status>>(64);
+        let archives = self.archives.clone();
+        // The restore runs to its end even if the caller goes away: it commits or rolls back.
+        tokio::spawn(async move {
+            let forward = {
+                let result_tx = result_tx.clone();
+                tokio::spawn(async move {
+                    let mut progress_rx = ReceiverStream::new(progress_rx);
+                    while let Some(progress) = progress_rx.next().await {
+                        if progress.phase == Phase::Done {
+                            continue;
+                        }
+                        let _ = result_tx.send(Ok(restore_progress(&progress))).await;
+                    }
+                })
+            };
+            let outcome = archives.restore(&caller, id, trigger, &progress_tx).await;
+            drop(progress_tx);
+            let _ = forward.await;
+            let last = outcome
+                .map(|done| restore_progress(&done))
+                .map_err(Status::from);
+            let _ = result_tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(result_rx))))
+    }
+
+    async fn touch_job(
+        &self,
+        request: Request<pb::TouchJobRequest>,
+    ) -> Result<Response<pb::JobArchive>, Status> {
+        let caller = auth::principal(&request)?;
+        let id = parse_id("job_id", &request.get_ref().job_id)?;
+        let job = self.archives.touch(&caller, id).await?;
+        Ok(Response::new(job_archive(&self.archives, job)))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<pb::DeleteJobRequest>,
+    ) -> Result<Response<pb::DeleteJobResponse>, Status> {
+        let caller = auth::principal(&request)?;
+        let request = request.into_inner();
+        let id = parse_id("job_id", &request.job_id)?;
+        let reason = super::reason(&request.reason)?;
+        let blob_deleted = self.archives.delete(&caller, id, reason).await?;
+        Ok(Response::new(pb::DeleteJobResponse {
+            job_id: id.to_string(),
+            blob_deleted,
+        }))
+    }
 }
 
-impl From<JobStatus> for pb::JobStatus {
-    fn from(status: JobStatus) -> Self {
-        match status {
-            JobStatus::Scanning => pb::JobStatus::Scanning,
-            JobStatus::ReadyToTransfer => pb::JobStatus::ReadyToTransfer,
-            JobStatus::Transferring => pb::JobStatus::Transferring,
-            JobStatus::Paused => pb::JobStatus::Paused,
-            JobStatus::Cancelled => pb::JobStatus::Cancelled,
-            JobStatus::Failed => pb::JobStatus::Failed,
-            JobStatus::ScanComplete => pb::JobStatus::ScanComplete,
-            JobStatus::Completed => pb::JobStatus::Completed,
-        }
+fn restore_progress(progress: &Progress) -> pb::RestoreProgress {
+    let phase = match progress.phase {
+        Phase::Fetching => pb::RestorePhase::Fetching,
+        Phase::Decoding => pb::RestorePhase::Decoding,
+        Phase::Inserting => pb::RestorePhase::Inserting,
+        Phase::Verifying => pb::RestorePhase::Verifying,
+        Phase::Done => pb::RestorePhase::Done,
+    };
+    pb::RestoreProgress {
+        phase: phase.into(),
+        rows_done: progress.rows_done as i64,
+        rows_total: progress.rows_total as i64,
+        bytes_read: progress.bytes_read as i64,
+        already_hot: progress.already_hot,
     }
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod auth;
 mod bindings;
 mod blob_contract;

@@ -1,0 +1,43 @@
+//! `archive.audit_log`: who did what to which job, why, and how it ended.
+
+use stowage_shared::db::GenericClient;
+use uuid::Uuid;
+
+/// One audit entry.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    pub tenant_id: &'a str,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub job_id: Option<Uuid>,
+    pub reason: Option<&'a str>,
+    pub outcome: &'a str,
+    pub detail: serde_json::Value,
+}
+
+pub async fn record(
+    client: &impl GenericClient,
+    entry: &Entry<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(
+            "insert into archive.audit_log (tenant_id, actor, action, job_id, reason, outcome, detail)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &entry.tenant_id,
+                &entry.actor,
+                &entry.action,
+                &entry.job_id,
+                &entry.reason,
+                &entry.outcome,
+                &entry.detail,
+            ],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Queries over `archive.scan_jobs` and the per-file tables. Reads take an optional
+//! tenant: `Some` scopes them to a caller's tenant, `None` is for the scheduler and admins.
+
+use chrono::{DateTime, Utc};
+use stowage_shared::db::GenericClient;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::{
+    domain::jobs::{ArchiveInfo, BlobFormat, Job, JobStatus},
+    error::{Error, Result},
+};
+
+const COLUMNS: &str = "id, tenant_id, owner_id, name, status, file_count, byte_count,
+    error_count, terminal_at, last_activity_at, archived_at, archive_blob_key, archive_format,
+    archive_stored_bytes, archive_plaintext_bytes, archive_plaintext_sha256, archive_kek_id,
+    archive_scan_items, archive_file_records, archive_rows_digest";
+
+fn job(row: &Row) -> Result<Job> {
+    let status: &str = row.get("status");
+    let archived_at: Option<DateTime<Utc>> = row.get("archived_at");
+    let archive = match archived_at {
+        None => None,
+        Some(archived_at) => {
+            let format: &str = row
+                .get::<_, Option<&str>>("archive_format")
+                .unwrap_or_default();
+            Some(ArchiveInfo {
+                archived_at,
+                blob_key: row.get("archive_blob_key"),
+                format: BlobFormat::parse(format)
+                    .ok_or_else(|| Error::Internal(format!("archive format {format:?}")))?,
+                stored_bytes: row.get("archive_stored_bytes"),
+                plaintext_bytes: row.get("archive_plaintext_bytes"),
+                plaintext_sha256: row.get("archive_plaintext_sha256"),
+                kek_id: row.get("archive_kek_id"),
+                scan_items: row.get("archive_scan_items"),
+                file_records: row.get("archive_file_records"),
+                rows_digest: row.get("archive_rows_digest"),
+            })
+        }
+    };
+    Ok(Job {
+        id: row.get("id"),
+        tenant_id: row.get("tenant_id"),
+        owner_id: row.get("owner_id"),
+        name: row.get("name"),
+        status: status.parse().map_err(Error::Internal)?,
+        file_count: row.get("file_count"),
+        byte_count: row.get("byte_count"),
+        error_count: row.get("error_count"),
+        terminal_at: row.get("terminal_at"),
+        last_activity_at: row.get("last_activity_at"),
+        archive,
+    })
+}
+
+pub async fn get(
+    client: &impl GenericClient,
+    tenant: Option<&str>,
+    id: Uuid,
+) -> Result<Option<Job>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from archive.scan_jobs
+             where id = $1 and ($2::text is null or tenant_id = $2)"
+        ))
+        .await?;
+    client
+        .query_opt(&statement, &[&id, &tenant])
+        .await?
+        .as_ref()
+        .map(job)
+        .transpose()
+}
+
+/// Reads and row-locks a job for the rest of the transaction.
+pub async fn get_for_update(
+    client: &impl GenericClient,
+    tenant: Option<&str>,
+    id: Uuid,
+) -> Result<Option<Job>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from archive.scan_jobs
+             where id = $1 and ($2::text is null or tenant_id = $2) for update"
+        ))
+        .await?;
+    client
+        .query_opt(&statement, &[&id, &tenant])
+        .await?
+        .as_ref()
+        .map(job)
+        .transpose()
+}
+
+pub async fn list(
+    client: &impl GenericClient,
+    tenant: &str,
+    archived: Option<bool>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Job>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from archive.scan_jobs
+             where tenant_id = $1
+               and ($2::bool is null or (archived_at is not null) = $2)
+               and ($3::uuid is null or id > $3)
+             order by id limit $4"
+        ))
+        .await?;
+    client
+        .query(&statement, &[&tenant, &archived, &after, &limit])
+        .await?
+        .iter()
+        .map(job)
+        .collect()
+}
+
+/// Hot terminal jobs idle past their window at `now`, oldest terminal timestamp first.
+pub async fn eligible(
+    client: &impl GenericClient,
+    windows: &[(JobStatus, i32)],
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Uuid, String)>> {
+    let statuses: Vec<&str> = windows.iter().map(|(s, _)| s.as_str()).collect();
+    let days: Vec<i32> = windows.iter().map(|(_, d)| *d).collect();
+    let statement = client
+        .prepare_cached(
+            "select j.id, j.tenant_id from archive.scan_jobs j
+             join unnest($1::text[], $2::int4[]) as policy(status, days)
+               on policy.status = j.status
+             where j.archived_at is null and j.terminal_at is not null
+               and greatest(j.terminal_at, j.last_activity_at)
+                   <= $3 - make_interval(days => policy.days)
+             order by j.terminal_at, j.id
+             limit $4",
+        )
+        .await?;
+    let rows = client
+        .query(&statement, &[&statuses, &days, &now, &limit])
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub async fn count_rows(client: &impl GenericClient, id: Uuid) -> Result<(i64, i64)> {
+    let statement = client
+        .prepare_cached(
+            "select (select count(*) from archive.scan_items where job_id = $1),
+                    (select count(*) from archive.file_records where job_id = $1)",
+        )
+        .await?;
+    let row = client.query_one(&statement, &[&id]).await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Sets the archive marker and deletes the hot rows.
+pub async fn mark_archived(
+    client: &impl GenericClient,
+    id: Uuid,
+    info: &ArchiveInfo,
+) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "update archive.scan_jobs set archived_at = $2, archive_blob_key = $3,
+                 archive_format = $4, archive_stored_bytes = $5, archive_plaintext_bytes = $6,
+                 archive_plaintext_sha256 = $7, archive_kek_id = $8, archive_scan_items = $9,
+                 archive_file_records = $10, archive_rows_digest = $11
+             where id = $1",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &id,
+                &info.archived_at,
+                &info.blob_key,
+                &info.format.as_str(),
+                &info.stored_bytes,
+                &info.plaintext_bytes,
+                &info.plaintext_sha256,
+                &info.kek_id,
+                &info.scan_items,
+                &info.file_records,
+                &info.rows_digest,
+            ],
+        )
+        .await?;
+    delete_rows(client, id).await
+}
+
+/// Clears the archive marker; restoring counts as activity.
+pub async fn mark_hot(client: &impl GenericClient, id: Uuid) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "update archive.scan_jobs set archived_at = null, archive_blob_key = null,
+                 archive_format = null, archive_stored_bytes = null,
+                 archive_plaintext_bytes = null, archive_plaintext_sha256 = null,
+                 archive_kek_id = null, archive_scan_items = null, archive_file_records = null,
+                 archive_rows_digest = null, last_activity_at = now()
+             where id = $1",
+        )
+        .await?;
+    client.execute(&statement, &[&id]).await?;
+    Ok(())
+}
+
+pub async fn delete_rows(client: &impl GenericClient, id: Uuid) -> Result<()> {
+    let items = client
+        .prepare_cached("delete from archive.scan_items where job_id = $1")
+        .await?;
+    let records = client
+        .prepare_cached("delete from archive.file_records where job_id = $1")
+        .await?;
+    client.execute(&items, &[&id]).await?;
+    client.execute(&records, &[&id]).await?;
+    Ok(())
+}
+
+pub async fn delete_job(client: &impl GenericClient, id: Uuid) -> Result<()> {
+    delete_rows(client, id).await?;
+    let statement = client
+        .prepare_cached("delete from archive.scan_jobs where id = $1")
+        .await?;
+    client.execute(&statement, &[&id]).await?;
+    Ok(())
+}
+
+/// Records activity on a job, resetting its retention clock.
+pub async fn touch(client: &impl GenericClient, tenant: &str, id: Uuid) -> Result<Option<Job>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "update archive.scan_jobs set last_activity_at = now()
+             where id = $1 and tenant_id = $2 returning {COLUMNS}"
+        ))
+        .await?;
+    client
+        .query_opt(&statement, &[&id, &tenant])
+        .await?
+        .as_ref()
+        .map(job)
+        .transpose()
+}

@@ -1,0 +1,315 @@
+//! Archiving a job: stream its rows out with binary COPY from one snapshot, encode them as
+//! the JSON payload, compress, and write them through the verified encrypted layer; then,
+//! in one transaction, re-check that the job is still eligible and untouched, set the
+//! archive marker and delete the rows. A failure anywhere leaves the rows hot; a stray blob
+//! from a failed attempt is overwritten by the next one.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::{StreamExt, pin_mut};
+use stowage_shared::blob::BlobKey;
+use tokio::sync::mpsc;
+use tokio_postgres::{IsolationLevel, binary_copy::BinaryCopyOutStream};
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+use super::{
+    jobs::{ArchiveInfo, BlobFormat, Job},
+    pipe::{CHUNK, ChannelWriter},
+    policy::RetentionPolicy,
+    rows::{Canonical, FileRecord, Row, RowsDigest, ScanItem},
+    store::ArchiveStores,
+};
+use crate::{
+    db,
+    error::{Error, Result},
+};
+
+/// zstd level of new archives: dense enough for ~50 bytes per row, fast enough to keep
+/// up with COPY.
+pub const ZSTD_LEVEL: i32 = 9;
+const GZIP_LEVEL: u32 = 6;
+
+/// Whether the retention window must have passed (the schedule) or only the terminal
+/// status matters (an admin's "archive now").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Scheduled,
+    Forced,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Zstd,
+    Gzip,
+}
+
+/// What an archive wrote.
+#[derive(Clone, Debug)]
+pub struct Archived {
+    pub job: Uuid,
+    pub info: ArchiveInfo,
+}
+
+#[derive(Clone, Debug)]
+pub struct Archiver {
+    pool: deadpool_postgres::Pool,
+    stores: ArchiveStores,
+    policy: RetentionPolicy,
+}
+
+impl Archiver {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        stores: ArchiveStores,
+        policy: RetentionPolicy,
+    ) -> Self {
+        Self {
+            pool,
+            stores,
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &RetentionPolicy {
+        &self.policy
+    }
+
+    /// Checks that `job` may be archived now in `mode`.
+    pub fn check_eligible(&self, job: &Job, mode: Mode) -> Result<()> {
+        if job.archive.is_some() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is already archived",
+                job.id
+            )));
+        }
+        let Some(idle) = self.policy.idle(job.status) else {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is {}: only CANCELLED, FAILED, SCAN_COMPLETE and COMPLETED jobs are \
+                 archived; cancel it first",
+                job.id,
+                job.status.as_str()
+            )));
+        };
+        if mode == Mode::Scheduled {
+            let since = job
+                .terminal_at
+                .map_or(job.last_activity_at, |t| t.max(job.last_activity_at));
+            let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+            if Utc::now() < since + idle {
+                return Err(Error::FailedPrecondition(format!(
+                    "job {} is within its retention window until {}",
+                    job.id,
+                    since + idle
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Archives one job. `tenant` scopes the lookup (`None` for the scheduler and admins).
+    #[tracing::instrument(skip_all, fields(job = %job_id, mode = ?mode))]
+    pub async fn archive(
+        &self,
+        tenant: Option<&str>,
+        job_id: Uuid,
+        mode: Mode,
+        compression: Compression,
+    ) -> Result<Archived> {
+        let started = std::time::Instant::now();
+        let mut client = self.pool.get().await?;
+        // One snapshot for the job and both tables.
+        let snapshot = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let job = db::jobs::get(&snapshot, tenant, job_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
+        self.check_eligible(&job, mode)?;
+        let format = match compression {
+            Compression::Zstd => BlobFormat::JsonZstd,
+            Compression::Gzip => BlobFormat::JsonGzip,
+        };
+        let key = BlobKey::new(format.blob_key(&job.tenant_id, job.id))?;
+        let objects = self.stores.current().await?;
+
+        // rows → JSON (here) → compressor thread → verified encrypted upload, concurrently.
+        let (json_tx, json_rx) = mpsc::channel::<Vec<u8>>(4);
+        let (packed_tx, packed_rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        let compressor =
+            tokio::task::spawn_blocking(move || compress(json_rx, packed_tx, compression));
+        let produce = async {
+            let mut out = JsonOut::new(json_tx);
+            out.push(b"{")?;
+            let mut digest = RowsDigest::default();
+            let items = stream_rows::<ScanItem>(&snapshot, job_id, &mut out, &mut digest).await?;
+            out.push(b",")?;
+            let records =
+                stream_rows::<FileRecord>(&snapshot, job_id, &mut out, &mut digest).await?;
+            out.push(b"}")?;
+            out.flush().await?;
+            Ok::<_, Error>((items, records, digest, out.bytes))
+        };
+        let upload = objects.put(&key, ReceiverStream::new(packed_rx));
+        let (produced, uploaded) = tokio::join!(produce, upload);
+        let compressed = compressor
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let (items, records, digest, json_bytes) = produced?;
+        compressed.map_err(|e| Error::Internal(format!("compression failed: {e}")))?;
+        let receipt = uploaded?;
+        snapshot.commit().await?;
+
+        let info = ArchiveInfo {
+            archived_at: stowage_shared::db::now(),
+            blob_key: key.to_string(),
+            format,
+            stored_bytes: Some(receipt.stored_len as i64),
+            plaintext_bytes: Some(json_bytes as i64),
+            plaintext_sha256: Some(receipt.sha256.clone()),
+            kek_id: Some(receipt.kek_id.clone()),
+            scan_items: Some(items),
+            file_records: Some(records),
+            rows_digest: Some(digest.to_bytes()),
+        };
+
+        // Commit only if nothing changed since the snapshot.
+        let tx = client.transaction().await?;
+        let current = db::jobs::get_for_update(&tx, None, job_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id} (deleted while archiving)")))?;
+        let untouched = current.status == job.status
+            && current.last_activity_at == job.last_activity_at
+            && current.terminal_at == job.terminal_at;
+        if !untouched || db::jobs::count_rows(&tx, job_id).await? != (items, records) {
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} was touched while it was being archived; it stays hot"
+            )));
+        }
+        self.check_eligible(&current, mode)?;
+        db::jobs::mark_archived(&tx, job_id, &info).await?;
+        tx.commit().await?;
+        tracing::info!(
+            rows = items + records,
+            json_bytes,
+            stored_bytes = receipt.stored_len,
+            seconds = started.elapsed().as_secs_f64(),
+            "job archived"
+        );
+        metrics::counter!("archive_jobs_archived_total").increment(1);
+        metrics::counter!("archive_rows_archived_total").increment((items + records) as u64);
+        metrics::histogram!("archive_job_seconds").record(started.elapsed().as_secs_f64());
+        Ok(Archived { job: job_id, info })
+    }
+}
+
+/// JSON text in `CHUNK`-sized pieces on its way to the compressor.
+struct JsonOut {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+    bytes: usize,
+}
+
+impl JsonOut {
+    fn new(tx: mpsc::Sender<Vec<u8>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK + 4096),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, text: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(text);
+        Ok(())
+    }
+
+    async fn maybe_flush(&mut self) -> Result<()> {
+        if self.buf.len() >= CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.bytes += self.buf.len();
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 4096));
+        self.tx
+            .send(chunk)
+            .await
+            .map_err(|_| Error::Internal("the compressor stopped".into()))
+    }
+}
+
+/// Writes `"key":[row,row,…]` for every row of `R` of the job; returns the row count.
+async fn stream_rows<R: Row>(
+    client: &deadpool_postgres::Transaction<'_>,
+    job_id: Uuid,
+    out: &mut JsonOut,
+    digest: &mut RowsDigest,
+) -> Result<i64> {
+    let copy = format!(
+        "copy (select {} from {} where job_id = '{job_id}') to stdout (format binary)",
+        R::COLUMNS,
+        R::TABLE
+    );
+    let stream = client.copy_out(&copy).await?;
+    let rows = BinaryCopyOutStream::new(stream, R::TYPES);
+    pin_mut!(rows);
+    out.push(format!("\"{}\":[", R::JSON_KEY).as_bytes())?;
+    let mut count = 0i64;
+    let mut scratch = Canonical::default();
+    while let Some(row) = rows.next().await {
+        let row = R::from_copy(&row?)?;
+        digest.add(&row, &mut scratch);
+        if count > 0 {
+            out.buf.push(b',');
+        }
+        serde_json::to_writer(&mut out.buf, &row)
+            .map_err(|e| Error::Internal(format!("encoding a row: {e}")))?;
+        count += 1;
+        out.maybe_flush().await?;
+    }
+    out.push(b"]")?;
+    Ok(count)
+}
+
+/// The compressor thread: JSON chunks in, compressed chunks out.
+fn compress(
+    mut json: mpsc::Receiver<Vec<u8>>,
+    packed: mpsc::Sender<std::io::Result<Bytes>>,
+    compression: Compression,
+) -> std::io::Result<()> {
+    let sink = ChannelWriter::new(packed.clone());
+    let result = match compression {
+        Compression::Zstd => {
+            let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
+            encoder.long_distance_matching(true)?;
+            while let Some(chunk) = json.blocking_recv() {
+                encoder.write_all(&chunk)?;
+            }
+            encoder.finish()?.flush()
+        }
+        Compression::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(sink, flate2::Compression::new(GZIP_LEVEL));
+            while let Some(chunk) = json.blocking_recv() {
+                encoder.write_all(&chunk)?;
+            }
+            encoder.finish()?.flush()
+        }
+    };
+    if let Err(error) = &result {
+        // Make the upload fail rather than store a truncated stream.
+        let _ = packed.blocking_send(Err(std::io::Error::new(error.kind(), error.to_string())));
+    }
+    result
+}
