@@ -15,12 +15,16 @@ use stowage_shared::{
 use crate::{
     config::Config,
     db,
-    domain::{archive::Archiver, restore::Restorer, service::Archives, store::ArchiveStores},
+    domain::{
+        archive::Archiver, restore::Restorer, scheduler::Scheduler, service::Archives,
+        store::ArchiveStores,
+    },
     grpc::{admin::AdminApi, archive::ArchiveApi},
 };
 
 pub struct App {
     foundation: Foundation,
+    scheduler: Scheduler,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,16 +38,10 @@ pub enum AppError {
 impl App {
     pub async fn build(config: Config) -> Result<Self, AppError> {
         let policy = config.archive.policy().map_err(AppError::Config)?;
-        config
-            .archive
-            .schedule
+        let schedule = &config.archive.schedule;
+        let cron = schedule
             .parse::<croner::Cron>()
-            .map_err(|e| {
-                AppError::Config(format!(
-                    "archive.schedule {:?}: {e}",
-                    config.archive.schedule
-                ))
-            })?;
+            .map_err(|e| AppError::Config(format!("archive.schedule {schedule:?}: {e}")))?;
         let mut foundation =
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
         let pool = foundation.pool.clone();
@@ -56,7 +54,7 @@ impl App {
         let archiver = Archiver::new(pool.clone(), stores.clone(), policy.clone());
         let restorer = Restorer::new(pool.clone(), stores.clone());
         let archives = Archives::new(
-            pool,
+            pool.clone(),
             archiver,
             restorer,
             stores,
@@ -78,10 +76,14 @@ impl App {
         foundation
             .grpc
             .add_service(ArchiveAdminServiceServer::with_interceptor(
-                AdminApi::new(archives),
+                AdminApi::new(archives.clone()),
                 authenticate,
             ));
-        Ok(Self { foundation })
+        let scheduler = Scheduler::new(archives, pool, cron, config.archive.jobs_per_tick);
+        Ok(Self {
+            foundation,
+            scheduler,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -96,7 +98,15 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        self.foundation.run_until_stopped(shutdown).await
+        let schedule = tokio::spawn(self.scheduler.run(self.foundation.grpc.drain()));
+        let served = self.foundation.run_until_stopped(shutdown).await;
+        schedule.abort();
+        served
+    }
+
+    /// The archive schedule, for running a tick on demand.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
     }
 }
 

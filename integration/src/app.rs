@@ -103,6 +103,14 @@ pub async fn spawn_app_with(
     common: Common,
     archive: impl FnOnce(&mut archive_svc::config::Config),
 ) -> Result<TestApp> {
+    // Service logs at WARN and above (RUST_LOG overrides) show with a failing test.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     let migration = migration_svc::startup::App::build(migration_svc::config::Config {
         common: common.clone(),
     })

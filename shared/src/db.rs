@@ -58,7 +58,7 @@ impl DbError {
 
 impl From<DbError> for Status {
     fn from(error: DbError) -> Self {
-        tracing::error!(%error, "database error");
+        tracing::error!(?error, "database error");
         match error {
             DbError::Pool(_) => Status::unavailable("the database is unavailable; try again"),
             DbError::Postgres(ref e) if e.is_closed() => {

@@ -134,7 +134,7 @@ pub async fn eligible(
                on policy.status = j.status
              where j.archived_at is null and j.terminal_at is not null
                and greatest(j.terminal_at, j.last_activity_at)
-                   <= $3 - make_interval(days => policy.days)
+                   <= $3::timestamptz - make_interval(days => policy.days)
              order by j.terminal_at, j.id
              limit $4",
         )

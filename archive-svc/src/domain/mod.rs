@@ -7,6 +7,7 @@ pub mod pipe;
 pub mod policy;
 pub mod restore;
 pub mod rows;
+pub mod scheduler;
 pub mod service;
 pub mod store;
 

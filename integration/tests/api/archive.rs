@@ -284,3 +284,362 @@ async fn another_tenant_cannot_see_or_restore_a_job() {
     );
     app.stop().await.unwrap();
 }
+
+async fn archive_due(app: &stowage_integration::TestApp, limit: i32) -> Vec<pb::ArchiveOutcome> {
+    let admin = app.token("ops", &[Role::SuperAdmin]);
+    let request = pb::ArchiveEligibleJobsRequest {
+        limit,
+        reason: "catch up".into(),
+    };
+    let mut stream = app
+        .archive_admin(Some(&admin))
+        .await
+        .archive_eligible_jobs(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = stream.message().await.unwrap() {
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn each_terminal_status_archives_on_day_n_and_not_on_day_n_minus_one() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let mut due = Vec::new();
+    let mut not_due = Vec::new();
+    for (status, days) in [
+        ("CANCELLED", 1.0),
+        ("FAILED", 7.0),
+        ("SCAN_COMPLETE", 14.0),
+        ("COMPLETED", 14.0),
+    ] {
+        // A day short of the window (by a minute) and just past it.
+        not_due.push(
+            scans::insert_job(&db, "acme", status, days - 1.0, 3, 2)
+                .await
+                .unwrap(),
+        );
+        not_due.push(
+            scans::insert_job(&db, "acme", status, days - 0.001, 3, 2)
+                .await
+                .unwrap(),
+        );
+        due.push(
+            scans::insert_job(&db, "acme", status, days + 0.001, 3, 2)
+                .await
+                .unwrap(),
+        );
+    }
+    for status in ["SCANNING", "READY_TO_TRANSFER", "TRANSFERRING", "PAUSED"] {
+        not_due.push(
+            scans::insert_job(&db, "acme", status, 365.0, 3, 2)
+                .await
+                .unwrap(),
+        );
+    }
+    let outcomes = archive_due(&app, 100).await;
+    let archived: Vec<uuid::Uuid> = outcomes
+        .iter()
+        .filter(|o| o.archived)
+        .map(|o| o.job_id.parse().unwrap())
+        .collect();
+    assert!(outcomes.iter().all(|o| o.archived), "{outcomes:?}");
+    let mut expected = due.clone();
+    expected.sort();
+    let mut got = archived.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    for job in not_due {
+        assert_eq!(
+            scans::table_digest(&db, job).await.unwrap().1,
+            3,
+            "job {job} stays hot"
+        );
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_tick_takes_at_most_its_limit_oldest_terminal_first() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let mut jobs = Vec::new();
+    for age in [30.0, 50.0, 20.0, 40.0, 60.0] {
+        jobs.push((
+            age,
+            scans::insert_job(&db, "acme", "COMPLETED", age, 2, 1)
+                .await
+                .unwrap(),
+        ));
+    }
+    let outcomes = archive_due(&app, 3).await;
+    let order: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.job_id.parse().unwrap()).collect();
+    jobs.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+    let oldest: Vec<uuid::Uuid> = jobs.iter().take(3).map(|(_, id)| *id).collect();
+    assert_eq!(order, oldest);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn activity_resets_the_retention_clock() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 15.0, 3, 2)
+        .await
+        .unwrap();
+    let user = app.token("acme", &[Role::Member]);
+    let touched = app
+        .archive(Some(&user))
+        .await
+        .touch_job(pb::TouchJobRequest {
+            job_id: job.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let eligible = touched.eligible_time.unwrap();
+    let in_days = (eligible.seconds - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
+    assert!(
+        (13.9..=14.0).contains(&in_days),
+        "eligible again in {in_days} days"
+    );
+    assert!(archive_due(&app, 100).await.is_empty());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_archive_racing_a_touch_leaves_the_job_hot() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 50, 50)
+        .await
+        .unwrap();
+    // Hold the job's row lock so the archive stops at its final re-check.
+    let mut blocker = app.db.client().await.unwrap();
+    let tx = blocker.transaction().await.unwrap();
+    tx.execute(
+        "select 1 from archive.scan_jobs where id = $1 for update",
+        &[&job],
+    )
+    .await
+    .unwrap();
+    let admin = app.token("acme", &[Role::SuperAdmin]);
+    let mut client = app.archive_admin(Some(&admin)).await;
+    let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
+    let mut waiting = false;
+    for _ in 0..200 {
+        let row = db
+            .query_one(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(waiting, "the archive never reached its final check");
+    // The user touches the job while it is being archived.
+    tx.execute(
+        "update archive.scan_jobs set last_activity_at = now() where id = $1",
+        &[&job],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let refused = archive.await.unwrap().unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        scans::table_digest(&db, job).await.unwrap().1,
+        50,
+        "rows stay hot"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_job_removes_its_summary_rows_and_blob_and_is_audited() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 10, 10)
+        .await
+        .unwrap();
+    let admin = app.token("acme", &[Role::SuperAdmin]);
+    let archived = app
+        .archive_admin(Some(&admin))
+        .await
+        .archive_job(archive_request(job))
+        .await;
+    let key = BlobKey::new(archived.unwrap().into_inner().blob_key).unwrap();
+    let org_admin = app.token("acme", &[Role::OrgAdmin]);
+    let mut client = app.archive(Some(&org_admin)).await;
+    let no_reason = pb::DeleteJobRequest {
+        job_id: job.to_string(),
+        ..Default::default()
+    };
+    assert_eq!(
+        client.delete_job(no_reason).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let deleted = client
+        .delete_job(pb::DeleteJobRequest {
+            job_id: job.to_string(),
+            reason: "customer request".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deleted.blob_deleted);
+    let gone = client
+        .get_job_archive(pb::GetJobArchiveRequest {
+            job_id: job.to_string(),
+        })
+        .await;
+    assert_eq!(gone.unwrap_err().code(), Code::NotFound);
+    assert!(matches!(
+        archive_store(&app).size(&key).await,
+        Err(stowage_shared::blob::BlobError::NotFound(_))
+    ));
+    let audited: i64 = db
+        .query_one(
+            "select count(*) from archive.audit_log
+             where job_id = $1 and action = 'delete' and reason = 'customer request'",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn legacy_unencrypted_gzip_archives_restore() {
+    use std::io::Write;
+
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 120, 80)
+        .await
+        .unwrap();
+    let before = scans::table_digest(&db, job).await.unwrap();
+    // The earlier system's payload: camelCase JSON of every column, gzipped, unencrypted.
+    let json: serde_json::Value = db
+        .query_one(
+            "select json_build_object(
+               'scanItems', (select json_agg(json_build_object('jobId', job_id, 'id', id,
+                   'parentId', parent_id, 'path', path, 'name', name, 'kind', kind,
+                   'sizeBytes', size_bytes, 'modifiedAt', modified_at, 'etag', etag,
+                   'mimeType', mime_type, 'status', status, 'error', error,
+                   'discoveredAt', discovered_at)) from archive.scan_items where job_id = $1),
+               'fileRecords', (select json_agg(json_build_object('jobId', job_id, 'id', id,
+                   'scanItemId', scan_item_id, 'sourcePath', source_path,
+                   'destinationPath', destination_path, 'sizeBytes', size_bytes,
+                   'checksum', checksum, 'status', status, 'attempts', attempts,
+                   'lastError', last_error, 'startedAt', started_at,
+                   'completedAt', completed_at)) from archive.file_records where job_id = $1))",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(json.to_string().as_bytes()).unwrap();
+    let key = format!("acme/{job}.json.gz");
+    archive_store(&app)
+        .put(
+            &BlobKey::new(key.clone()).unwrap(),
+            gz.finish().unwrap().into(),
+            false,
+            &[],
+        )
+        .await
+        .unwrap();
+    db.batch_execute(&format!(
+        "update archive.scan_jobs set archived_at = now(), archive_blob_key = '{key}',
+             archive_format = 'legacy.json.gz' where id = '{job}';
+         delete from archive.scan_items where job_id = '{job}';
+         delete from archive.file_records where job_id = '{job}';"
+    ))
+    .await
+    .unwrap();
+
+    let user = app.token("acme", &[Role::Member]);
+    let done = restore(&mut app.archive(Some(&user)).await, job)
+        .await
+        .unwrap();
+    assert_eq!(done.last().unwrap().rows_done, 200);
+    assert_eq!(scans::table_digest(&db, job).await.unwrap(), before);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_archive_store_takes_effect_without_a_restart() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let first = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 5, 5)
+        .await
+        .unwrap();
+    let second = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 5, 5)
+        .await
+        .unwrap();
+    let admin = app.token("ops", &[Role::SuperAdmin]);
+    let mut client = app.archive_admin(Some(&admin)).await;
+    client.archive_job(archive_request(first)).await.unwrap();
+    let rotated = format!("rotated-{}", app.db.name);
+    client
+        .set_archive_store(pb::SetArchiveStoreRequest {
+            connection_string: format!("memory://{rotated}"),
+            container: "archives".into(),
+            reason: "key rotation".into(),
+        })
+        .await
+        .unwrap();
+    let archived = client
+        .archive_job(archive_request(second))
+        .await
+        .unwrap()
+        .into_inner();
+    let store = BlobStore::open(
+        &StoreConfig {
+            provider: Provider::Memory,
+            location: Location {
+                container: rotated,
+                ..Location::default()
+            },
+            credential: Credential::None,
+        },
+        &StoreOptions::fail_fast(),
+    )
+    .unwrap();
+    assert!(
+        store
+            .size(&BlobKey::new(archived.blob_key).unwrap())
+            .await
+            .is_ok()
+    );
+    let bad = client
+        .set_archive_store(pb::SetArchiveStoreRequest {
+            connection_string: "AccountName=x".into(),
+            container: "archives".into(),
+            reason: "typo".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    app.stop().await.unwrap();
+}
