@@ -1,9 +1,11 @@
 //! archive-svc: moves the per-file rows of finished scan jobs from PostgreSQL to encrypted
 //! cold object storage after their idle window, and restores them on demand.
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod seed;
 pub mod startup;

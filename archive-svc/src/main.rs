@@ -1,11 +1,15 @@
-//! `archive-svc`: serve (default), apply schema migrations, or mint a development token.
+//! `archive-svc`: serve (default), apply schema migrations, mint a development token, seed
+//! demo data, or act as a client: restore a job, archive one now.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use archive_svc::{config::Config, startup::App};
+use archive_svc::{config::Config, domain::jobs::JobStatus, seed, startup::App};
 use clap::{Parser, Subcommand};
-use stowage_shared::{cli::TokenArgs, shutdown, telemetry};
+use stowage_shared::{
+    cli::{ClientArgs, TokenArgs},
+    shutdown, telemetry,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +32,37 @@ enum Command {
     Migrate,
     /// Print a bearer token signed with the configured key (development).
     Token(TokenArgs),
+    /// Fill the scan tables with realistic jobs and rows (demos, benchmarks).
+    Seed {
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        #[arg(long, default_value_t = 1)]
+        jobs: u32,
+        /// Per-file rows per job (about 60% scan items, 40% file records).
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// CANCELLED, FAILED, SCAN_COMPLETE, COMPLETED, SCANNING, …
+        #[arg(long, default_value = "COMPLETED")]
+        status: String,
+        #[arg(long, default_value_t = 30.0)]
+        terminal_days_ago: f64,
+    },
+    /// Restore a job's rows, with a progress bar.
+    Restore {
+        #[arg(long)]
+        job: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Archive a job now (SUPER_ADMIN).
+    Archive {
+        #[arg(long)]
+        job: String,
+        #[arg(long, default_value = "manual archive from the command line")]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[tokio::main]
@@ -49,6 +84,39 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 stowage_shared::cli::mint_token(&config.common.auth, &args)?
             );
+        }
+        Command::Seed {
+            tenant,
+            jobs,
+            rows,
+            status,
+            terminal_days_ago,
+        } => {
+            let status: JobStatus = status
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(anyhow::Error::msg)?;
+            let pool = archive_svc::startup::migrated_pool(&config).await?;
+            let spec = seed::SeedSpec {
+                tenant,
+                jobs,
+                rows,
+                status,
+                terminal_days_ago,
+            };
+            for id in seed::seed(&pool, &spec).await? {
+                println!("{id}");
+            }
+        }
+        Command::Restore { job, client } => {
+            archive_svc::cli::restore(&config, &client, &job).await?
+        }
+        Command::Archive {
+            job,
+            reason,
+            client,
+        } => {
+            archive_svc::cli::archive(&config, &client, &job, &reason).await?;
         }
     }
     Ok(())

@@ -112,6 +112,11 @@ impl App {
 
 /// The `migrate` subcommand.
 pub async fn migrate(config: &Config) -> Result<(), StartupError> {
-    startup::migrated_pool(&config.common, db::SCHEMA, db::migrations()).await?;
+    migrated_pool(config).await?;
     Ok(())
+}
+
+/// A pool on the configured database with this service's schema migrated.
+pub async fn migrated_pool(config: &Config) -> Result<deadpool_postgres::Pool, StartupError> {
+    startup::migrated_pool(&config.common, db::SCHEMA, db::migrations()).await
 }

@@ -1,5 +1,6 @@
 //! Command-line pieces both binaries share: the `token` subcommand that mints a
-//! development token from the configured signing key.
+//! development token from the configured signing key, and how client subcommands reach a
+//! server.
 
 use std::time::Duration;
 
@@ -32,4 +33,60 @@ pub fn mint_token(auth: &AuthConfig, args: &TokenArgs) -> Result<String, AuthErr
         .map(|r| r.parse())
         .collect::<Result<Vec<Role>, _>>()?;
     TokenMinter::from_config(auth)?.mint(&args.subject, &args.org, &roles, args.ttl)
+}
+
+/// How a client subcommand reaches a server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, env = "STOWAGE_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token; without one, a token is minted from the configured signing key.
+    #[arg(long, env = "STOWAGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Organization (tenant) of a minted token.
+    #[arg(long = "as-org", default_value = "demo")]
+    pub org: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("cannot reach {server}: {source}")]
+    Connect {
+        server: String,
+        source: tonic::transport::Error,
+    },
+    #[error("invalid server address {0:?}")]
+    Address(String),
+}
+
+/// A channel to the server and an `authorization` value for `role`.
+pub async fn connect(
+    args: &ClientArgs,
+    default_server: &str,
+    auth: &AuthConfig,
+    role: Role,
+) -> Result<(tonic::transport::Channel, String), ClientError> {
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => TokenMinter::from_config(auth)?.mint(
+            "cli",
+            &args.org,
+            &[role],
+            Duration::from_secs(3600),
+        )?,
+    };
+    let server = args
+        .server
+        .clone()
+        .unwrap_or_else(|| default_server.to_owned());
+    let endpoint = tonic::transport::Endpoint::from_shared(server.clone())
+        .map_err(|_| ClientError::Address(server.clone()))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect { server, source })?;
+    Ok((channel, format!("Bearer {token}")))
 }

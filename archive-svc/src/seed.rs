@@ -1,0 +1,252 @@
+//! `archive-svc seed`: fills the scan tables with realistic jobs and per-file rows fast
+//! (binary COPY), for demos, tests and benchmarks. Rows are deterministic per job id.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use chrono::{DateTime, Duration, Utc};
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        jobs::JobStatus,
+        rows::{FileRecord, Row, ScanItem},
+    },
+    error::{Error, Result},
+};
+
+/// What to seed.
+#[derive(Clone, Debug)]
+pub struct SeedSpec {
+    pub tenant: String,
+    pub jobs: u32,
+    /// Per-file rows per job: about 60% scan items, 40% file records.
+    pub rows: u64,
+    pub status: JobStatus,
+    /// Days since the jobs reached their terminal status (ignored for active statuses).
+    pub terminal_days_ago: f64,
+}
+
+const DEPARTMENTS: &[&str] = &[
+    "Finance",
+    "Legal",
+    "Marketing",
+    "Engineering",
+    "HR",
+    "Operations",
+    "Sales",
+    "Research",
+];
+const FOLDERS: &[&str] = &[
+    "Shared Documents",
+    "Contracts",
+    "Reports",
+    "Archive",
+    "Projects",
+    "Invoices",
+    "Templates",
+    "Board Meetings",
+    "Customer Files",
+    "Policies",
+];
+const STEMS: &[&str] = &[
+    "Quarterly Report",
+    "Invoice",
+    "Meeting Notes",
+    "Budget",
+    "Proposal",
+    "Statement of Work",
+    "Roadmap",
+    "Design Review",
+    "Onboarding Checklist",
+    "Risk Register",
+    "Forecast",
+    "Minutes",
+];
+const TYPES: &[(&str, &str)] = &[
+    (
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    (
+        "xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
+    (
+        "pptx",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ),
+    ("pdf", "application/pdf"),
+    ("png", "image/png"),
+    ("msg", "application/vnd.ms-outlook"),
+    ("txt", "text/plain"),
+];
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+fn path_of(rng: &mut Rng, id: i64) -> (String, String, &'static str) {
+    let (ext, mime) = *rng.pick(TYPES);
+    let name = format!(
+        "{} {} v{}.{ext}",
+        rng.pick(STEMS),
+        2019 + rng.below(7),
+        1 + id % 9
+    );
+    let path = format!(
+        "/sites/{}/{}/{}/{}/{name}",
+        rng.pick(DEPARTMENTS),
+        rng.pick(FOLDERS),
+        2019 + rng.below(7),
+        rng.pick(FOLDERS),
+    );
+    (path, name, mime)
+}
+
+/// Inserts the jobs and their rows; returns the job ids.
+pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(spec.jobs as usize);
+    let now = Utc::now();
+    let terminal = spec.status.is_terminal();
+    let terminal_at = now - Duration::milliseconds((spec.terminal_days_ago * 86_400_000.0) as i64);
+    for n in 0..spec.jobs {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let id = Uuid::new_v4();
+        let items = (spec.rows * 3 / 5) as i64;
+        let records = spec.rows as i64 - items;
+        let started = terminal_at - Duration::hours(3);
+        tx.execute(
+            "insert into archive.scan_jobs (id, tenant_id, owner_id, name, status, file_count,
+                 byte_count, error_count, started_at, completed_at, cancelled_at, terminal_at,
+                 last_activity_at, configuration, error_summary)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &[
+                &id,
+                &spec.tenant,
+                &format!("user-{}", n % 7),
+                &format!(
+                    "{} migration wave {}",
+                    DEPARTMENTS[n as usize % DEPARTMENTS.len()],
+                    n + 1
+                ),
+                &spec.status.as_str(),
+                &items,
+                &(items * 245_760),
+                &(records / 50),
+                &started,
+                &(matches!(spec.status, JobStatus::Completed | JobStatus::ScanComplete)
+                    .then_some(terminal_at)),
+                &(spec.status == JobStatus::Cancelled).then_some(terminal_at),
+                &terminal.then_some(terminal_at),
+                &if terminal { terminal_at } else { now },
+                &serde_json::json!({"source": "sharepoint", "destination": "onedrive",
+                    "includeVersions": n % 2 == 0, "concurrency": 8}),
+                &(records > 0).then(|| format!("{} files failed to transfer", records / 50)),
+            ],
+        )
+        .await?;
+        let mut rng = Rng(id.as_u128() as u64 | 1);
+        let base: DateTime<Utc> = started;
+        copy::<ScanItem>(
+            &tx,
+            (1..=items).map(|i| {
+                let (path, name, mime) = path_of(&mut rng, i);
+                let folder = i % 12 == 0;
+                ScanItem {
+                    job_id: id,
+                    id: i,
+                    parent_id: (i > 12).then(|| (i / 12) * 12),
+                    path,
+                    name,
+                    kind: if folder { "folder" } else { "file" }.to_owned(),
+                    size_bytes: (!folder).then(|| 1024 + rng.below(50_000_000) as i64),
+                    modified_at: Some(base - Duration::minutes(rng.below(2_000_000) as i64)),
+                    etag: Some(format!(
+                        "\"{{{}}},{}\"",
+                        Uuid::from_u128(u128::from(rng.next()) << 64 | u128::from(rng.next()))
+                            .to_string()
+                            .to_uppercase(),
+                        1 + rng.below(9)
+                    )),
+                    mime_type: (!folder).then(|| mime.to_owned()),
+                    status: if i % 53 == 0 { "SKIPPED" } else { "DISCOVERED" }.to_owned(),
+                    error: (i % 53 == 0)
+                        .then(|| "Access denied: the item is locked by another user".to_owned()),
+                    discovered_at: base + Duration::milliseconds(i * 7),
+                }
+            }),
+        )
+        .await?;
+        copy::<FileRecord>(
+            &tx,
+            (1..=records).map(|i| {
+                let (path, _, _) = path_of(&mut rng, i);
+                let failed = i % 50 == 0;
+                let started_at = base + Duration::milliseconds(i * 11);
+                let mut hash = [0u8; 20];
+                for chunk in hash.chunks_mut(8) {
+                    let bytes = rng.next().to_le_bytes();
+                    chunk.copy_from_slice(&bytes[..chunk.len()]);
+                }
+                FileRecord {
+                    job_id: id,
+                    id: i,
+                    scan_item_id: Some(i),
+                    destination_path: (!failed).then(|| format!("/drives/b!migrated{}", path)),
+                    source_path: path,
+                    size_bytes: 1024 + rng.below(50_000_000) as i64,
+                    checksum: (!failed).then(|| STANDARD.encode(hash)),
+                    status: if failed { "FAILED" } else { "TRANSFERRED" }.to_owned(),
+                    attempts: 1 + i32::from(failed) * 2,
+                    last_error: failed
+                        .then(|| "HTTP 429 Too Many Requests: retry after 30s".to_owned()),
+                    started_at: Some(started_at),
+                    completed_at: (!failed)
+                        .then(|| started_at + Duration::milliseconds(300 + rng.below(5000) as i64)),
+                }
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+async fn copy<R: Row>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: impl Iterator<Item = R>,
+) -> Result<()> {
+    let sink = tx
+        .copy_in(&format!(
+            "copy {} ({}) from stdin (format binary)",
+            R::TABLE,
+            R::COLUMNS
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, R::TYPES);
+    pin_mut!(writer);
+    for row in rows {
+        writer.as_mut().write(&row.params()).await?;
+    }
+    writer.finish().await.map_err(Error::from)?;
+    Ok(())
+}
