@@ -102,7 +102,25 @@ impl Rng {
     }
 }
 
-fn path_of(rng: &mut Rng, id: i64) -> (String, String, &'static str) {
+/// Rows per folder: a scan walks the tree, so siblings come out together.
+const FOLDER_SIZE: i64 = 12;
+
+/// The folder holding row `id`: a stable function of the folder number, so the file
+/// records of a job walk the same tree as its scan items.
+fn folder_of(job_seed: u64, id: i64) -> String {
+    let folder = (id - 1) / FOLDER_SIZE;
+    let mut rng = Rng((job_seed ^ (folder as u64 / 40).wrapping_mul(0x9e37_79b9)) | 1);
+    let site = format!("/sites/{}/{}", rng.pick(DEPARTMENTS), rng.pick(FOLDERS));
+    let mut rng = Rng((job_seed ^ (folder as u64).wrapping_mul(0x85eb_ca6b)) | 1);
+    format!(
+        "{site}/{}/{} {}",
+        2019 + rng.below(7),
+        rng.pick(FOLDERS),
+        folder % 40 + 1
+    )
+}
+
+fn path_of(rng: &mut Rng, job_seed: u64, id: i64) -> (String, String, &'static str) {
     let (ext, mime) = *rng.pick(TYPES);
     let name = format!(
         "{} {} v{}.{ext}",
@@ -110,13 +128,7 @@ fn path_of(rng: &mut Rng, id: i64) -> (String, String, &'static str) {
         2019 + rng.below(7),
         1 + id % 9
     );
-    let path = format!(
-        "/sites/{}/{}/{}/{}/{name}",
-        rng.pick(DEPARTMENTS),
-        rng.pick(FOLDERS),
-        2019 + rng.below(7),
-        rng.pick(FOLDERS),
-    );
+    let path = format!("{}/{name}", folder_of(job_seed, id));
     (path, name, mime)
 }
 
@@ -163,22 +175,27 @@ pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec
             ],
         )
         .await?;
-        let mut rng = Rng(id.as_u128() as u64 | 1);
+        let job_seed = id.as_u128() as u64;
+        let mut rng = Rng(job_seed | 1);
         let base: DateTime<Utc> = started;
         copy::<ScanItem>(
             &tx,
             (1..=items).map(|i| {
-                let (path, name, mime) = path_of(&mut rng, i);
-                let folder = i % 12 == 0;
+                let (path, name, mime) = path_of(&mut rng, job_seed, i);
+                let folder = i % FOLDER_SIZE == 0;
                 ScanItem {
                     job_id: id,
                     id: i,
-                    parent_id: (i > 12).then(|| (i / 12) * 12),
+                    parent_id: (i > FOLDER_SIZE).then(|| ((i - 1) / FOLDER_SIZE) * FOLDER_SIZE),
                     path,
                     name,
                     kind: if folder { "folder" } else { "file" }.to_owned(),
                     size_bytes: (!folder).then(|| 1024 + rng.below(50_000_000) as i64),
-                    modified_at: Some(base - Duration::minutes(rng.below(2_000_000) as i64)),
+                    modified_at: Some(
+                        base - Duration::seconds(
+                            (i / FOLDER_SIZE) * 3_600 + rng.below(3_600) as i64,
+                        ),
+                    ),
                     etag: Some(format!(
                         "\"{{{}}},{}\"",
                         Uuid::from_u128(u128::from(rng.next()) << 64 | u128::from(rng.next()))
@@ -198,7 +215,7 @@ pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec
         copy::<FileRecord>(
             &tx,
             (1..=records).map(|i| {
-                let (path, _, _) = path_of(&mut rng, i);
+                let (path, _, _) = path_of(&mut rng, job_seed, i);
                 let failed = i % 50 == 0;
                 let started_at = base + Duration::milliseconds(i * 11);
                 let mut hash = [0u8; 20];

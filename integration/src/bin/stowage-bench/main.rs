@@ -5,6 +5,10 @@
 //!   256 MiB buffer, against raw SHA-256 of the same buffer.
 //! - `write-rss`: peak RSS of this process while a 2 GiB object is written (verified) to a
 //!   `file` store.
+//! - `archive [ROWS]`: archive-svc (the release binary, as a server) archiving and restoring
+//!   one job of ROWS rows (default 1,000,000) through gRPC, beside `psql` binary COPY of the
+//!   same rows into and out of the same tables. Needs `DATABASE_URL` (admin) and a release
+//!   build of archive-svc.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,8 @@ use stowage_shared::{
     format::{DEFAULT_SEGMENT_SIZE, Decryptor, Encryptor},
     keyring::{Kek, KeyRing},
 };
+
+mod archive_bench;
 
 const MIB: usize = 1 << 20;
 /// Chunk size the write path sees (as from a network read).
@@ -195,6 +201,10 @@ async fn main() -> Result<()> {
             let size_mib = args.get(1).map_or(Ok(256), |s| s.parse())?;
             tokio::task::spawn_blocking(move || format_bench(size_mib)).await?
         }
+        Some("archive") => {
+            let rows = args.get(1).map_or(Ok(1_000_000), |s| s.parse())?;
+            archive_bench::run(rows).await
+        }
         Some("write-rss") => {
             let dir = args
                 .get(1)
@@ -203,7 +213,7 @@ async fn main() -> Result<()> {
             write_rss_bench(2048, &dir).await
         }
         _ => {
-            println!("usage: stowage-bench format [MiB] | write-rss [DIR]");
+            println!("usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS]");
             Ok(())
         }
     }

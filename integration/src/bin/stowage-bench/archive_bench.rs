@@ -1,0 +1,272 @@
+//! archive-svc against `psql` binary COPY on the same rows and tables.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use archive_svc::{domain::jobs::JobStatus, seed};
+use stowage_integration::{app::test_common, db::TestDb};
+use stowage_proto::archive::v1::{
+    self as pb, archive_admin_service_client::ArchiveAdminServiceClient,
+    archive_service_client::ArchiveServiceClient,
+};
+use stowage_shared::auth::{Role, TokenMinter};
+use tonic::Request;
+use uuid::Uuid;
+
+const ITEMS: &str = "job_id, id, parent_id, path, name, kind, size_bytes, modified_at, etag, \
+    mime_type, status, error, discovered_at";
+const RECORDS: &str = "job_id, id, scan_item_id, source_path, destination_path, size_bytes, \
+    checksum, status, attempts, last_error, started_at, completed_at";
+
+fn release_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("binary directory")?.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p {name}",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn psql(url: &str, script: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let output = tokio::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", script])
+        .output()
+        .await
+        .context("psql (postgresql-client) must be installed")?;
+    if !output.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(start.elapsed())
+}
+
+async fn psql_file(url: &str, script: &str, dir: &Path) -> Result<Duration> {
+    let file = dir.join("script.sql");
+    std::fs::write(&file, script)?;
+    let start = Instant::now();
+    let output = tokio::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
+        .arg(&file)
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(start.elapsed())
+}
+
+fn peak_rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("VmHWM")?;
+    let kib: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+fn authorized<T>(message: T, token: &str) -> Result<Request<T>> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+pub async fn run(rows: u64) -> Result<()> {
+    let db = TestDb::migrated().await?;
+    let common = test_common(&db)?;
+    let dir = std::env::current_dir()?.join("target/bench/archive");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("store"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let (_, kek) = common.keys.keks.iter().next().context("kek")?;
+    use secrecy::ExposeSecret;
+    let config = format!(
+        "[database]\nurl = {:?}\n[grpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\n\
+         [auth]\nhs256_secret = {:?}\n[keys]\nprimary = \"test-1\"\n[keys.keks]\ntest-1 = {:?}\n\
+         [log]\nfilter = \"warn\"\n[archive.default_store]\nconnection_string = \"file://{}\"\n",
+        db.url,
+        common
+            .auth
+            .hs256_secret
+            .as_ref()
+            .context("secret")?
+            .expose_secret(),
+        kek.expose_secret(),
+        dir.join("store").display(),
+    );
+    let config_path = dir.join("archive-svc.toml");
+    std::fs::write(&config_path, config)?;
+
+    // Seed one COMPLETED job.
+    let pool = stowage_shared::db::pool(&db.config())?;
+    let spec = seed::SeedSpec {
+        tenant: "bench".into(),
+        jobs: 1,
+        rows,
+        status: JobStatus::Completed,
+        terminal_days_ago: 30.0,
+    };
+    let seeding = Instant::now();
+    let job: Uuid = seed::seed(&pool, &spec).await?[0];
+    println!(
+        "seeded {rows} rows in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+    let client = db.client().await?;
+    client
+        .batch_execute("vacuum analyze archive.scan_items")
+        .await?;
+    client
+        .batch_execute("vacuum analyze archive.file_records")
+        .await?;
+
+    let mut server = tokio::process::Command::new(release_binary("archive-svc")?)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .env("RUST_LOG", "archive_svc=debug,warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("archive-svc.log"))?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = server.id().context("server pid")?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut channel = None;
+    for _ in 0..100 {
+        if let Ok(c) = tonic::transport::Endpoint::from_shared(endpoint.clone())?
+            .connect()
+            .await
+        {
+            channel = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let channel = channel.context("archive-svc did not start")?;
+    let token = TokenMinter::from_config(&common.auth)?.mint(
+        "bench",
+        "bench",
+        &[Role::SuperAdmin],
+        Duration::from_secs(3600),
+    )?;
+    let mut admin = ArchiveAdminServiceClient::new(channel.clone());
+    let mut user = ArchiveServiceClient::new(channel);
+
+    let items_file = dir.join("items.bin");
+    let records_file = dir.join("records.bin");
+    let (mut raw_out, mut raw_in, mut ours_out, mut ours_in) = (vec![], vec![], vec![], vec![]);
+    let mut stored = 0i64;
+    for round in 0..2 {
+        // Baseline archive: binary COPY TO a client file, then DELETE, in one transaction.
+        let out = psql_file(
+            &db.url,
+            &format!(
+                "begin;\n\\copy (select {ITEMS} from archive.scan_items where job_id = '{job}') to '{}' with (format binary)\n\
+                 \\copy (select {RECORDS} from archive.file_records where job_id = '{job}') to '{}' with (format binary)\n\
+                 delete from archive.scan_items where job_id = '{job}';\n\
+                 delete from archive.file_records where job_id = '{job}';\ncommit;\n",
+                items_file.display(),
+                records_file.display()
+            ),
+            &dir,
+        )
+        .await?;
+        // Baseline restore: binary COPY FROM those files into the same indexed tables.
+        let back = psql_file(
+            &db.url,
+            &format!(
+                "begin;\n\\copy archive.scan_items ({ITEMS}) from '{}' with (format binary)\n\
+                 \\copy archive.file_records ({RECORDS}) from '{}' with (format binary)\ncommit;\n",
+                items_file.display(),
+                records_file.display()
+            ),
+            &dir,
+        )
+        .await?;
+        psql(&db.url, "vacuum analyze archive.scan_items").await?;
+        psql(&db.url, "vacuum analyze archive.file_records").await?;
+
+        let start = Instant::now();
+        let request = pb::ArchiveJobRequest {
+            job_id: job.to_string(),
+            reason: "benchmark".into(),
+            compression: pb::Compression::Zstd.into(),
+        };
+        let archived = admin
+            .archive_job(authorized(request, &token)?)
+            .await?
+            .into_inner();
+        let archive_time = start.elapsed();
+        stored = archived.stored_bytes;
+
+        let start = Instant::now();
+        let request = pb::RestoreJobRequest {
+            job_id: job.to_string(),
+            trigger: pb::RestoreTrigger::User.into(),
+        };
+        let mut stream = user
+            .restore_job(authorized(request, &token)?)
+            .await?
+            .into_inner();
+        let mut done = 0;
+        while let Some(progress) = stream.message().await? {
+            done = progress.rows_done;
+        }
+        let restore_time = start.elapsed();
+        if done != rows as i64 {
+            bail!("restored {done} rows of {rows}");
+        }
+        psql(&db.url, "vacuum analyze archive.scan_items").await?;
+        psql(&db.url, "vacuum analyze archive.file_records").await?;
+        println!(
+            "round {round}: COPY TO+DELETE {:.2} s, COPY FROM {:.2} s, archive {:.2} s, restore {:.2} s",
+            out.as_secs_f64(),
+            back.as_secs_f64(),
+            archive_time.as_secs_f64(),
+            restore_time.as_secs_f64()
+        );
+        raw_out.push(out);
+        raw_in.push(back);
+        ours_out.push(archive_time);
+        ours_in.push(restore_time);
+    }
+    let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default().as_secs_f64();
+    let rss = peak_rss_mib(pid)?;
+    server.kill().await?;
+    println!("\n{rows} rows, best of 2 rounds");
+    println!("| operation | stowage (s) | baseline (s) | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| archive (gRPC ArchiveJob) vs psql binary COPY TO + DELETE | {:.2} | {:.2} | {:.2} |",
+        best(&ours_out),
+        best(&raw_out),
+        best(&ours_out) / best(&raw_out)
+    );
+    println!(
+        "| restore (gRPC RestoreJob) vs psql binary COPY FROM | {:.2} | {:.2} | {:.2} |",
+        best(&ours_in),
+        best(&raw_in),
+        best(&ours_in) / best(&raw_in)
+    );
+    println!(
+        "blob: {stored} bytes, {:.1} bytes/row (zstd, encrypted)",
+        stored as f64 / rows as f64
+    );
+    println!("archive-svc peak RSS: {rss:.0} MiB");
+    Ok(())
+}
