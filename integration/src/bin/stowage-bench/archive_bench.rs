@@ -34,20 +34,8 @@ fn release_binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-async fn psql(url: &str, script: &str) -> Result<Duration> {
-    let start = Instant::now();
-    let output = tokio::process::Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", script])
-        .output()
-        .await
-        .context("psql (postgresql-client) must be installed")?;
-    if !output.status.success() {
-        bail!("psql failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(start.elapsed())
-}
-
-async fn psql_file(url: &str, script: &str, dir: &Path) -> Result<Duration> {
+/// Runs a psql script (through a file, so `\\copy` lines work) and times it.
+async fn psql(url: &str, script: &str, dir: &Path) -> Result<Duration> {
     let file = dir.join("script.sql");
     std::fs::write(&file, script)?;
     let start = Instant::now();
@@ -55,25 +43,12 @@ async fn psql_file(url: &str, script: &str, dir: &Path) -> Result<Duration> {
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
         .arg(&file)
         .output()
-        .await?;
+        .await
+        .context("psql (postgresql-client) must be installed")?;
     if !output.status.success() {
         bail!("psql failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(start.elapsed())
-}
-
-fn peak_rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("VmHWM")?;
-    let kib: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM value")?
-        .parse()?;
-    Ok(kib / 1024.0)
 }
 
 fn authorized<T>(message: T, token: &str) -> Result<Request<T>> {
@@ -173,7 +148,7 @@ pub async fn run(rows: u64) -> Result<()> {
     let mut stored = 0i64;
     for round in 0..2 {
         // Baseline archive: binary COPY TO a client file, then DELETE, in one transaction.
-        let out = psql_file(
+        let out = psql(
             &db.url,
             &format!(
                 "begin;\n\\copy (select {ITEMS} from archive.scan_items where job_id = '{job}') to '{}' with (format binary)\n\
@@ -187,7 +162,7 @@ pub async fn run(rows: u64) -> Result<()> {
         )
         .await?;
         // Baseline restore: binary COPY FROM those files into the same indexed tables.
-        let back = psql_file(
+        let back = psql(
             &db.url,
             &format!(
                 "begin;\n\\copy archive.scan_items ({ITEMS}) from '{}' with (format binary)\n\
@@ -198,8 +173,8 @@ pub async fn run(rows: u64) -> Result<()> {
             &dir,
         )
         .await?;
-        psql(&db.url, "vacuum analyze archive.scan_items").await?;
-        psql(&db.url, "vacuum analyze archive.file_records").await?;
+        psql(&db.url, "vacuum analyze archive.scan_items;", &dir).await?;
+        psql(&db.url, "vacuum analyze archive.file_records;", &dir).await?;
 
         let start = Instant::now();
         let request = pb::ArchiveJobRequest {
@@ -231,8 +206,8 @@ pub async fn run(rows: u64) -> Result<()> {
         if done != rows as i64 {
             bail!("restored {done} rows of {rows}");
         }
-        psql(&db.url, "vacuum analyze archive.scan_items").await?;
-        psql(&db.url, "vacuum analyze archive.file_records").await?;
+        psql(&db.url, "vacuum analyze archive.scan_items;", &dir).await?;
+        psql(&db.url, "vacuum analyze archive.file_records;", &dir).await?;
         println!(
             "round {round}: COPY TO+DELETE {:.2} s, COPY FROM {:.2} s, archive {:.2} s, restore {:.2} s",
             out.as_secs_f64(),
@@ -246,7 +221,7 @@ pub async fn run(rows: u64) -> Result<()> {
         ours_in.push(restore_time);
     }
     let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default().as_secs_f64();
-    let rss = peak_rss_mib(pid)?;
+    let rss = super::peak_rss_mib(&pid.to_string())?;
     server.kill().await?;
     println!("\n{rows} rows, best of 2 rounds");
     println!("| operation | stowage (s) | baseline (s) | ratio |");

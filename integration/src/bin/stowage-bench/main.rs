@@ -147,8 +147,9 @@ fn format_bench(size_mib: usize) -> Result<()> {
     Ok(())
 }
 
-fn peak_rss_mib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+/// Peak resident set size (VmHWM) of process `pid` ("self" for this one), in MiB.
+fn peak_rss_mib(pid: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -177,11 +178,11 @@ async fn write_rss_bench(size_mib: usize, dir: &str) -> Result<()> {
     let block = pseudo_random(CHUNK);
     let chunks = (0..size_mib).map(move |_| Ok::<_, std::io::Error>(block.clone()));
     let key = BlobKey::new("bench/two-gib")?;
-    let before = peak_rss_mib()?;
+    let before = peak_rss_mib("self")?;
     let start = Instant::now();
     let receipt = objects.put(&key, stream::iter(chunks)).await?;
     let elapsed = start.elapsed();
-    let peak = peak_rss_mib()?;
+    let peak = peak_rss_mib("self")?;
     store.delete(&key).await?;
     println!(
         "verified write of {} MiB to a file store: {:.1} s ({:.0} MiB/s incl. read-back), \
