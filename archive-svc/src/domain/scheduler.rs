@@ -89,7 +89,12 @@ impl Scheduler {
         let drain_outcomes = tokio::spawn(async move { while received.recv().await.is_some() {} });
         let result = self
             .archives
-            .archive_due(self.jobs_per_tick, &outcomes)
+            .archive_due(
+                "scheduler",
+                "retention schedule",
+                self.jobs_per_tick,
+                &outcomes,
+            )
             .await;
         drop(outcomes);
         let _ = drain_outcomes.await;

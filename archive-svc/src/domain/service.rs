@@ -43,6 +43,11 @@ impl Trigger {
     }
 }
 
+/// The tenant and subject an audit entry names for a caller.
+fn who(caller: &Principal) -> (&str, &str) {
+    (&caller.organization, &caller.subject)
+}
+
 /// One job's result in a bulk archive.
 #[derive(Debug)]
 pub struct Outcome {
@@ -137,8 +142,15 @@ impl Archives {
                                 "already_hot": done.already_hot }),
             Err(error) => json!({ "trigger": trigger.as_str(), "error": error.to_string() }),
         };
-        self.audit(caller, "restore", Some(id), None, result.is_ok(), detail)
-            .await;
+        self.audit(
+            who(caller),
+            "restore",
+            Some(id),
+            None,
+            result.is_ok(),
+            detail,
+        )
+        .await;
         result
     }
 
@@ -173,7 +185,7 @@ impl Archives {
                 Err(BlobError::NotFound(_)) => {}
                 Err(error) => {
                     self.audit(
-                        caller,
+                        who(caller),
                         "delete",
                         Some(id),
                         Some(reason),
@@ -186,7 +198,7 @@ impl Archives {
             }
         }
         self.audit(
-            caller,
+            who(caller),
             "delete",
             Some(id),
             Some(reason),
@@ -217,7 +229,7 @@ impl Archives {
             Err(error) => json!({ "error": error.to_string() }),
         };
         self.audit(
-            caller,
+            who(caller),
             "archive",
             Some(id),
             Some(reason),
@@ -236,6 +248,8 @@ impl Archives {
     /// goes to `outcomes` as it happens. A job's failure never stops the rest.
     pub async fn archive_due(
         &self,
+        actor: &str,
+        reason: &str,
         limit: u32,
         outcomes: &mpsc::Sender<Outcome>,
     ) -> Result<(u32, u32)> {
@@ -255,7 +269,7 @@ impl Archives {
             db::jobs::eligible(&client, &windows, Utc::now(), i64::from(limit)).await?
         };
         let (mut archived, mut failed) = (0, 0);
-        for (job_id, _tenant) in due {
+        for (job_id, tenant) in due {
             let result = match self
                 .archiver
                 .archive(None, job_id, Mode::Scheduled, Compression::Zstd)
@@ -275,6 +289,20 @@ impl Archives {
                     Err(error)
                 }
             };
+            let detail = match &result {
+                Ok(job) => json!({ "blob": job.archive.as_ref().map(|a| a.blob_key.clone()) }),
+                Err(error) => json!({ "error": error.to_string() }),
+            };
+            let ok = result.is_ok();
+            self.audit(
+                (&tenant, actor),
+                "archive",
+                Some(job_id),
+                Some(reason),
+                ok,
+                detail,
+            )
+            .await;
             let _ = outcomes.send(Outcome { job_id, result }).await;
         }
         Ok((archived, failed))
@@ -289,7 +317,7 @@ impl Archives {
         caller.require(Role::SuperAdmin)?;
         let result = self.stores.set(setting, &caller.subject).await;
         self.audit(
-            caller,
+            who(caller),
             "set_archive_store",
             None,
             Some(reason),
@@ -300,19 +328,21 @@ impl Archives {
         result
     }
 
-    /// Records an audit entry; a failure to record is logged, not returned.
+    /// Records an audit entry for `(tenant, actor)`; a failure to record is logged, not
+    /// returned.
     async fn audit(
         &self,
-        caller: &Principal,
+        caller: (&str, &str),
         action: &str,
         job_id: Option<Uuid>,
         reason: Option<&str>,
         ok: bool,
         detail: serde_json::Value,
     ) {
+        let (tenant_id, actor) = caller;
         let entry = Entry {
-            tenant_id: &caller.organization,
-            actor: &caller.subject,
+            tenant_id,
+            actor,
             action,
             job_id,
             reason,

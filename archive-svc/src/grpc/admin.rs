@@ -63,7 +63,7 @@ impl ArchiveAdminService for AdminApi {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
         let request = request.into_inner();
-        reason(&request.reason)?;
+        let reason = reason(&request.reason)?.to_owned();
         let limit = u32::try_from(request.limit)
             .map_err(|_| Status::invalid_argument("limit: must not be negative"))?;
         let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(16);
@@ -93,7 +93,9 @@ impl ArchiveAdminService for AdminApi {
                     }
                 })
             };
-            let result = archives.archive_due(limit, &outcome_tx).await;
+            let result = archives
+                .archive_due(&caller.subject, &reason, limit, &outcome_tx)
+                .await;
             drop(outcome_tx);
             let _ = forward.await;
             if let Err(error) = result {
