@@ -118,7 +118,57 @@ impl Archiver {
         compression: Compression,
     ) -> Result<Archived> {
         let started = std::time::Instant::now();
+        // The store first: it reads admin_config with a connection of its own.
+        let objects = self.stores.current().await?;
         let mut client = self.pool.get().await?;
+        // One archive of a job at a time: they would write the same blob key.
+        let locked: bool = client
+            .query_one(
+                "select pg_try_advisory_lock(hashtext($1))",
+                &[&job_lock(job_id)],
+            )
+            .await?
+            .get(0);
+        if !locked {
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} is already being archived"
+            )));
+        }
+        let result = self
+            .archive_locked(
+                &mut client,
+                tenant,
+                job_id,
+                mode,
+                compression,
+                objects,
+                started,
+            )
+            .await;
+        let unlocked = client
+            .execute(
+                "select pg_advisory_unlock(hashtext($1))",
+                &[&job_lock(job_id)],
+            )
+            .await;
+        if unlocked.is_err() {
+            // A connection that may still hold the lock must not go back to the pool.
+            drop(deadpool_postgres::Object::take(client));
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn archive_locked(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        tenant: Option<&str>,
+        job_id: Uuid,
+        mode: Mode,
+        compression: Compression,
+        objects: stowage_shared::blob::EncryptedStore,
+        started: std::time::Instant,
+    ) -> Result<Archived> {
         // One snapshot for the job and both tables.
         let snapshot = client
             .build_transaction()
@@ -134,8 +184,8 @@ impl Archiver {
             Compression::Zstd => BlobFormat::JsonZstd,
             Compression::Gzip => BlobFormat::JsonGzip,
         };
-        let key = BlobKey::new(format.blob_key(&job.tenant_id, job.id))?;
-        let objects = self.stores.current().await?;
+        let key = BlobKey::new(format.blob_key(&job.tenant_id, job.id))
+            .map_err(|e| Error::Internal(format!("blob key of job {job_id}: {e}")))?;
 
         // rows → JSON (here) → compressor thread → verified encrypted upload, concurrently.
         let (json_tx, json_rx) = mpsc::channel::<Vec<u8>>(4);
@@ -152,6 +202,11 @@ impl Archiver {
                 stream_rows::<FileRecord>(&snapshot, job_id, &mut out, &mut digest).await?;
             out.push(b"}")?;
             out.flush().await?;
+            // An empty chunk marks the end: without it the compressor fails the upload.
+            out.tx
+                .send(Vec::new())
+                .await
+                .map_err(|_| Error::Internal("the compressor stopped".into()))?;
             Ok::<_, Error>((items, records, digest, out.bytes))
         };
         let upload = objects.put(&key, ReceiverStream::new(packed_rx));
@@ -285,6 +340,23 @@ async fn stream_rows<R: Row>(
     Ok(count)
 }
 
+/// Writes JSON chunks into `encoder` until the empty end marker; a channel that closes
+/// before it (the producer failed) is an error, so a truncated payload is never stored.
+fn feed(json: &mut mpsc::Receiver<Vec<u8>>, encoder: &mut impl Write) -> std::io::Result<()> {
+    while let Some(chunk) = json.blocking_recv() {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        encoder.write_all(&chunk)?;
+    }
+    Err(std::io::Error::other("the row stream ended early"))
+}
+
+/// Advisory-lock key of a job's archive.
+fn job_lock(job: Uuid) -> String {
+    format!("stowage.archive.job/{job}")
+}
+
 /// The compressor thread: JSON chunks in, compressed chunks out.
 fn compress(
     mut json: mpsc::Receiver<Vec<u8>>,
@@ -295,17 +367,13 @@ fn compress(
     let result = match compression {
         Compression::Zstd => {
             let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
-            while let Some(chunk) = json.blocking_recv() {
-                encoder.write_all(&chunk)?;
-            }
+            feed(&mut json, &mut encoder)?;
             encoder.finish()?.flush()
         }
         Compression::Gzip => {
             let mut encoder =
                 flate2::write::GzEncoder::new(sink, flate2::Compression::new(GZIP_LEVEL));
-            while let Some(chunk) = json.blocking_recv() {
-                encoder.write_all(&chunk)?;
-            }
+            feed(&mut json, &mut encoder)?;
             encoder.finish()?.flush()
         }
     };

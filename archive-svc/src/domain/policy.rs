@@ -6,6 +6,8 @@ use std::{collections::BTreeMap, time::Duration};
 use super::jobs::JobStatus;
 
 const DAY: Duration = Duration::from_secs(86_400);
+/// Longest configurable idle window (a hundred years).
+pub const MAX_IDLE_DAYS: u32 = 36_500;
 
 /// Idle window per terminal status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +33,13 @@ impl RetentionPolicy {
     pub fn with_overrides(overrides: &BTreeMap<JobStatus, u32>) -> Result<Self, String> {
         let mut policy = Self::default();
         for (status, days) in overrides {
+            if *days > MAX_IDLE_DAYS {
+                return Err(format!(
+                    "{} days for {} is more than the {MAX_IDLE_DAYS}-day maximum",
+                    days,
+                    status.as_str()
+                ));
+            }
             if !status.is_terminal() {
                 return Err(format!(
                     "{} is not a terminal status; only CANCELLED, FAILED, SCAN_COMPLETE and \

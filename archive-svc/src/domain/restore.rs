@@ -73,6 +73,8 @@ impl Restorer {
         progress: &mpsc::Sender<Progress>,
     ) -> Result<Progress> {
         let started = std::time::Instant::now();
+        // The store first: it reads admin_config with a connection of its own.
+        let objects = self.stores.current().await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let job = db::jobs::get_for_update(&tx, tenant, job_id)
@@ -100,12 +102,14 @@ impl Restorer {
         let _ = progress.send(state.clone()).await;
 
         let (plain_tx, plain_rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
-        let fetch = self.fetch(&info, plain_tx);
-        let (rows_tx, mut rows_rx) = mpsc::channel::<Batch>(4);
+        let fetch = fetch(&objects, &info, plain_tx);
+        let (rows_tx, rows_rx) = mpsc::channel::<Batch>(4);
         let format = info.format;
         let parser = tokio::task::spawn_blocking(move || parse(plain_rx, format, job_id, rows_tx));
 
         let insert = async {
+            // Owned here, so a failed insert drops it and unblocks the parser.
+            let mut rows_rx = rows_rx;
             state.phase = Phase::Inserting;
             let _ = progress.send(state.clone()).await;
             let mut digest = RowsDigest::default();
@@ -153,8 +157,8 @@ impl Restorer {
         let parsed = parser.await.map_err(|e| Error::Internal(e.to_string()))?;
         // The first failure in pipeline order is the cause; later ones are its echoes.
         let bytes_read = fetched?;
-        parsed?;
         let (item_count, record_count, digest) = inserted?;
+        parsed?;
         state.bytes_read = bytes_read;
 
         state.phase = Phase::Verifying;
@@ -196,60 +200,32 @@ impl Restorer {
         metrics::histogram!("archive_restore_seconds").record(started.elapsed().as_secs_f64());
         Ok(state)
     }
+}
 
-    /// Streams the blob's plaintext (still compressed) into `out`; returns stored bytes.
-    async fn fetch(
-        &self,
-        info: &ArchiveInfo,
-        out: mpsc::Sender<std::io::Result<Bytes>>,
-    ) -> Result<u64> {
-        let objects = self.stores.current().await?;
-        let key = BlobKey::new(info.blob_key.clone())?;
-        let mut read = 0u64;
-        let fail = |out: &mpsc::Sender<std::io::Result<Bytes>>, message: String| {
-            let _ = out.try_send(Err(std::io::Error::other(message)));
-        };
-        if info.format == BlobFormat::LegacyJsonGzip {
-            let blob = objects
-                .store()
-                .get(&key)
-                .await
-                .map_err(|e| blob_error(e, &key))?;
-            let stream = blob.stream;
-            pin_mut!(stream);
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| blob_error(e, &key));
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(error) => {
-                        fail(&out, error.to_string());
-                        return Err(error);
-                    }
-                };
-                read += chunk.len() as u64;
-                if out.send(Ok(chunk)).await.is_err() {
-                    break;
-                }
-            }
-            return Ok(read);
-        }
-        let expected =
-            info.plaintext_sha256
-                .clone()
-                .map(|sha256| stowage_shared::blob::encrypted::Expected {
-                    sha256,
-                    plaintext_len: info.plaintext_bytes.map(|_| None).unwrap_or(None),
-                });
-        let stream = objects.get(&key, expected).await.map_err(|e| match e {
-            stowage_shared::blob::ObjectError::Blob(b) => blob_error(b, &key),
-            other => Error::from(other),
-        })?;
+/// Streams the blob's plaintext (still compressed) into `out`; returns stored bytes.
+async fn fetch(
+    objects: &stowage_shared::blob::EncryptedStore,
+    info: &ArchiveInfo,
+    out: mpsc::Sender<std::io::Result<Bytes>>,
+) -> Result<u64> {
+    let key = BlobKey::new(info.blob_key.clone())?;
+    let mut read = 0u64;
+    let fail = |out: &mpsc::Sender<std::io::Result<Bytes>>, message: String| {
+        let _ = out.try_send(Err(std::io::Error::other(message)));
+    };
+    if info.format == BlobFormat::LegacyJsonGzip {
+        let blob = objects
+            .store()
+            .get(&key)
+            .await
+            .map_err(|e| blob_error(e, &key))?;
+        let stream = blob.stream;
         pin_mut!(stream);
         while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| blob_error(e, &key));
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(error) => {
-                    let error = Error::from(error);
                     fail(&out, error.to_string());
                     return Err(error);
                 }
@@ -259,14 +235,41 @@ impl Restorer {
                 break;
             }
         }
-        Ok(read)
+        return Ok(read);
     }
+    let expected =
+        info.plaintext_sha256
+            .clone()
+            .map(|sha256| stowage_shared::blob::encrypted::Expected {
+                sha256,
+                plaintext_len: info.plaintext_bytes.map(|_| None).unwrap_or(None),
+            });
+    let stream = objects.get(&key, expected).await.map_err(|e| match e {
+        stowage_shared::blob::ObjectError::Blob(b) => blob_error(b, &key),
+        other => Error::from(other),
+    })?;
+    pin_mut!(stream);
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                let error = Error::from(error);
+                fail(&out, error.to_string());
+                return Err(error);
+            }
+        };
+        read += chunk.len() as u64;
+        if out.send(Ok(chunk)).await.is_err() {
+            break;
+        }
+    }
+    Ok(read)
 }
 
 fn blob_error(error: stowage_shared::blob::BlobError, key: &BlobKey) -> Error {
     match error {
         stowage_shared::blob::BlobError::NotFound(_) => {
-            Error::NotFound(format!("archive blob {key} (the job stays archived)"))
+            Error::NotFound(format!("archive blob {key} of this archived job"))
         }
         other => other.into(),
     }
@@ -316,9 +319,11 @@ fn parse(
     };
     let mut deserializer =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 20, decoded));
+    let seen = std::cell::Cell::new((false, false));
     let payload = Payload {
         rows: &rows,
         job_id,
+        seen: &seen,
     };
     payload
         .deserialize(&mut deserializer)
@@ -326,12 +331,19 @@ fn parse(
     deserializer
         .end()
         .map_err(|e| Error::DataLoss(format!("payload: {e}")))?;
+    if seen.get() != (true, true) {
+        return Err(Error::DataLoss(
+            "the payload lacks scanItems or fileRecords".into(),
+        ));
+    }
     Ok(())
 }
 
 struct Payload<'a> {
     rows: &'a mpsc::Sender<Batch>,
     job_id: Uuid,
+    /// Whether scanItems and fileRecords were read.
+    seen: &'a std::cell::Cell<(bool, bool)>,
 }
 
 impl<'de> DeserializeSeed<'de> for Payload<'_> {
@@ -352,20 +364,30 @@ impl<'de> Visitor<'de> for Payload<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "scanItems" => map.next_value_seed(Rows::<ScanItem> {
-                    payload: Payload {
+                "scanItems" | "fileRecords" => {
+                    let items = key == "scanItems";
+                    let (seen_items, seen_records) = self.seen.get();
+                    if (items && seen_items) || (!items && seen_records) {
+                        return Err(serde::de::Error::custom(format!("{key} appears twice")));
+                    }
+                    self.seen.set((seen_items || items, seen_records || !items));
+                    let payload = Payload {
                         rows: self.rows,
                         job_id: self.job_id,
-                    },
-                    wrap: Batch::Items,
-                })?,
-                "fileRecords" => map.next_value_seed(Rows::<FileRecord> {
-                    payload: Payload {
-                        rows: self.rows,
-                        job_id: self.job_id,
-                    },
-                    wrap: Batch::Records,
-                })?,
+                        seen: self.seen,
+                    };
+                    if items {
+                        map.next_value_seed(Rows::<ScanItem> {
+                            payload,
+                            wrap: Batch::Items,
+                        })?;
+                    } else {
+                        map.next_value_seed(Rows::<FileRecord> {
+                            payload,
+                            wrap: Batch::Records,
+                        })?;
+                    }
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

@@ -77,7 +77,9 @@ impl Scheduler {
 
     /// One tick now, if no other replica is running one.
     pub async fn tick(&self) -> Result<Tick> {
-        let client = self.pool.get().await?;
+        // Detached from the pool: the session (and with it the lock) ends with this tick,
+        // whatever happens during it.
+        let client = deadpool_postgres::Object::take(self.pool.get().await?);
         let locked: bool = client
             .query_one("select pg_try_advisory_lock($1)", &[&TICK_LOCK])
             .await?

@@ -238,10 +238,7 @@ impl Archives {
         )
         .await;
         result?;
-        let client = self.pool.get().await?;
-        db::jobs::get(&client, None, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+        self.job(id).await
     }
 
     /// The schedule's logic: up to `limit` due jobs, oldest terminal first; each outcome
@@ -277,10 +274,7 @@ impl Archives {
             {
                 Ok(_) => {
                     archived += 1;
-                    let client = self.pool.get().await?;
-                    db::jobs::get(&client, None, job_id)
-                        .await?
-                        .ok_or_else(|| Error::NotFound(format!("job {job_id}")))
+                    self.job(job_id).await
                 }
                 Err(error) => {
                     failed += 1;
@@ -326,6 +320,14 @@ impl Archives {
         )
         .await;
         result
+    }
+
+    /// Any tenant's job, for admins and the schedule.
+    async fn job(&self, id: Uuid) -> Result<Job> {
+        let client = self.pool.get().await?;
+        db::jobs::get(&client, None, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))
     }
 
     /// Records an audit entry for `(tenant, actor)`; a failure to record is logged, not
