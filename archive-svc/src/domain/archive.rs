@@ -9,7 +9,7 @@ use std::io::Write;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::{StreamExt, pin_mut};
-use stowage_shared::blob::BlobKey;
+use stowage_shared::blob::{BlobKey, ObjectError};
 use tokio::sync::mpsc;
 use tokio_postgres::{IsolationLevel, binary_copy::BinaryCopyOutStream};
 use tokio_stream::wrappers::ReceiverStream;
@@ -214,9 +214,15 @@ impl Archiver {
         let compressed = compressor
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let (items, records, digest, json_bytes) = produced?;
+        // Name the cause, not its echo: a failed producer makes the upload fail with a
+        // source error; a failed store makes the producer see a closed channel.
+        let (produced, receipt) = match (produced, uploaded) {
+            (Ok(produced), Ok(receipt)) => (produced, receipt),
+            (Err(error), Ok(_) | Err(ObjectError::Source(_))) => return Err(error),
+            (_, Err(error)) => return Err(write_failed(error)),
+        };
+        let (items, records, digest, json_bytes) = produced;
         compressed.map_err(|e| Error::Internal(format!("compression failed: {e}")))?;
-        let receipt = uploaded?;
         snapshot.commit().await?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
@@ -350,6 +356,17 @@ fn feed(json: &mut mpsc::Receiver<Vec<u8>>, encoder: &mut impl Write) -> std::io
         encoder.write_all(&chunk)?;
     }
     Err(std::io::Error::other("the row stream ended early"))
+}
+
+/// A write that did not go through or did not verify: the rows are still hot, so this is
+/// not data loss.
+fn write_failed(error: ObjectError) -> Error {
+    match error {
+        ObjectError::Blob(blob) => blob.into(),
+        other => Error::Internal(format!(
+            "the archive blob did not verify; the rows stay hot: {other}"
+        )),
+    }
 }
 
 /// Advisory-lock key of a job's archive.

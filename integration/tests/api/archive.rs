@@ -538,18 +538,18 @@ async fn deleting_a_job_removes_its_summary_rows_and_blob_and_is_audited() {
     app.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn legacy_unencrypted_gzip_archives_restore() {
+/// Replaces a hot job's rows by a blob in the earlier system's format (camelCase JSON of
+/// every column, gzipped, unencrypted), after `edit` changes the payload.
+async fn archive_as_legacy(
+    app: &stowage_integration::TestApp,
+    db: &tokio_postgres::Client,
+    job: uuid::Uuid,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
     use std::io::Write;
 
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
-    let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 120, 80)
-        .await
-        .unwrap();
-    let before = scans::table_digest(&db, job).await.unwrap();
     // The earlier system's payload: camelCase JSON of every column, gzipped, unencrypted.
-    let json: serde_json::Value = db
+    let mut json: serde_json::Value = db
         .query_one(
             "select json_build_object(
                'scanItems', (select json_agg(json_build_object('jobId', job_id, 'id', id,
@@ -568,6 +568,7 @@ async fn legacy_unencrypted_gzip_archives_restore() {
         .await
         .unwrap()
         .get(0);
+    edit(&mut json);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(json.to_string().as_bytes()).unwrap();
     let key = format!("acme/{job}.json.gz");
@@ -588,13 +589,47 @@ async fn legacy_unencrypted_gzip_archives_restore() {
     ))
     .await
     .unwrap();
+}
 
+#[tokio::test]
+async fn legacy_unencrypted_gzip_archives_restore() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 120, 80)
+        .await
+        .unwrap();
+    let before = scans::table_digest(&db, job).await.unwrap();
+    archive_as_legacy(&app, &db, job, |_| {}).await;
     let user = app.token("acme", &[Role::Member]);
     let done = restore(&mut app.archive(Some(&user)).await, job)
         .await
         .unwrap();
     assert_eq!(done.last().unwrap().rows_done, 200);
     assert_eq!(scans::table_digest(&db, job).await.unwrap(), before);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_payload_missing_an_array_is_data_loss_and_inserts_nothing() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 30, 20)
+        .await
+        .unwrap();
+    archive_as_legacy(&app, &db, job, |json| {
+        json.as_object_mut().unwrap().remove("fileRecords");
+    })
+    .await;
+    let user = app.token("acme", &[Role::Member]);
+    let status = restore(&mut app.archive(Some(&user)).await, job)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DataLoss, "{}", status.message());
+    assert_eq!(
+        scans::table_digest(&db, job).await.unwrap().1,
+        0,
+        "nothing inserted"
+    );
     app.stop().await.unwrap();
 }
 
