@@ -572,7 +572,7 @@ async fn archive_as_legacy(
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(json.to_string().as_bytes()).unwrap();
     let key = format!("acme/{job}.json.gz");
-    archive_store(&app)
+    archive_store(app)
         .put(
             &BlobKey::new(key.clone()).unwrap(),
             gz.finish().unwrap().into(),
