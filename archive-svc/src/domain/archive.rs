@@ -194,19 +194,14 @@ impl Archiver {
             tokio::task::spawn_blocking(move || compress(json_rx, packed_tx, compression));
         let produce = async {
             let mut out = JsonOut::new(json_tx);
-            out.push(b"{")?;
+            out.push(b"{");
             let mut digest = RowsDigest::default();
             let items = stream_rows::<ScanItem>(&snapshot, job_id, &mut out, &mut digest).await?;
-            out.push(b",")?;
+            out.push(b",");
             let records =
                 stream_rows::<FileRecord>(&snapshot, job_id, &mut out, &mut digest).await?;
-            out.push(b"}")?;
-            out.flush().await?;
-            // An empty chunk marks the end: without it the compressor fails the upload.
-            out.tx
-                .send(Vec::new())
-                .await
-                .map_err(|_| Error::Internal("the compressor stopped".into()))?;
+            out.push(b"}");
+            out.finish().await?;
             Ok::<_, Error>((items, records, digest, out.bytes))
         };
         let upload = objects.put(&key, ReceiverStream::new(packed_rx));
@@ -288,9 +283,18 @@ impl JsonOut {
         }
     }
 
-    fn push(&mut self, text: &[u8]) -> Result<()> {
+    fn push(&mut self, text: &[u8]) {
         self.buf.extend_from_slice(text);
-        Ok(())
+    }
+
+    /// Sends what is left, then the empty chunk that marks the end: without it the
+    /// compressor fails the upload rather than store a truncated payload.
+    async fn finish(&mut self) -> Result<()> {
+        self.flush().await?;
+        self.tx
+            .send(Vec::new())
+            .await
+            .map_err(|_| Error::Internal("the compressor stopped".into()))
     }
 
     async fn maybe_flush(&mut self) -> Result<()> {
@@ -328,7 +332,7 @@ async fn stream_rows<R: Row>(
     let stream = client.copy_out(&copy).await?;
     let rows = BinaryCopyOutStream::new(stream, R::TYPES);
     pin_mut!(rows);
-    out.push(format!("\"{}\":[", R::JSON_KEY).as_bytes())?;
+    out.push(format!("\"{}\":[", R::JSON_KEY).as_bytes());
     let mut count = 0i64;
     let mut scratch = Canonical::default();
     while let Some(row) = rows.next().await {
@@ -342,7 +346,7 @@ async fn stream_rows<R: Row>(
         count += 1;
         out.maybe_flush().await?;
     }
-    out.push(b"]")?;
+    out.push(b"]");
     Ok(count)
 }
 

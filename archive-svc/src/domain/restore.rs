@@ -6,9 +6,9 @@
 use std::{fmt, io::Read};
 
 use bytes::Bytes;
-use futures::{StreamExt, pin_mut};
+use futures::{StreamExt, pin_mut, stream::BoxStream};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use stowage_shared::blob::BlobKey;
+use stowage_shared::blob::{BlobKey, ObjectError, encrypted::Expected};
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use uuid::Uuid;
@@ -209,61 +209,57 @@ async fn fetch(
     out: mpsc::Sender<std::io::Result<Bytes>>,
 ) -> Result<u64> {
     let key = BlobKey::new(info.blob_key.clone())?;
-    let mut read = 0u64;
-    let fail = |out: &mpsc::Sender<std::io::Result<Bytes>>, message: String| {
-        let _ = out.try_send(Err(std::io::Error::other(message)));
-    };
-    if info.format == BlobFormat::LegacyJsonGzip {
+    let stream: BoxStream<'static, Result<Bytes>> = if info.format == BlobFormat::LegacyJsonGzip {
+        // Written by the earlier system: unencrypted, so the stored bytes are the payload.
+        let key_of_error = key.clone();
         let blob = objects
             .store()
             .get(&key)
             .await
             .map_err(|e| blob_error(e, &key))?;
-        let stream = blob.stream;
-        pin_mut!(stream);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| blob_error(e, &key));
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(error) => {
-                    fail(&out, error.to_string());
-                    return Err(error);
-                }
-            };
-            read += chunk.len() as u64;
-            if out.send(Ok(chunk)).await.is_err() {
-                break;
-            }
-        }
-        return Ok(read);
-    }
-    let expected =
-        info.plaintext_sha256
-            .clone()
-            .map(|sha256| stowage_shared::blob::encrypted::Expected {
-                sha256,
-                plaintext_len: info.plaintext_bytes.map(|_| None).unwrap_or(None),
-            });
-    let stream = objects.get(&key, expected).await.map_err(|e| match e {
-        stowage_shared::blob::ObjectError::Blob(b) => blob_error(b, &key),
-        other => Error::from(other),
-    })?;
+        blob.stream
+            .map(move |chunk| chunk.map_err(|e| blob_error(e, &key_of_error)))
+            .boxed()
+    } else {
+        // The digest covers the compressed payload; its length is not recorded (the job's
+        // plaintext size is that of the JSON), so only the digest is checked.
+        let expected = info.plaintext_sha256.clone().map(|sha256| Expected {
+            sha256,
+            plaintext_len: None,
+        });
+        let key_of_error = key.clone();
+        objects
+            .get(&key, expected)
+            .await
+            .map_err(|e| object_error(e, &key))?
+            .map(move |chunk| chunk.map_err(|e| object_error(e, &key_of_error)))
+            .boxed()
+    };
     pin_mut!(stream);
+    let mut read = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
+        match chunk {
+            Ok(chunk) => {
+                read += chunk.len() as u64;
+                if out.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
             Err(error) => {
-                let error = Error::from(error);
-                fail(&out, error.to_string());
+                // Tell the parser the payload stops here, so it fails instead of waiting.
+                let _ = out.try_send(Err(std::io::Error::other(error.to_string())));
                 return Err(error);
             }
-        };
-        read += chunk.len() as u64;
-        if out.send(Ok(chunk)).await.is_err() {
-            break;
         }
     }
     Ok(read)
+}
+
+fn object_error(error: ObjectError, key: &BlobKey) -> Error {
+    match error {
+        ObjectError::Blob(blob) => blob_error(blob, key),
+        other => other.into(),
+    }
 }
 
 fn blob_error(error: stowage_shared::blob::BlobError, key: &BlobKey) -> Error {
