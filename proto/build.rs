@@ -5,6 +5,9 @@ use std::{env, path::PathBuf};
 
 const PROTOS: &[&str] = &[
     "stowage/migration/v1/bindings.proto",
+    "stowage/migration/v1/artifacts.proto",
+    "stowage/migration/v1/runs.proto",
+    "stowage/migration/v1/evidence.proto",
     "stowage/archive/v1/archive.proto",
 ];
 
@@ -22,6 +25,8 @@ fn main() -> anyhow::Result<()> {
         .build_client(true)
         .build_server(true)
         .emit_rerun_if_changed(false)
+        // Artifact chunks pass through without copies.
+        .bytes(".stowage.migration")
         .compile_fds(file_descriptors)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use stowage_shared::{
     api::{IdempotencyError, InvalidArgument},
     auth::AuthError,
+    blob::{BlobError, ObjectError},
     db::DbError,
     keyring::KeyError,
 };
@@ -14,6 +15,13 @@ pub enum Error {
     InvalidArgument(#[from] InvalidArgument),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Stored bytes do not match what was recorded for them.
+    #[error("stored data is unreadable: {0}")]
+    DataLoss(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -22,8 +30,12 @@ pub enum Error {
     Db(#[from] DbError),
     #[error("sealed secret: {0}")]
     Keys(#[from] KeyError),
+    #[error("store: {0}")]
+    Store(BlobError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -32,19 +44,61 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::Db(error.into())
+    }
+}
+
+impl From<BlobError> for Error {
+    fn from(error: BlobError) -> Self {
+        match error {
+            BlobError::Unavailable(_) => Error::Unavailable(error.to_string()),
+            other => Error::Store(other),
+        }
+    }
+}
+
+impl From<ObjectError> for Error {
+    fn from(error: ObjectError) -> Self {
+        match error {
+            ObjectError::Blob(blob) => blob.into(),
+            ObjectError::Format(_)
+            | ObjectError::ChecksumMismatch { .. }
+            | ObjectError::LengthMismatch { .. } => Error::DataLoss(error.to_string()),
+            ObjectError::Source(_) => {
+                Error::InvalidArgument(InvalidArgument::new("chunk", error.to_string()))
+            }
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(e) => e.into(),
             Error::NotFound(_) => Status::not_found(error.to_string()),
+            Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+            Error::DataLoss(_) => Status::data_loss(error.to_string()),
+            Error::Unavailable(_) => Status::unavailable(error.to_string()),
             Error::Auth(e) => e.into(),
             Error::Idempotency(IdempotencyError::Mismatch(_)) => {
                 Status::invalid_argument(error.to_string())
             }
             Error::Idempotency(IdempotencyError::Db(e)) | Error::Db(e) => e.into(),
+            Error::Store(BlobError::NotFound(_)) => Status::not_found(error.to_string()),
+            Error::Store(BlobError::PermissionDenied(_)) => {
+                tracing::warn!(%error, "a store refused access");
+                Status::failed_precondition(
+                    "the binding's store refused access; check its credential",
+                )
+            }
+            Error::Store(BlobError::Config(_)) => Status::failed_precondition(error.to_string()),
             Error::Idempotency(IdempotencyError::Corrupt(_))
             | Error::Keys(_)
-            | Error::Corrupt(_) => {
+            | Error::Store(_)
+            | Error::Corrupt(_)
+            | Error::Internal(_) => {
                 tracing::error!(%error, "internal error");
                 Status::internal("internal error")
             }

@@ -1,30 +1,74 @@
 //! Wiring: `App::build` connects, migrates, binds and registers the services;
-//! `run_until_stopped` serves until shutdown.
+//! `run_until_stopped` serves, and runs the migration runner, until shutdown.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use stowage_proto::migration::v1::binding_service_server::BindingServiceServer;
+use stowage_proto::migration::v1::{
+    artifact_service_server::ArtifactServiceServer, binding_service_server::BindingServiceServer,
+    evidence_service_server::EvidenceServiceServer,
+    migration_service_server::MigrationServiceServer,
+};
 use stowage_shared::startup::{self, Foundation, StartupError};
+use tokio::sync::Notify;
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::{config::Config, db, domain::bindings::Bindings, grpc::bindings::BindingApi};
+use crate::{
+    config::Config,
+    db,
+    domain::{
+        artifacts::Artifacts, bindings::Bindings, evidence::Evidence, runner::Runner, runs::Runs,
+        stores::Stores, watch::Watcher,
+    },
+    grpc::{
+        artifacts::ArtifactApi, bindings::BindingApi, evidence::EvidenceApi, runs::MigrationApi,
+    },
+};
 
 pub struct App {
     foundation: Foundation,
+    runner: Option<Runner>,
 }
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let mut foundation =
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
+        let pool = foundation.pool.clone();
+        let stores = Stores::new(
+            pool.clone(),
+            foundation.keys.clone(),
+            config.migration.store_options(),
+        );
+        let evidence = Evidence::new(pool.clone());
+        let wake = Arc::new(Notify::new());
+        let bindings = Bindings::new(pool.clone(), stores.clone(), evidence.clone());
+        let artifacts = Artifacts::new(pool.clone(), stores.clone());
+        let runs = Runs::new(pool.clone(), evidence.clone(), wake.clone());
+        let watcher = Watcher::new(pool.clone(), config.migration.watch_heartbeat);
+        let drain = foundation.grpc.drain();
         let authenticate = foundation.auth.interceptor();
-        let bindings = Bindings::new(foundation.pool.clone(), foundation.keys.clone());
-        foundation
-            .grpc
-            .add_service(BindingServiceServer::with_interceptor(
-                BindingApi::new(bindings),
-                authenticate,
-            ));
-        Ok(Self { foundation })
+        let grpc = &mut foundation.grpc;
+        grpc.add_service(BindingServiceServer::with_interceptor(
+            BindingApi::new(bindings),
+            authenticate.clone(),
+        ));
+        grpc.add_service(ArtifactServiceServer::with_interceptor(
+            ArtifactApi::new(artifacts),
+            authenticate.clone(),
+        ));
+        grpc.add_service(MigrationServiceServer::with_interceptor(
+            MigrationApi::new(runs, watcher, drain),
+            authenticate.clone(),
+        ));
+        grpc.add_service(EvidenceServiceServer::with_interceptor(
+            EvidenceApi::new(evidence),
+            authenticate,
+        ));
+        let runner = config
+            .migration
+            .enabled
+            .then(|| Runner::new(pool, stores, config.migration.clone(), wake));
+        Ok(Self { foundation, runner })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -35,11 +79,27 @@ impl App {
         self.foundation.metrics_addr()
     }
 
+    /// The runner, for driving it directly.
+    pub fn runner(&self) -> Option<&Runner> {
+        self.runner.as_ref()
+    }
+
+    /// Serves until `shutdown`; the runner stops claiming work when the drain starts and
+    /// finishes its in-flight items within the drain. Dropping this future (a crash, as
+    /// far as the database can tell) abandons the runner's leases to other replicas.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        self.foundation.run_until_stopped(shutdown).await
+        let runner = self.runner.map(|runner| {
+            let drain = self.foundation.grpc.drain();
+            AbortOnDropHandle::new(tokio::spawn(runner.run(drain)))
+        });
+        let served = self.foundation.run_until_stopped(shutdown).await;
+        if let Some(runner) = runner {
+            let _ = runner.await;
+        }
+        served
     }
 }
 

@@ -170,3 +170,76 @@ pub async fn update_credential(
         .await?;
     binding(&client.query_one(&statement, &[&id, &kind, &sealed]).await?)
 }
+
+/// Row-locks every binding of the organization, in id order (so concurrent activations
+/// queue instead of deadlocking).
+pub async fn lock_organization(client: &impl GenericClient, org: &str) -> Result<Vec<Binding>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from migration.bindings where organization_id = $1
+             order by id for update"
+        ))
+        .await?;
+    client
+        .query(&statement, &[&org])
+        .await?
+        .iter()
+        .map(binding)
+        .collect()
+}
+
+/// Moves a binding to `state`, stamping when it was activated or disabled.
+pub async fn set_state(
+    client: &impl GenericClient,
+    id: Uuid,
+    state: BindingState,
+) -> Result<Binding> {
+    let statement = client
+        .prepare_cached(&format!(
+            "update migration.bindings
+             set state = $2, update_time = now(),
+                 activate_time = case when $2 = 'active' then now() else activate_time end,
+                 disable_time = case when $2 = 'disabled' then now() else disable_time end
+             where id = $1 returning {COLUMNS}"
+        ))
+        .await?;
+    binding(
+        &client
+            .query_one(&statement, &[&id, &state.as_str()])
+            .await?,
+    )
+}
+
+/// The organization's active binding, if any.
+pub async fn active(client: &impl GenericClient, org: &str) -> Result<Option<Binding>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from migration.bindings
+             where organization_id = $1 and state = 'active'"
+        ))
+        .await?;
+    client
+        .query_opt(&statement, &[&org])
+        .await?
+        .as_ref()
+        .map(binding)
+        .transpose()
+}
+
+/// The state of a binding, share-locked until the transaction ends, so an activation
+/// cannot disable it in between.
+pub async fn state_for_share(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<BindingState>> {
+    let statement = client
+        .prepare_cached("select state from migration.bindings where id = $1 for share")
+        .await?;
+    let Some(row) = client.query_opt(&statement, &[&id]).await? else {
+        return Ok(None);
+    };
+    let state: &str = row.get(0);
+    BindingState::parse(state)
+        .map(Some)
+        .ok_or_else(|| Error::Corrupt(format!("binding state {state:?}")))
+}

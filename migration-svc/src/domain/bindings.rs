@@ -1,21 +1,21 @@
-//! Storage bindings: create, read, list, and replace a credential. A binding's credential
-//! is sealed with the key ring under a context naming the binding, so a sealed value
-//! copied onto another row does not open.
+//! Storage bindings: create, read, list, replace a credential, and activate one after a
+//! posture check, which disables the binding it replaces. Credentials are sealed by
+//! [`Stores`] and never leave in clear.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use stowage_shared::{
     api::{Claim, Idempotency, RequestId},
     auth::{Principal, Role},
-    blob::{Credential, Location, Provider, StoreConfig},
-    db::DbError,
-    keyring::KeyRing,
+    blob::{BlobKey, Credential, Location, Provider, StoreConfig},
 };
 use uuid::Uuid;
 
-use super::Page;
+use super::{Page, evidence::Evidence, stores::Stores, text_enum};
 use crate::{
-    db,
+    db::{self, evidence::AuditEntry},
     error::{Error, Result},
 };
 
@@ -23,30 +23,14 @@ const IDEMPOTENCY: Idempotency = Idempotency {
     table: "migration.request_log",
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BindingState {
-    Pending,
-    Active,
-    Disabled,
-}
-
-impl BindingState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BindingState::Pending => "pending",
-            BindingState::Active => "active",
-            BindingState::Disabled => "disabled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => BindingState::Pending,
-            "active" => BindingState::Active,
-            "disabled" => BindingState::Disabled,
-            _ => return None,
-        })
+text_enum! {
+    pub enum BindingState {
+        /// Created, never activated.
+        Pending = "pending",
+        /// The organization's one binding for new writes.
+        Active = "active",
+        /// Replaced: refuses writes, still serves reads.
+        Disabled = "disabled",
     }
 }
 
@@ -90,27 +74,34 @@ pub struct ListBindings {
     pub state: Option<BindingState>,
 }
 
-/// The authenticated context a credential is sealed under.
-fn credential_context(binding: Uuid) -> String {
-    format!("migration.binding.credential/{binding}")
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivateBinding {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub request_id: RequestId,
 }
 
 #[derive(Clone, Debug)]
 pub struct Bindings {
     pool: deadpool_postgres::Pool,
-    keys: KeyRing,
+    stores: Stores,
+    evidence: Evidence,
 }
 
 impl Bindings {
-    pub fn new(pool: deadpool_postgres::Pool, keys: KeyRing) -> Self {
-        Self { pool, keys }
+    pub fn new(pool: deadpool_postgres::Pool, stores: Stores, evidence: Evidence) -> Self {
+        Self {
+            pool,
+            stores,
+            evidence,
+        }
     }
 
     #[tracing::instrument(skip_all, fields(org = %caller.organization))]
     pub async fn create(&self, caller: &Principal, command: CreateBinding) -> Result<Binding> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         if let Claim::Replay(binding) = IDEMPOTENCY
             .begin(&tx, org, "CreateBinding", &command.request_id, &command)
@@ -120,7 +111,7 @@ impl Bindings {
         }
         let now = stowage_shared::db::now();
         let id = Uuid::now_v7();
-        let sealed = self.seal(id, &command.store.credential)?;
+        let sealed = self.stores.seal(id, &command.store.credential)?;
         let binding = Binding {
             id,
             organization_id: org.to_owned(),
@@ -146,7 +137,7 @@ impl Bindings {
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Binding> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
+        let client = self.pool.get().await?;
         db::bindings::get(&client, &caller.organization, id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("binding {id}")))
@@ -157,8 +148,8 @@ impl Bindings {
         caller: &Principal,
         query: ListBindings,
     ) -> Result<Page<Binding, Uuid>> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
-        let mut items = db::bindings::list(
+        let client = self.pool.get().await?;
+        let items = db::bindings::list(
             &client,
             &caller.organization,
             query.state,
@@ -166,13 +157,7 @@ impl Bindings {
             query.limit + 1,
         )
         .await?;
-        let next = if items.len() as i64 > query.limit {
-            items.truncate(query.limit as usize);
-            items.last().map(|b| b.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::from_rows(items, query.limit, |b| b.id))
     }
 
     #[tracing::instrument(skip_all, fields(org = %caller.organization, binding = %command.id))]
@@ -183,7 +168,7 @@ impl Bindings {
     ) -> Result<Binding> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         if let Claim::Replay(binding) = IDEMPOTENCY
             .begin(
@@ -206,7 +191,7 @@ impl Bindings {
             credential: command.credential.clone(),
         }
         .validated()?;
-        let sealed = self.seal(current.id, &store.credential)?;
+        let sealed = self.stores.seal(current.id, &store.credential)?;
         let binding =
             db::bindings::update_credential(&tx, current.id, store.credential.kind(), &sealed)
                 .await?;
@@ -221,32 +206,91 @@ impl Bindings {
             .await?;
         tx.commit().await?;
         tracing::info!("binding credential replaced");
+        self.evidence
+            .audit(AuditEntry::new(caller, "UpdateBindingCredential").binding(binding.id))
+            .await;
         Ok(binding)
     }
 
-    /// The full store configuration of a binding, credential unsealed, for I/O.
-    pub async fn store_config(&self, organization: &str, id: Uuid) -> Result<StoreConfig> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
-        let (binding, sealed) = db::bindings::get_with_secret(&client, organization, id)
+    /// Activates a binding after a posture check (write a probe through the verified
+    /// layer, read it back, delete it); the binding it replaces becomes disabled in the
+    /// same transaction. A failed check changes nothing.
+    #[tracing::instrument(skip_all, fields(org = %caller.organization, binding = %command.id))]
+    pub async fn activate(&self, caller: &Principal, command: ActivateBinding) -> Result<Binding> {
+        caller.require(Role::OrgAdmin)?;
+        let org = caller.organization.as_str();
+        let (binding, store) = self.stores.open(org, command.id).await?;
+        if binding.state != BindingState::Active
+            && let Err(error) = posture_check(&store).await
+        {
+            self.evidence
+                .audit(
+                    AuditEntry::new(caller, "ActivateBinding")
+                        .binding(binding.id)
+                        .failed(json!({ "posture_check": error.to_string() })),
+                )
+                .await;
+            return Err(error);
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if let Claim::Replay(binding) = IDEMPOTENCY
+            .begin(&tx, org, "ActivateBinding", &command.request_id, &command)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("binding {id}")))?;
-        let credential = self
-            .keys
-            .unseal(credential_context(id).as_bytes(), &sealed)?;
-        let credential = serde_json::from_slice(&credential)
-            .map_err(|e| Error::Corrupt(format!("credential of binding {id}: {e}")))?;
-        Ok(StoreConfig {
-            provider: binding.provider,
-            location: binding.location,
-            credential,
-        })
+        {
+            return Ok(binding);
+        }
+        // Lock the organization's bindings in id order, then swap.
+        let locked = db::bindings::lock_organization(&tx, org).await?;
+        let current = locked
+            .iter()
+            .find(|b| b.id == command.id)
+            .ok_or_else(|| Error::NotFound(format!("binding {}", command.id)))?;
+        let previous = locked
+            .iter()
+            .find(|b| b.state == BindingState::Active && b.id != current.id)
+            .map(|b| b.id);
+        if let Some(previous) = previous {
+            db::bindings::set_state(&tx, previous, BindingState::Disabled).await?;
+        }
+        let activated = db::bindings::set_state(&tx, current.id, BindingState::Active).await?;
+        IDEMPOTENCY
+            .finish(&tx, org, "ActivateBinding", &command.request_id, &activated)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(previous = ?previous, "binding activated");
+        self.evidence
+            .audit(
+                AuditEntry::new(caller, "ActivateBinding")
+                    .binding(activated.id)
+                    .detail(json!({ "disabled": previous })),
+            )
+            .await;
+        Ok(activated)
     }
+}
 
-    fn seal(&self, binding: Uuid, credential: &Credential) -> Result<Vec<u8>> {
-        let plaintext = serde_json::to_vec(credential)
-            .map_err(|e| Error::Corrupt(format!("credential does not serialize: {e}")))?;
-        Ok(self
-            .keys
-            .seal(credential_context(binding).as_bytes(), &plaintext)?)
-    }
+/// Writes a probe object through the verified layer (which reads it back), then deletes
+/// it. Any failure names its cause.
+async fn posture_check(store: &stowage_shared::blob::EncryptedStore) -> Result<()> {
+    let key = BlobKey::new(format!("_stowage/posture/{}", Uuid::new_v4()))?;
+    let probe = Bytes::from(format!("stowage posture check {}", Uuid::new_v4()));
+    let fail = |step: &str, error: &dyn std::fmt::Display| {
+        Error::FailedPrecondition(format!(
+            "posture check failed to {step} a probe object: {error}"
+        ))
+    };
+    store
+        .put(
+            &key,
+            futures::stream::iter([Ok::<_, std::io::Error>(probe)]),
+        )
+        .await
+        .map_err(|e| fail("write and read back", &e))?;
+    store
+        .store()
+        .delete(&key)
+        .await
+        .map_err(|e| fail("delete", &e))?;
+    Ok(())
 }

@@ -1,7 +1,16 @@
-//! The behaviour of migration-svc, free of wire types: bindings (and, as they come,
-//! artifacts, runs and evidence).
+//! The behaviour of migration-svc, free of wire types: bindings, artifacts, migration runs
+//! (their API, the runner that plans and copies, and watching them) and the evidence they
+//! leave.
 
+pub mod artifacts;
 pub mod bindings;
+pub mod copy;
+pub mod evidence;
+pub mod pace;
+pub mod runner;
+pub mod runs;
+pub mod stores;
+pub mod watch;
 
 /// One page of a keyset-paginated listing.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,3 +19,39 @@ pub struct Page<T, C> {
     /// Cursor of the next page; `None` on the last page.
     pub next: Option<C>,
 }
+
+impl<T, C> Page<T, C> {
+    /// A page from `limit + 1` fetched rows: the extra row, if any, says there is more.
+    pub fn from_rows(mut items: Vec<T>, limit: i64, cursor: impl Fn(&T) -> C) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
+/// A closed set of values stored as lowercase text: `as_str` for SQL, `parse` back.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::parse_id;
 use crate::domain::bindings::{
-    Binding, BindingState, Bindings, CreateBinding, ListBindings, UpdateCredential,
+    ActivateBinding, Binding, BindingState, Bindings, CreateBinding, ListBindings, UpdateCredential,
 };
 
 #[derive(Debug, Clone)]
@@ -69,6 +69,21 @@ impl BindingService for BindingApi {
                 .update_credential(&caller, command)
                 .await?
                 .into(),
+        ))
+    }
+
+    async fn activate_binding(
+        &self,
+        request: Request<pb::ActivateBindingRequest>,
+    ) -> Result<Response<pb::Binding>, Status> {
+        let caller = auth::principal(&request)?;
+        let request = request.into_inner();
+        let command = ActivateBinding {
+            id: parse_id("id", &request.id)?,
+            request_id: RequestId::parse(&request.request_id)?,
+        };
+        Ok(Response::new(
+            self.bindings.activate(&caller, command).await?.into(),
         ))
     }
 }

@@ -1,0 +1,284 @@
+//! Queries over `migration.run_items`: planning pages, leases (claim, heartbeat, release),
+//! outcomes, and listings by state or by outcome sequence.
+
+use std::time::Duration;
+
+use stowage_shared::db::GenericClient;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::{
+    domain::runs::{ItemCause, ItemState, RunItem},
+    error::{Error, Result},
+};
+
+const COLUMNS: &str = "run_id, artifact_id, source_binding_id, state, size_bytes, cause,
+    cause_detail, attempts, start_time, end_time, outcome_seq";
+
+fn item(row: &Row) -> Result<RunItem> {
+    let state: &str = row.get("state");
+    let cause: Option<&str> = row.get("cause");
+    Ok(RunItem {
+        run_id: row.get("run_id"),
+        artifact_id: row.get("artifact_id"),
+        source_binding_id: row.get("source_binding_id"),
+        state: ItemState::parse(state)
+            .ok_or_else(|| Error::Corrupt(format!("item state {state:?}")))?,
+        size_bytes: row.get("size_bytes"),
+        cause: cause.and_then(ItemCause::parse),
+        cause_detail: row.get("cause_detail"),
+        attempts: row.get("attempts"),
+        start_time: row.get("start_time"),
+        end_time: row.get("end_time"),
+        outcome_seq: row.get("outcome_seq"),
+    })
+}
+
+/// One planned page: the last artifact it covered and what it added per source binding.
+#[derive(Debug, Default)]
+pub struct PlannedPage {
+    pub last: Option<Uuid>,
+    /// `(source binding, artifacts, bytes)`.
+    pub sources: Vec<(Uuid, i64, i64)>,
+}
+
+/// Plans the next page of candidates (the organization's live artifacts not on the
+/// target, after `after` in id order). `record` inserts them as QUEUED items (a live
+/// run); otherwise they are only counted (a dry run).
+pub async fn plan_page(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    org: &str,
+    target: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+    record: bool,
+) -> Result<PlannedPage> {
+    let page = "page as (
+            select id, binding_id, size_bytes from migration.artifacts
+            where organization_id = $1 and delete_time is null and binding_id <> $2
+              and ($3::uuid is null or id > $3)
+            order by id limit $4)";
+    let taken = if record {
+        "taken as (
+            insert into migration.run_items
+                (run_id, artifact_id, source_binding_id, size_bytes, state, update_time)
+            select $5, id, binding_id, size_bytes, 'queued', now() from page
+            on conflict do nothing
+            returning source_binding_id, size_bytes)"
+    } else {
+        "taken as (select binding_id as source_binding_id, size_bytes from page
+                   where $5::uuid is not null)"
+    };
+    let sql = format!(
+        "with {page}, {taken}
+         select last.id, g.binding, g.n, g.bytes
+         from (select id from page order by id desc limit 1) last
+         left join (select source_binding_id as binding, count(*) as n,
+                           sum(size_bytes)::bigint as bytes
+                    from taken group by 1) g on true"
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client
+        .query(&statement, &[&org, &target, &after, &limit, &run_id])
+        .await?;
+    let mut planned = PlannedPage::default();
+    for row in rows {
+        planned.last = row.get(0);
+        if let Some(binding) = row.get::<_, Option<Uuid>>(1) {
+            planned.sources.push((binding, row.get(2), row.get(3)));
+        }
+    }
+    Ok(planned)
+}
+
+/// Leases up to `limit` QUEUED items of the run, or RUNNING ones whose lease expired (a
+/// replica stopped), to `owner`. Returns each with the state it had.
+pub async fn claim(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    owner: &str,
+    ttl: Duration,
+    limit: i64,
+) -> Result<Vec<(RunItem, ItemState)>> {
+    let statement = client
+        .prepare_cached(
+            "with picked as (
+                 select artifact_id, state from migration.run_items
+                 where run_id = $1
+                   and (state = 'queued' or (state = 'running' and lease_expires < now()))
+                 order by artifact_id limit $4 for update skip locked)
+             update migration.run_items i
+             set state = 'running', lease_owner = $2,
+                 lease_expires = now() + make_interval(secs => $3),
+                 attempts = i.attempts + 1, start_time = coalesce(i.start_time, now()),
+                 update_time = now()
+             from picked
+             where i.run_id = $1 and i.artifact_id = picked.artifact_id
+             returning i.run_id, i.artifact_id, i.source_binding_id, i.state, i.size_bytes,
+                       i.cause, i.cause_detail, i.attempts, i.start_time, i.end_time,
+                       i.outcome_seq, picked.state as previous",
+        )
+        .await?;
+    let rows = client
+        .query(&statement, &[&run_id, &owner, &ttl.as_secs_f64(), &limit])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let previous: &str = row.get("previous");
+            let previous = ItemState::parse(previous)
+                .ok_or_else(|| Error::Corrupt(format!("item state {previous:?}")))?;
+            Ok((item(row)?, previous))
+        })
+        .collect()
+}
+
+/// Renews every lease `owner` holds.
+pub async fn heartbeat(client: &impl GenericClient, owner: &str, ttl: Duration) -> Result<u64> {
+    let statement = client
+        .prepare_cached(
+            "update migration.run_items set lease_expires = now() + make_interval(secs => $2)
+             where lease_owner = $1 and state = 'running'",
+        )
+        .await?;
+    Ok(client
+        .execute(&statement, &[&owner, &ttl.as_secs_f64()])
+        .await?)
+}
+
+/// Whether `owner` still holds the item's lease; locks the item row.
+pub async fn holds_lease(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    artifact_id: Uuid,
+    owner: &str,
+) -> Result<bool> {
+    let statement = client
+        .prepare_cached(
+            "select 1 from migration.run_items
+             where run_id = $1 and artifact_id = $2 and state = 'running' and lease_owner = $3
+             for update",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&run_id, &artifact_id, &owner])
+        .await?
+        .is_some())
+}
+
+/// Records the outcome of a leased item.
+pub async fn finish(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    artifact_id: Uuid,
+    state: ItemState,
+    cause: Option<(ItemCause, &str)>,
+    outcome_seq: i64,
+) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "update migration.run_items
+             set state = $3, cause = $4, cause_detail = $5, outcome_seq = $6,
+                 lease_owner = null, lease_expires = null, end_time = now(),
+                 update_time = now()
+             where run_id = $1 and artifact_id = $2",
+        )
+        .await?;
+    let (cause, detail) = cause.map_or((None, None), |(c, d)| (Some(c.as_str()), Some(d)));
+    client
+        .execute(
+            &statement,
+            &[
+                &run_id,
+                &artifact_id,
+                &state.as_str(),
+                &cause,
+                &detail,
+                &outcome_seq,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Gives a leased, unstarted item back to the queue.
+pub async fn release(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    artifact_id: Uuid,
+    owner: &str,
+) -> Result<bool> {
+    let statement = client
+        .prepare_cached(
+            "update migration.run_items
+             set state = 'queued', lease_owner = null, lease_expires = null,
+                 attempts = greatest(attempts - 1, 0), update_time = now()
+             where run_id = $1 and artifact_id = $2 and state = 'running' and lease_owner = $3",
+        )
+        .await?;
+    Ok(client
+        .execute(&statement, &[&run_id, &artifact_id, &owner])
+        .await?
+        == 1)
+}
+
+pub async fn list(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    state: Option<ItemState>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<RunItem>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from migration.run_items
+             where run_id = $1 and ($2::text is null or state = $2)
+               and ($3::uuid is null or artifact_id > $3)
+             order by artifact_id limit $4"
+        ))
+        .await?;
+    client
+        .query(
+            &statement,
+            &[&run_id, &state.map(ItemState::as_str), &after, &limit],
+        )
+        .await?
+        .iter()
+        .map(item)
+        .collect()
+}
+
+/// Outcomes numbered after `after`, in order.
+pub async fn outcomes_after(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RunItem>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {COLUMNS} from migration.run_items
+             where run_id = $1 and outcome_seq > $2
+             order by outcome_seq limit $3"
+        ))
+        .await?;
+    client
+        .query(&statement, &[&run_id, &after, &limit])
+        .await?
+        .iter()
+        .map(item)
+        .collect()
+}
+
+/// Puts items whose lease expired back in the queue (a cancelled run's leftovers);
+/// returns how many.
+pub async fn requeue_expired(client: &impl GenericClient, run_id: Uuid) -> Result<i64> {
+    let statement = client
+        .prepare_cached(
+            "update migration.run_items
+             set state = 'queued', lease_owner = null, lease_expires = null, update_time = now()
+             where run_id = $1 and state = 'running' and lease_expires < now()",
+        )
+        .await?;
+    Ok(client.execute(&statement, &[&run_id]).await? as i64)
+}

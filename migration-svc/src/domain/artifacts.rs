@@ -1,0 +1,232 @@
+//! Artifacts: uploads always go to the organization's active binding through the verified
+//! encrypted layer and are recorded only once verified, and only if that binding is still
+//! active then; reads come from whichever binding the artifact is recorded against, with
+//! that binding's credential, checked against the recorded digest.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt, stream::BoxStream};
+use serde::{Deserialize, Serialize};
+use stowage_shared::{
+    api::InvalidArgument,
+    auth::{Principal, Role},
+    blob::{BlobKey, encrypted::Expected},
+};
+use uuid::Uuid;
+
+use super::{Page, bindings::BindingState, stores::Stores};
+use crate::{
+    db::{self, artifacts::ArtifactFilter},
+    error::{Error, Result},
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub id: Uuid,
+    pub organization_id: String,
+    pub binding_id: Uuid,
+    pub object_key: String,
+    pub name: String,
+    pub purpose: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    /// Plaintext SHA-256, lowercase hex.
+    pub sha256: String,
+    pub stored_bytes: i64,
+    pub kek_id: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub delete_time: Option<DateTime<Utc>>,
+}
+
+impl Artifact {
+    /// What a read of this artifact must produce.
+    pub fn expected(&self) -> Expected {
+        Expected {
+            sha256: self.sha256.clone(),
+            plaintext_len: u64::try_from(self.size_bytes).ok(),
+        }
+    }
+}
+
+/// The key of an artifact's object on a binding: deterministic, so a repeated copy
+/// overwrites its own earlier attempt and never another object.
+pub fn object_key(artifact: Uuid, binding: Uuid) -> Result<BlobKey> {
+    Ok(BlobKey::new(format!("artifacts/{binding}/{artifact}"))?)
+}
+
+/// The metadata message of an upload.
+#[derive(Debug, Clone)]
+pub struct NewArtifact {
+    pub purpose: String,
+    pub name: String,
+    pub content_type: String,
+    pub expected_sha256: Option<String>,
+    /// If set, the upload must land on this binding, and it must be active.
+    pub binding: Option<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListArtifacts {
+    pub binding: Option<Uuid>,
+    pub purpose: Option<String>,
+    pub show_deleted: bool,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    pool: deadpool_postgres::Pool,
+    stores: Stores,
+}
+
+impl Artifacts {
+    pub fn new(pool: deadpool_postgres::Pool, stores: Stores) -> Self {
+        Self { pool, stores }
+    }
+
+    #[tracing::instrument(skip_all, fields(org = %caller.organization))]
+    pub async fn put<S, E>(
+        &self,
+        caller: &Principal,
+        meta: NewArtifact,
+        body: S,
+    ) -> Result<Artifact>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        caller.require(Role::Member)?;
+        let org = caller.organization.as_str();
+        let active = {
+            let client = self.pool.get().await?;
+            db::bindings::active(&client, org).await?
+        }
+        .ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the organization has no active binding: activate one first".into(),
+            )
+        })?;
+        if let Some(wanted) = meta.binding
+            && wanted != active.id
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "binding {wanted} is not the organization's active binding ({}); it refuses \
+                 new writes",
+                active.id
+            )));
+        }
+        let (_, store) = self.stores.open(org, active.id).await?;
+        let id = Uuid::now_v7();
+        let key = object_key(id, active.id)?;
+        let receipt = store.put(&key, body).await?;
+        if let Some(expected) = &meta.expected_sha256
+            && !expected.eq_ignore_ascii_case(&receipt.sha256)
+        {
+            let _ = store.store().delete(&key).await;
+            return Err(InvalidArgument::new(
+                "expected_sha256",
+                format!("the upload's SHA-256 is {}, not {expected}", receipt.sha256),
+            )
+            .into());
+        }
+        let now = stowage_shared::db::now();
+        let artifact = Artifact {
+            id,
+            organization_id: org.to_owned(),
+            binding_id: active.id,
+            object_key: key.to_string(),
+            name: meta.name,
+            purpose: meta.purpose,
+            content_type: meta.content_type,
+            size_bytes: i64::try_from(receipt.plaintext_len)
+                .map_err(|_| Error::Internal("artifact size".into()))?,
+            sha256: receipt.sha256,
+            stored_bytes: i64::try_from(receipt.stored_len)
+                .map_err(|_| Error::Internal("stored size".into()))?,
+            kek_id: receipt.kek_id,
+            create_time: now,
+            update_time: now,
+            delete_time: None,
+        };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Recorded only against a binding that is still active: one disabled meanwhile
+        // refuses the write.
+        if db::bindings::state_for_share(&tx, active.id).await? != Some(BindingState::Active) {
+            return Err(Error::FailedPrecondition(format!(
+                "binding {} was replaced during the upload and refuses new writes; upload again",
+                active.id
+            )));
+        }
+        db::artifacts::insert(&tx, &artifact).await?;
+        tx.commit().await?;
+        metrics::counter!("migration_artifacts_written_total").increment(1);
+        metrics::counter!("migration_artifact_bytes_written_total")
+            .increment(receipt.plaintext_len);
+        Ok(artifact)
+    }
+
+    pub async fn stat(&self, caller: &Principal, id: Uuid) -> Result<Artifact> {
+        let client = self.pool.get().await?;
+        db::artifacts::get(&client, Some(&caller.organization), id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("artifact {id}")))
+    }
+
+    /// The artifact and its plaintext, read from the binding it is recorded against. The
+    /// stream ends in `DATA_LOSS` if the bytes differ from the recorded digest.
+    pub async fn get(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+    ) -> Result<(Artifact, BoxStream<'static, Result<Bytes>>)> {
+        let artifact = self.stat(caller, id).await?;
+        if artifact.delete_time.is_some() {
+            return Err(Error::NotFound(format!("artifact {id} (deleted)")));
+        }
+        let (_, store) = self
+            .stores
+            .open(&artifact.organization_id, artifact.binding_id)
+            .await?;
+        let key = BlobKey::new(artifact.object_key.clone())?;
+        let stream = store
+            .get(&key, Some(artifact.expected()))
+            .await?
+            .map(|chunk| chunk.map_err(Error::from))
+            .boxed();
+        Ok((artifact, stream))
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        query: ListArtifacts,
+    ) -> Result<Page<Artifact, Uuid>> {
+        let client = self.pool.get().await?;
+        let filter = ArtifactFilter {
+            binding: query.binding,
+            purpose: query.purpose.as_deref(),
+            show_deleted: query.show_deleted,
+        };
+        let items = db::artifacts::list(
+            &client,
+            &caller.organization,
+            &filter,
+            query.after,
+            query.limit + 1,
+        )
+        .await?;
+        Ok(Page::from_rows(items, query.limit, |a| a.id))
+    }
+
+    /// Marks the artifact deleted; its stored object stays.
+    pub async fn delete(&self, caller: &Principal, id: Uuid) -> Result<Artifact> {
+        caller.require(Role::Member)?;
+        let client = self.pool.get().await?;
+        db::artifacts::mark_deleted(&client, &caller.organization, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("artifact {id}")))
+    }
+}

@@ -1,0 +1,85 @@
+//! One live item's copy: the source object streams out of its binding (decrypted, its
+//! digest checked against the artifact's) into a verified encrypted write on the target,
+//! never whole in memory. A failure says which side it came from and what it means.
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use stowage_shared::blob::{
+    BlobError, BlobKey, EncryptedStore, ObjectError, Receipt, encrypted::Expected,
+};
+
+use super::runs::ItemCause;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("source: {0}")]
+    Source(ObjectError),
+    #[error("target: {0}")]
+    Target(ObjectError),
+}
+
+impl CopyError {
+    /// The item cause of a failure that ends the item; `None` for a target that did not
+    /// take the write (retried, then the run fails closed).
+    pub fn item_cause(&self) -> Option<ItemCause> {
+        use ObjectError as O;
+        match self {
+            CopyError::Source(O::Blob(BlobError::NotFound(_))) => Some(ItemCause::SourceNotFound),
+            CopyError::Source(O::Blob(BlobError::PermissionDenied(_))) => {
+                Some(ItemCause::SourcePermissionDenied)
+            }
+            CopyError::Source(O::Blob(_)) => Some(ItemCause::SourceUnavailable),
+            CopyError::Source(O::Format(_)) => Some(ItemCause::SourceUnreadable),
+            CopyError::Source(O::ChecksumMismatch { .. } | O::LengthMismatch { .. })
+            | CopyError::Target(
+                O::ChecksumMismatch { .. } | O::LengthMismatch { .. } | O::Format(_),
+            ) => Some(ItemCause::ChecksumMismatch),
+            CopyError::Source(O::Source(_)) | CopyError::Target(O::Source(_)) => {
+                Some(ItemCause::Internal)
+            }
+            CopyError::Target(O::Blob(_)) => None,
+        }
+    }
+}
+
+/// Copies `source_key` to `target_key`; the write counts only if it read back verified
+/// and its digest is the artifact's.
+pub async fn copy(
+    source: &EncryptedStore,
+    source_key: &BlobKey,
+    target: &EncryptedStore,
+    target_key: &BlobKey,
+    expected: &Expected,
+) -> Result<Receipt, CopyError> {
+    let plaintext = source
+        .get(source_key, Some(expected.clone()))
+        .await
+        .map_err(CopyError::Source)?;
+    // The write sees source errors as text; keep the typed error to classify it.
+    let source_failure = Arc::new(Mutex::new(None::<ObjectError>));
+    let slot = source_failure.clone();
+    let plaintext = plaintext.map(move |chunk| {
+        chunk.map_err(|error| {
+            let text = error.to_string();
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(error);
+            }
+            text
+        })
+    });
+    match target.put(target_key, plaintext).await {
+        Ok(receipt) if receipt.sha256.eq_ignore_ascii_case(&expected.sha256) => Ok(receipt),
+        Ok(receipt) => Err(CopyError::Target(ObjectError::ChecksumMismatch {
+            expected: expected.sha256.clone(),
+            actual: receipt.sha256,
+        })),
+        Err(ObjectError::Source(text)) => {
+            let typed = source_failure.lock().ok().and_then(|mut slot| slot.take());
+            Err(CopyError::Source(
+                typed.unwrap_or(ObjectError::Source(text)),
+            ))
+        }
+        Err(other) => Err(CopyError::Target(other)),
+    }
+}

@@ -1,0 +1,685 @@
+//! The runner every replica runs. It plans queued runs (the target must be active; the
+//! organization's live artifacts not on the target, in keyset pages, each page one
+//! transaction under the run's lease) and works through running runs' items: leased in
+//! batches (`FOR UPDATE SKIP LOCKED`, renewed by a heartbeat, taken over when expired),
+//! copied with bounded concurrency and the run's throughput limit, and recorded one
+//! transaction per outcome, which also flips a migrated artifact to the target. A target
+//! that stops taking writes, or stops being active, fails the run closed.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use serde_json::json;
+use stowage_shared::{
+    blob::{BlobKey, EncryptedStore, Receipt},
+    shutdown::Drain,
+};
+use tokio::sync::Notify;
+use tokio_util::task::AbortOnDropHandle;
+use uuid::Uuid;
+
+use super::{
+    artifacts::object_key,
+    bindings::BindingState,
+    copy::copy,
+    evidence::MIGRATION_FAILED_CLOSED,
+    pace::Pace,
+    runs::{
+        FailureCause, ItemCause, ItemState, Mode, Run, RunItem, RunState, SourceReport, record_end,
+    },
+    stores::Stores,
+};
+use crate::{
+    config::RunnerConfig,
+    db,
+    error::{Error, Result},
+};
+
+/// How one item ended, before it is recorded.
+#[derive(Debug)]
+enum Outcome {
+    Migrated {
+        source: Uuid,
+        receipt: Receipt,
+    },
+    Skipped(ItemCause),
+    Failed(ItemCause, String),
+    /// The target did not take the write after every attempt: fail the run closed.
+    TargetDown(String),
+}
+
+/// What a run's workers share while they process its items.
+struct RunContext {
+    run: Run,
+    target: EncryptedStore,
+    pace: Pace,
+    /// Set when the run stops (failed, cancelled, draining): unstarted items go back.
+    stop: AtomicBool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Runner {
+    pool: deadpool_postgres::Pool,
+    stores: Stores,
+    config: RunnerConfig,
+    /// This replica's name on leases.
+    owner: String,
+    wake: Arc<Notify>,
+}
+
+impl Runner {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        stores: Stores,
+        config: RunnerConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let owner = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into()),
+            Uuid::new_v4().simple()
+        );
+        Self {
+            pool,
+            stores,
+            config,
+            owner,
+            wake,
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Works until the drain starts; leases this replica holds are renewed meanwhile.
+    pub async fn run(self, drain: Drain) {
+        // Stops with this future, however it ends.
+        let _heartbeat = AbortOnDropHandle::new(tokio::spawn(self.clone().heartbeat()));
+        tracing::info!(owner = %self.owner, "migration runner started");
+        while !drain.is_draining() {
+            let idle = match self.step(&drain).await {
+                Ok(worked) => !worked,
+                Err(error) => {
+                    tracing::error!(%error, "migration runner step failed");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = self.wake.notified() => {}
+                    () = drain.draining() => {}
+                }
+            }
+        }
+        tracing::info!("migration runner stopped");
+    }
+
+    async fn heartbeat(self) {
+        let every = self.config.lease_ttl / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = async {
+                let client = self.pool.get().await?;
+                db::items::heartbeat(&client, &self.owner, self.config.lease_ttl).await
+            };
+            if let Err(error) = renewed.await {
+                tracing::warn!(%error, "could not renew item leases");
+            }
+        }
+    }
+
+    /// One unit of work: plan a run, or work through a running run's items. Returns
+    /// whether there was anything to do.
+    pub async fn step(&self, drain: &Drain) -> Result<bool> {
+        if self.plan_next().await? {
+            return Ok(true);
+        }
+        let running = {
+            let client = self.pool.get().await?;
+            db::runs::running(&client).await?
+        };
+        for run_id in running {
+            if drain.is_draining() {
+                break;
+            }
+            if self.work(run_id, drain).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    // ---- planning ----------------------------------------------------------------
+
+    async fn plan_next(&self) -> Result<bool> {
+        let claimed = {
+            let client = self.pool.get().await?;
+            db::runs::claim_for_planning(&client, &self.owner, self.config.lease_ttl).await?
+        };
+        let Some(run) = claimed else {
+            return Ok(false);
+        };
+        if run.cancel_requested {
+            self.end(&run, RunState::Cancelled, None, None).await?;
+            return Ok(true);
+        }
+        let target = {
+            let client = self.pool.get().await?;
+            db::bindings::get(&client, &run.organization_id, run.target_binding_id).await?
+        };
+        if target.map(|t| t.state) != Some(BindingState::Active) {
+            let detail = format!(
+                "binding {} is not the organization's active binding",
+                run.target_binding_id
+            );
+            tracing::warn!(run = %run.id, %detail, "run failed at planning");
+            self.end(
+                &run,
+                RunState::Failed,
+                Some(FailureCause::TargetNotActive),
+                Some(detail),
+            )
+            .await?;
+            return Ok(true);
+        }
+        if !self.plan(&run).await? {
+            return Ok(true);
+        }
+        match run.mode {
+            Mode::DryRun => {
+                self.end(&run, RunState::Completed, None, None).await?;
+            }
+            Mode::Live => {
+                let client = self.pool.get().await?;
+                db::runs::start_running(&client, run.id, &self.owner).await?;
+            }
+        }
+        tracing::info!(run = %run.id, "run planned");
+        Ok(true)
+    }
+
+    /// Pages through the candidates, continuing where an earlier planner stopped. Returns
+    /// false if the lease was lost to another replica.
+    async fn plan(&self, run: &Run) -> Result<bool> {
+        let mut sources: BTreeMap<Uuid, (i64, i64)> = run
+            .sources
+            .iter()
+            .map(|s| (s.binding_id, (s.artifacts, s.bytes)))
+            .collect();
+        let mut client = self.pool.get().await?;
+        let mut cursor = db::runs::plan_cursor(&client, run.id).await?;
+        loop {
+            let tx = client.transaction().await?;
+            let page = db::items::plan_page(
+                &tx,
+                run.id,
+                &run.organization_id,
+                run.target_binding_id,
+                cursor,
+                self.config.plan_page,
+                run.mode == Mode::Live,
+            )
+            .await?;
+            let Some(last) = page.last else {
+                return Ok(true);
+            };
+            let (mut items, mut bytes) = (0, 0);
+            for (binding, n, b) in page.sources {
+                let entry = sources.entry(binding).or_default();
+                entry.0 += n;
+                entry.1 += b;
+                items += n;
+                bytes += b;
+            }
+            let report: Vec<SourceReport> = sources
+                .iter()
+                .map(|(binding, (n, b))| SourceReport {
+                    binding_id: *binding,
+                    artifacts: *n,
+                    bytes: *b,
+                })
+                .collect();
+            let kept = db::runs::save_plan_page(
+                &tx,
+                run.id,
+                &self.owner,
+                self.config.lease_ttl,
+                last,
+                &report,
+                items,
+                bytes,
+            )
+            .await?;
+            if !kept {
+                tracing::warn!(run = %run.id, "lost the planning lease to another replica");
+                return Ok(false);
+            }
+            tx.commit().await?;
+            cursor = Some(last);
+        }
+    }
+
+    // ---- running -----------------------------------------------------------------
+
+    /// Works through a running run's items until none is left to this replica, then
+    /// tries to finish the run. Returns whether anything happened.
+    async fn work(&self, run_id: Uuid, drain: &Drain) -> Result<bool> {
+        let Some(run) = self.current(run_id).await? else {
+            return Ok(false);
+        };
+        if run.state != RunState::Running {
+            return Ok(false);
+        }
+        let (target_binding, target) = self
+            .stores
+            .open(&run.organization_id, run.target_binding_id)
+            .await?;
+        if target_binding.state != BindingState::Active {
+            self.fail_closed(
+                &run,
+                FailureCause::TargetNotActive,
+                format!("binding {} is no longer active", target_binding.id),
+            )
+            .await?;
+            return Ok(true);
+        }
+        let context = Arc::new(RunContext {
+            pace: Pace::new(run.limit),
+            run,
+            target,
+            stop: AtomicBool::new(false),
+        });
+        // Batches are leased as the workers take items, never far ahead of them.
+        let batches = stream::unfold(
+            (self.clone(), context.clone(), drain.clone()),
+            |(runner, context, drain)| async move {
+                match runner.claim(&context, &drain).await {
+                    Ok(items) if items.is_empty() => None,
+                    Ok(items) => Some((stream::iter(items), (runner, context, drain))),
+                    Err(error) => {
+                        tracing::error!(%error, "could not lease items");
+                        None
+                    }
+                }
+            },
+        );
+        let runner = self.clone();
+        let mut processed = 0u64;
+        let mut outcomes = batches
+            .flatten()
+            .map(move |item| {
+                let (runner, context) = (runner.clone(), context.clone());
+                async move { runner.process(&context, item).await }
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .boxed();
+        while let Some(result) = outcomes.next().await {
+            processed += 1;
+            if let Err(error) = result {
+                tracing::error!(%error, "an item could not be recorded; its lease will expire");
+            }
+        }
+        let finished = self.try_finish(run_id).await?;
+        Ok(processed > 0 || finished)
+    }
+
+    async fn current(&self, run_id: Uuid) -> Result<Option<Run>> {
+        let client = self.pool.get().await?;
+        db::runs::get(&client, None, run_id).await
+    }
+
+    /// Leases the next batch, unless the run stopped or the replica drains.
+    async fn claim(&self, context: &RunContext, drain: &Drain) -> Result<Vec<RunItem>> {
+        if drain.is_draining() || context.stop.load(Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
+        let run_id = context.run.id;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(run) = db::runs::get_for_update(&tx, None, run_id).await? else {
+            return Ok(Vec::new());
+        };
+        if run.state != RunState::Running || run.cancel_requested {
+            context.stop.store(true, Ordering::Release);
+            return Ok(Vec::new());
+        }
+        let claimed = db::items::claim(
+            &tx,
+            run_id,
+            &self.owner,
+            self.config.lease_ttl,
+            self.config.batch_size,
+        )
+        .await?;
+        let from_queue = claimed
+            .iter()
+            .filter(|(_, previous)| *previous == ItemState::Queued)
+            .count() as i64;
+        db::runs::shift(
+            &tx,
+            run_id,
+            ItemState::Queued,
+            ItemState::Running,
+            from_queue,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(claimed.into_iter().map(|(item, _)| item).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(run = %context.run.id, artifact = %item.artifact_id))]
+    async fn process(&self, context: &RunContext, item: RunItem) -> Result<()> {
+        if context.stop.load(Ordering::Acquire) {
+            let client = self.pool.get().await?;
+            let mut tx_client = client;
+            let tx = tx_client.transaction().await?;
+            db::runs::get_for_update(&tx, None, item.run_id).await?;
+            if db::items::release(&tx, item.run_id, item.artifact_id, &self.owner).await? {
+                db::runs::shift(&tx, item.run_id, ItemState::Running, ItemState::Queued, 1).await?;
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
+        let started = Instant::now();
+        let outcome = self.copy_item(context, &item).await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Failed(ItemCause::Internal, error.to_string()),
+        };
+        let down = match &outcome {
+            Outcome::TargetDown(detail) => Some(detail.clone()),
+            _ => None,
+        };
+        self.record(&item, outcome).await?;
+        metrics::histogram!("migration_item_seconds").record(started.elapsed().as_secs_f64());
+        if let Some(detail) = down {
+            context.stop.store(true, Ordering::Release);
+            self.fail_closed(&context.run, FailureCause::TargetUnavailable, detail)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the item's artifact as it is now and copies it to the target.
+    async fn copy_item(&self, context: &RunContext, item: &RunItem) -> Result<Outcome> {
+        let run = &context.run;
+        let artifact = {
+            let client = self.pool.get().await?;
+            db::artifacts::get(&client, Some(&run.organization_id), item.artifact_id).await?
+        };
+        let Some(artifact) = artifact.filter(|a| a.delete_time.is_none()) else {
+            return Ok(Outcome::Skipped(ItemCause::ArtifactDeleted));
+        };
+        if artifact.binding_id == run.target_binding_id {
+            return Ok(Outcome::Skipped(ItemCause::AlreadyOnTarget));
+        }
+        context
+            .pace
+            .admit(u64::try_from(artifact.size_bytes).unwrap_or(0))
+            .await;
+        let source = artifact.binding_id;
+        let (_, source_store) = match self.stores.open(&run.organization_id, source).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                return Ok(Outcome::Failed(
+                    ItemCause::SourceUnavailable,
+                    error.to_string(),
+                ));
+            }
+        };
+        let source_key = BlobKey::new(artifact.object_key.clone())?;
+        let target_key = object_key(artifact.id, run.target_binding_id)?;
+        let expected = artifact.expected();
+        let attempts = self.config.target_attempts.max(1);
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=attempts {
+            match copy(
+                &source_store,
+                &source_key,
+                &context.target,
+                &target_key,
+                &expected,
+            )
+            .await
+            {
+                Ok(receipt) => return Ok(Outcome::Migrated { source, receipt }),
+                Err(error) => match error.item_cause() {
+                    Some(cause) => return Ok(Outcome::Failed(cause, error.to_string())),
+                    None if attempt == attempts || context.stop.load(Ordering::Acquire) => {
+                        return Ok(Outcome::TargetDown(error.to_string()));
+                    }
+                    None => {
+                        tracing::warn!(attempt, %error, "the target did not take a write");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                },
+            }
+        }
+        Ok(Outcome::TargetDown("no attempt was made".into()))
+    }
+
+    /// Records an outcome in one transaction: run row first (counters, outcome number),
+    /// then the item, then for a migrated item the artifact's flip to the target. A lost
+    /// lease records nothing: the replica that took the item over records it.
+    async fn record(&self, item: &RunItem, outcome: Outcome) -> Result<()> {
+        let run_id = item.run_id;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let run = db::runs::get_for_update(&tx, None, run_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
+        if !db::items::holds_lease(&tx, run_id, item.artifact_id, &self.owner).await? {
+            tracing::warn!(artifact = %item.artifact_id, "lost an item's lease; not recording it");
+            return Ok(());
+        }
+        let (state, cause, detail, migrated_bytes) = match outcome {
+            Outcome::Migrated { source, receipt } => {
+                self.flip(&tx, &run, item, source, &receipt).await?
+            }
+            Outcome::Skipped(cause) => (ItemState::Skipped, Some(cause), String::new(), 0),
+            Outcome::Failed(cause, detail) => (ItemState::Failed, Some(cause), detail, 0),
+            Outcome::TargetDown(detail) => (
+                ItemState::Failed,
+                Some(ItemCause::TargetUnavailable),
+                detail,
+                0,
+            ),
+        };
+        let seq = db::runs::record_outcome(&tx, run_id, state, migrated_bytes).await?;
+        db::items::finish(
+            &tx,
+            run_id,
+            item.artifact_id,
+            state,
+            cause.map(|c| (c, detail.as_str())),
+            seq,
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("migration_items_total", "state" => state.as_str()).increment(1);
+        if state == ItemState::Migrated {
+            metrics::counter!("migration_bytes_migrated_total")
+                .increment(u64::try_from(migrated_bytes).unwrap_or(0));
+        }
+        if let Some(cause) = cause.filter(|_| state == ItemState::Failed) {
+            tracing::warn!(cause = cause.as_str(), %detail, "item failed");
+        }
+        Ok(())
+    }
+
+    /// Points the artifact at its verified copy, if the run is still running, the target
+    /// still active, and the artifact still live on its source.
+    async fn flip(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        run: &Run,
+        item: &RunItem,
+        source: Uuid,
+        receipt: &Receipt,
+    ) -> Result<(ItemState, Option<ItemCause>, String, i64)> {
+        if run.state != RunState::Running {
+            return Ok((
+                ItemState::Failed,
+                Some(ItemCause::TargetUnavailable),
+                "the run failed closed before this copy was recorded; the artifact stays on \
+                 its source"
+                    .into(),
+                0,
+            ));
+        }
+        let target = run.target_binding_id;
+        if db::bindings::state_for_share(tx, target).await? != Some(BindingState::Active) {
+            return Ok((
+                ItemState::Failed,
+                Some(ItemCause::TargetUnavailable),
+                format!("binding {target} stopped being active; the artifact stays on its source"),
+                0,
+            ));
+        }
+        let key = object_key(item.artifact_id, target)?;
+        let stored = i64::try_from(receipt.stored_len).unwrap_or(i64::MAX);
+        if db::artifacts::flip(
+            tx,
+            item.artifact_id,
+            source,
+            target,
+            key.as_str(),
+            stored,
+            &receipt.kek_id,
+        )
+        .await?
+        {
+            let size = i64::try_from(receipt.plaintext_len).unwrap_or(i64::MAX);
+            return Ok((ItemState::Migrated, None, String::new(), size));
+        }
+        let now = db::artifacts::get(tx, None, item.artifact_id).await?;
+        let cause = match now {
+            Some(a) if a.delete_time.is_none() && a.binding_id == target => {
+                ItemCause::AlreadyOnTarget
+            }
+            _ => ItemCause::ArtifactDeleted,
+        };
+        Ok((ItemState::Skipped, Some(cause), String::new(), 0))
+    }
+
+    /// Ends the run once no item is queued or leased: COMPLETED, COMPLETED_WITH_ERRORS,
+    /// or CANCELLED if a cancel left items queued.
+    async fn try_finish(&self, run_id: Uuid) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(run) = db::runs::get_for_update(&tx, None, run_id).await? else {
+            return Ok(false);
+        };
+        if run.state != RunState::Running {
+            return Ok(false);
+        }
+        if run.cancel_requested {
+            let requeued = db::items::requeue_expired(&tx, run_id).await?;
+            db::runs::shift(&tx, run_id, ItemState::Running, ItemState::Queued, requeued).await?;
+        }
+        let counts = db::runs::get(&tx, None, run_id)
+            .await?
+            .map(|r| r.counts)
+            .unwrap_or_default();
+        if counts.running > 0 || (counts.queued > 0 && !run.cancel_requested) {
+            return Ok(false);
+        }
+        let state = if counts.queued > 0 {
+            RunState::Cancelled
+        } else if counts.failed > 0 {
+            RunState::CompletedWithErrors
+        } else {
+            RunState::Completed
+        };
+        db::runs::end(&tx, run_id, state, None, None).await?;
+        if let Some(ended) = db::runs::get(&tx, None, run_id).await? {
+            record_end(&tx, &ended).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(run = %run_id, state = state.as_str(), "run ended");
+        metrics::counter!("migration_runs_ended_total", "state" => state.as_str()).increment(1);
+        Ok(true)
+    }
+
+    /// Fails the run closed: FAILED, its domain event and the security event, at most
+    /// once. Migrated items stay migrated; nothing is written anywhere else.
+    async fn fail_closed(&self, run: &Run, cause: FailureCause, detail: String) -> Result<()> {
+        let security = json!({
+            "cause": cause.as_str(),
+            "detail": detail,
+            "target_binding_id": run.target_binding_id,
+            "fallback": "none: migrated items stay migrated, the rest stay on their source",
+        });
+        if self
+            .end_with(
+                run,
+                RunState::Failed,
+                Some(cause),
+                Some(detail),
+                Some(security),
+            )
+            .await?
+        {
+            tracing::error!(run = %run.id, cause = cause.as_str(), "run failed closed");
+        }
+        Ok(())
+    }
+
+    async fn end(
+        &self,
+        run: &Run,
+        state: RunState,
+        cause: Option<FailureCause>,
+        detail: Option<String>,
+    ) -> Result<bool> {
+        self.end_with(run, state, cause, detail, None).await
+    }
+
+    /// Ends a run that has not ended yet, with its domain event (and a security event);
+    /// returns whether it did.
+    async fn end_with(
+        &self,
+        run: &Run,
+        state: RunState,
+        cause: Option<FailureCause>,
+        detail: Option<String>,
+        security: Option<serde_json::Value>,
+    ) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(current) = db::runs::get_for_update(&tx, None, run.id).await? else {
+            return Ok(false);
+        };
+        if current.state.is_terminal() {
+            return Ok(false);
+        }
+        db::runs::end(&tx, run.id, state, cause, detail.as_deref()).await?;
+        if let Some(ended) = db::runs::get(&tx, None, run.id).await? {
+            record_end(&tx, &ended).await?;
+        }
+        if let Some(security) = security {
+            db::evidence::record_security_event(
+                &tx,
+                &run.organization_id,
+                MIGRATION_FAILED_CLOSED,
+                run.id,
+                run.target_binding_id,
+                &security,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("migration_runs_ended_total", "state" => state.as_str()).increment(1);
+        Ok(true)
+    }
+}

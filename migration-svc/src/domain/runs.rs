@@ -1,0 +1,442 @@
+//! Migration runs as callers see them: start (dry run or live, never by default), read,
+//! list, list items, retry a failed run, cancel. The work itself is the runner's.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use stowage_shared::{
+    api::{Claim, Idempotency, RequestId},
+    auth::{Principal, Role},
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{Page, evidence::Evidence, text_enum};
+use crate::{
+    db::{self, evidence::AuditEntry},
+    error::{Error, Result},
+};
+
+const IDEMPOTENCY: Idempotency = Idempotency {
+    table: "migration.request_log",
+};
+
+text_enum! {
+    pub enum Mode {
+        DryRun = "dry_run",
+        Live = "live",
+    }
+}
+
+text_enum! {
+    pub enum RunState {
+        Queued = "queued",
+        Planning = "planning",
+        Running = "running",
+        Completed = "completed",
+        CompletedWithErrors = "completed_with_errors",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+}
+
+impl RunState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunState::Completed
+                | RunState::CompletedWithErrors
+                | RunState::Failed
+                | RunState::Cancelled
+        )
+    }
+}
+
+text_enum! {
+    pub enum ItemState {
+        Queued = "queued",
+        Running = "running",
+        Migrated = "migrated",
+        Skipped = "skipped",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Why an item was skipped or failed.
+    pub enum ItemCause {
+        AlreadyOnTarget = "already_on_target",
+        ArtifactDeleted = "artifact_deleted",
+        SourcePermissionDenied = "source_permission_denied",
+        SourceNotFound = "source_not_found",
+        SourceUnavailable = "source_unavailable",
+        SourceUnreadable = "source_unreadable",
+        ChecksumMismatch = "checksum_mismatch",
+        TargetUnavailable = "target_unavailable",
+        Internal = "internal",
+    }
+}
+
+text_enum! {
+    /// Why a run FAILED.
+    pub enum FailureCause {
+        TargetNotActive = "target_not_active",
+        TargetUnavailable = "target_unavailable",
+        Internal = "internal",
+    }
+}
+
+/// Per-run throughput limits; 0 is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub bytes_per_second: i64,
+    pub objects_per_second: i64,
+}
+
+/// Items of a run by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub queued: i64,
+    pub running: i64,
+    pub migrated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+}
+
+/// Artifacts and bytes of the plan from one source binding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceReport {
+    pub binding_id: Uuid,
+    pub artifacts: i64,
+    pub bytes: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: Uuid,
+    pub organization_id: String,
+    pub target_binding_id: Uuid,
+    pub mode: Mode,
+    pub state: RunState,
+    pub reason: String,
+    pub requested_by: String,
+    pub retry_of: Option<Uuid>,
+    pub limit: Limit,
+    pub counts: Counts,
+    pub bytes_total: i64,
+    pub bytes_migrated: i64,
+    pub sources: Vec<SourceReport>,
+    pub failure_cause: Option<FailureCause>,
+    pub failure_detail: Option<String>,
+    pub cancel_requested: bool,
+    /// Outcomes recorded so far (the last outcome sequence number).
+    pub last_outcome: i64,
+    pub create_time: DateTime<Utc>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub update_time: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunItem {
+    pub run_id: Uuid,
+    pub artifact_id: Uuid,
+    pub source_binding_id: Uuid,
+    pub state: ItemState,
+    pub size_bytes: i64,
+    pub cause: Option<ItemCause>,
+    pub cause_detail: Option<String>,
+    pub attempts: i32,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub outcome_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StartRun {
+    pub target: Uuid,
+    pub mode: Mode,
+    pub reason: String,
+    pub limit: Limit,
+    #[serde(skip)]
+    pub request_id: RequestId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryRun {
+    pub id: Uuid,
+    pub reason: String,
+    #[serde(skip)]
+    pub request_id: RequestId,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListRuns {
+    pub state: Option<RunState>,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListItems {
+    pub run_id: Uuid,
+    pub state: Option<ItemState>,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Runs {
+    pool: deadpool_postgres::Pool,
+    evidence: Evidence,
+    /// Wakes this replica's runner when a run is queued here.
+    wake: Arc<Notify>,
+}
+
+impl Runs {
+    pub fn new(pool: deadpool_postgres::Pool, evidence: Evidence, wake: Arc<Notify>) -> Self {
+        Self {
+            pool,
+            evidence,
+            wake,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(org = %caller.organization, target = %command.target))]
+    pub async fn start(&self, caller: &Principal, command: StartRun) -> Result<Run> {
+        caller.require(Role::OrgAdmin)?;
+        let org = caller.organization.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if let Claim::Replay(run) = IDEMPOTENCY
+            .begin(&tx, org, "StartRun", &command.request_id, &command)
+            .await?
+        {
+            return Ok(run);
+        }
+        db::bindings::get(&tx, org, command.target)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("binding {}", command.target)))?;
+        let run = new_run(
+            caller,
+            command.target,
+            command.mode,
+            &command.reason,
+            command.limit,
+            None,
+        );
+        db::runs::insert(&tx, &run).await?;
+        IDEMPOTENCY
+            .finish(&tx, org, "StartRun", &command.request_id, &run)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(run = %run.id, mode = run.mode.as_str(), "run queued");
+        self.evidence
+            .audit(
+                AuditEntry::new(caller, "StartRun")
+                    .run(run.id)
+                    .binding(run.target_binding_id)
+                    .mode(run.mode)
+                    .reason(&run.reason)
+                    .detail(json!({ "limit": run.limit })),
+            )
+            .await;
+        self.wake.notify_one();
+        Ok(run)
+    }
+
+    pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Run> {
+        let client = self.pool.get().await?;
+        db::runs::get(&client, Some(&caller.organization), id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {id}")))
+    }
+
+    pub async fn list(&self, caller: &Principal, query: ListRuns) -> Result<Page<Run, Uuid>> {
+        let client = self.pool.get().await?;
+        let runs = db::runs::list(
+            &client,
+            &caller.organization,
+            query.state,
+            query.after,
+            query.limit + 1,
+        )
+        .await?;
+        Ok(Page::from_rows(runs, query.limit, |r| r.id))
+    }
+
+    pub async fn items(&self, caller: &Principal, query: ListItems) -> Result<Page<RunItem, Uuid>> {
+        let client = self.pool.get().await?;
+        db::runs::get(&client, Some(&caller.organization), query.run_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {}", query.run_id)))?;
+        let items = db::items::list(
+            &client,
+            query.run_id,
+            query.state,
+            query.after,
+            query.limit + 1,
+        )
+        .await?;
+        Ok(Page::from_rows(items, query.limit, |i| i.artifact_id))
+    }
+
+    /// A new run for a FAILED (or COMPLETED_WITH_ERRORS) run's target: its planning takes
+    /// every artifact not yet on the target, so what migrated is skipped.
+    #[tracing::instrument(skip_all, fields(org = %caller.organization, run = %command.id))]
+    pub async fn retry(&self, caller: &Principal, command: RetryRun) -> Result<Run> {
+        caller.require(Role::OrgAdmin)?;
+        let org = caller.organization.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if let Claim::Replay(run) = IDEMPOTENCY
+            .begin(&tx, org, "RetryRun", &command.request_id, &command)
+            .await?
+        {
+            return Ok(run);
+        }
+        let failed = db::runs::get_for_update(&tx, Some(org), command.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {}", command.id)))?;
+        if !matches!(
+            failed.state,
+            RunState::Failed | RunState::CompletedWithErrors
+        ) {
+            return Err(Error::FailedPrecondition(format!(
+                "run {} is {}: only FAILED and COMPLETED_WITH_ERRORS runs are retried",
+                failed.id,
+                failed.state.as_str().to_uppercase()
+            )));
+        }
+        let reason = if command.reason.is_empty() {
+            format!("retry of run {}", failed.id)
+        } else {
+            command.reason.clone()
+        };
+        let run = new_run(
+            caller,
+            failed.target_binding_id,
+            failed.mode,
+            &reason,
+            failed.limit,
+            Some(failed.id),
+        );
+        db::runs::insert(&tx, &run).await?;
+        IDEMPOTENCY
+            .finish(&tx, org, "RetryRun", &command.request_id, &run)
+            .await?;
+        tx.commit().await?;
+        self.evidence
+            .audit(
+                AuditEntry::new(caller, "RetryRun")
+                    .run(run.id)
+                    .binding(run.target_binding_id)
+                    .mode(run.mode)
+                    .reason(&run.reason)
+                    .detail(json!({ "retry_of": failed.id })),
+            )
+            .await;
+        self.wake.notify_one();
+        Ok(run)
+    }
+
+    /// Cancels a run: a queued run ends at once; a planning or running one stops after
+    /// its in-flight items. Cancelling an ended run is a no-op.
+    #[tracing::instrument(skip_all, fields(org = %caller.organization, run = %id))]
+    pub async fn cancel(&self, caller: &Principal, id: Uuid, reason: &str) -> Result<Run> {
+        caller.require(Role::OrgAdmin)?;
+        let org = caller.organization.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let run = db::runs::get_for_update(&tx, Some(org), id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+        if run.state.is_terminal() {
+            return Ok(run);
+        }
+        db::runs::request_cancel(&tx, id).await?;
+        if run.state == RunState::Queued {
+            db::runs::end(&tx, id, RunState::Cancelled, None, None).await?;
+        }
+        let run = db::runs::get(&tx, None, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+        if run.state.is_terminal() {
+            record_end(&tx, &run).await?;
+        }
+        tx.commit().await?;
+        self.evidence
+            .audit(
+                AuditEntry::new(caller, "CancelRun")
+                    .run(id)
+                    .binding(run.target_binding_id)
+                    .mode(run.mode)
+                    .reason(reason),
+            )
+            .await;
+        Ok(run)
+    }
+}
+
+fn new_run(
+    caller: &Principal,
+    target: Uuid,
+    mode: Mode,
+    reason: &str,
+    limit: Limit,
+    retry_of: Option<Uuid>,
+) -> Run {
+    let now = stowage_shared::db::now();
+    Run {
+        id: Uuid::now_v7(),
+        organization_id: caller.organization.clone(),
+        target_binding_id: target,
+        mode,
+        state: RunState::Queued,
+        reason: reason.to_owned(),
+        requested_by: caller.subject.clone(),
+        retry_of,
+        limit,
+        counts: Counts::default(),
+        bytes_total: 0,
+        bytes_migrated: 0,
+        sources: Vec::new(),
+        failure_cause: None,
+        failure_detail: None,
+        cancel_requested: false,
+        last_outcome: 0,
+        create_time: now,
+        start_time: None,
+        end_time: None,
+        update_time: now,
+    }
+}
+
+/// The domain event of a run that ended, in the transaction that ended it.
+pub async fn record_end(client: &impl stowage_shared::db::GenericClient, run: &Run) -> Result<()> {
+    let kind = if run.state == RunState::Failed {
+        super::evidence::RUN_FAILED
+    } else {
+        super::evidence::RUN_COMPLETED
+    };
+    let duration = run
+        .end_time
+        .zip(run.start_time.or(Some(run.create_time)))
+        .map(|(end, start)| (end - start).num_milliseconds() as f64 / 1000.0);
+    let payload = json!({
+        "state": run.state.as_str(),
+        "mode": run.mode.as_str(),
+        "target_binding_id": run.target_binding_id,
+        "items": run.counts,
+        "bytes_total": run.bytes_total,
+        "bytes_migrated": run.bytes_migrated,
+        "sources": run.sources,
+        "duration_seconds": duration,
+        "failure_cause": run.failure_cause.map(FailureCause::as_str),
+        "failure_detail": run.failure_detail,
+        "retry_of": run.retry_of,
+    });
+    db::evidence::record_domain_event(client, &run.organization_id, kind, run.id, &payload).await
+}

@@ -1,0 +1,90 @@
+//! The stores behind bindings: credentials sealed with the key ring under a context naming
+//! their binding (so a sealed value copied onto another row does not open), and opened
+//! stores, kept per binding until its credential changes.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, Utc};
+use stowage_shared::{
+    blob::{BlobStore, Credential, EncryptedStore, StoreConfig, StoreOptions},
+    keyring::KeyRing,
+};
+use uuid::Uuid;
+
+use super::bindings::Binding;
+use crate::{
+    db,
+    error::{Error, Result},
+};
+
+/// The authenticated context a credential is sealed under.
+fn credential_context(binding: Uuid) -> String {
+    format!("migration.binding.credential/{binding}")
+}
+
+#[derive(Clone, Debug)]
+pub struct Stores {
+    pool: deadpool_postgres::Pool,
+    keys: KeyRing,
+    options: StoreOptions,
+    /// Opened stores by binding, with the credential time they were opened with.
+    opened: Arc<Mutex<HashMap<Uuid, (DateTime<Utc>, EncryptedStore)>>>,
+}
+
+impl Stores {
+    pub fn new(pool: deadpool_postgres::Pool, keys: KeyRing, options: StoreOptions) -> Self {
+        Self {
+            pool,
+            keys,
+            options,
+            opened: Arc::default(),
+        }
+    }
+
+    pub fn seal(&self, binding: Uuid, credential: &Credential) -> Result<Vec<u8>> {
+        let plaintext = serde_json::to_vec(credential)
+            .map_err(|e| Error::Corrupt(format!("credential does not serialize: {e}")))?;
+        Ok(self
+            .keys
+            .seal(credential_context(binding).as_bytes(), &plaintext)?)
+    }
+
+    /// The binding and its store, opened with the binding's own current credential.
+    pub async fn open(&self, organization: &str, id: Uuid) -> Result<(Binding, EncryptedStore)> {
+        let client = self.pool.get().await?;
+        let (binding, sealed) = db::bindings::get_with_secret(&client, organization, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("binding {id}")))?;
+        drop(client);
+        if let Some(store) = self.cached(&binding) {
+            return Ok((binding, store));
+        }
+        let credential = self
+            .keys
+            .unseal(credential_context(id).as_bytes(), &sealed)?;
+        let credential: Credential = serde_json::from_slice(&credential)
+            .map_err(|e| Error::Corrupt(format!("credential of binding {id}: {e}")))?;
+        let config = StoreConfig {
+            provider: binding.provider,
+            location: binding.location.clone(),
+            credential,
+        };
+        let store =
+            EncryptedStore::new(BlobStore::open(&config, &self.options)?, self.keys.clone());
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.insert(id, (binding.credential_update_time, store.clone()));
+        }
+        Ok((binding, store))
+    }
+
+    fn cached(&self, binding: &Binding) -> Option<EncryptedStore> {
+        let opened = self.opened.lock().ok()?;
+        opened
+            .get(&binding.id)
+            .filter(|(credential_time, _)| *credential_time == binding.credential_update_time)
+            .map(|(_, store)| store.clone())
+    }
+}

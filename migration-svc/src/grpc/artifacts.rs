@@ -1,0 +1,183 @@
+//! `stowage.migration.v1.ArtifactService`.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt, stream};
+use stowage_proto::migration::v1::{
+    self as pb, artifact_service_server::ArtifactService, get_artifact_response,
+    put_artifact_request,
+};
+use stowage_shared::{
+    api::{self, InvalidArgument},
+    auth,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{parse_id, parse_optional_id, required_text};
+use crate::domain::artifacts::{Artifact, Artifacts, ListArtifacts, NewArtifact};
+
+#[derive(Debug, Clone)]
+pub struct ArtifactApi {
+    artifacts: Artifacts,
+}
+
+impl ArtifactApi {
+    pub fn new(artifacts: Artifacts) -> Self {
+        Self { artifacts }
+    }
+}
+
+type ArtifactStream = Pin<Box<dyn Stream<Item = Result<pb::GetArtifactResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ArtifactService for ArtifactApi {
+    async fn put_artifact(
+        &self,
+        request: Request<Streaming<pb::PutArtifactRequest>>,
+    ) -> Result<Response<pb::Artifact>, Status> {
+        let caller = auth::principal(&request)?;
+        let mut parts = request.into_inner();
+        let metadata = match parts.message().await? {
+            Some(pb::PutArtifactRequest {
+                part: Some(put_artifact_request::Part::Metadata(metadata)),
+            }) => NewArtifact::try_from(metadata)?,
+            _ => {
+                return Err(InvalidArgument::new(
+                    "metadata",
+                    "the first message of an upload must carry the metadata",
+                )
+                .into());
+            }
+        };
+        let chunks = parts.map(|part| match part?.part {
+            Some(put_artifact_request::Part::Chunk(chunk)) => Ok(chunk),
+            Some(put_artifact_request::Part::Metadata(_)) => Err(Status::invalid_argument(
+                "metadata: only the first message may carry metadata",
+            )),
+            None => Ok(Bytes::new()),
+        });
+        let artifact = self.artifacts.put(&caller, metadata, chunks).await?;
+        Ok(Response::new(artifact.into()))
+    }
+
+    type GetArtifactStream = ArtifactStream;
+
+    async fn get_artifact(
+        &self,
+        request: Request<pb::GetArtifactRequest>,
+    ) -> Result<Response<Self::GetArtifactStream>, Status> {
+        let caller = auth::principal(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        let (artifact, content) = self.artifacts.get(&caller, id).await?;
+        let head = stream::once(async move {
+            Ok(pb::GetArtifactResponse {
+                part: Some(get_artifact_response::Part::Artifact(artifact.into())),
+            })
+        });
+        let chunks = content
+            .map_err(Status::from)
+            .map_ok(|chunk| pb::GetArtifactResponse {
+                part: Some(get_artifact_response::Part::Chunk(chunk)),
+            });
+        Ok(Response::new(Box::pin(head.chain(chunks))))
+    }
+
+    async fn stat_artifact(
+        &self,
+        request: Request<pb::StatArtifactRequest>,
+    ) -> Result<Response<pb::Artifact>, Status> {
+        let caller = auth::principal(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(
+            self.artifacts.stat(&caller, id).await?.into(),
+        ))
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<pb::ListArtifactsRequest>,
+    ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
+        let caller = auth::principal(&request)?;
+        let query = ListArtifacts::try_from(request.into_inner())?;
+        let page = self.artifacts.list(&caller, query).await?;
+        Ok(Response::new(pb::ListArtifactsResponse {
+            artifacts: page.items.into_iter().map(Into::into).collect(),
+            next_page_token: page.next.map(|id| api::page_token(&id)).unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_artifact(
+        &self,
+        request: Request<pb::DeleteArtifactRequest>,
+    ) -> Result<Response<pb::Artifact>, Status> {
+        let caller = auth::principal(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(
+            self.artifacts.delete(&caller, id).await?.into(),
+        ))
+    }
+}
+
+impl TryFrom<pb::ArtifactMetadata> for NewArtifact {
+    type Error = InvalidArgument;
+
+    fn try_from(m: pb::ArtifactMetadata) -> Result<Self, Self::Error> {
+        let expected_sha256 = match m.expected_sha256.trim() {
+            "" => None,
+            hex if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(hex.to_ascii_lowercase())
+            }
+            _ => {
+                return Err(InvalidArgument::new(
+                    "expected_sha256",
+                    "must be 64 hexadecimal digits",
+                ));
+            }
+        };
+        let content_type = match m.content_type.trim() {
+            "" => "application/octet-stream".to_owned(),
+            other => required_text("content_type", other, 255)?,
+        };
+        Ok(Self {
+            purpose: required_text("purpose", &m.purpose, 100)?,
+            name: required_text("name", &m.name, 1024)?,
+            content_type,
+            expected_sha256,
+            binding: parse_optional_id("binding_id", &m.binding_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::ListArtifactsRequest> for ListArtifacts {
+    type Error = InvalidArgument;
+
+    fn try_from(r: pb::ListArtifactsRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            binding: parse_optional_id("binding_id", &r.binding_id)?,
+            purpose: Some(r.purpose.trim().to_owned()).filter(|p| !p.is_empty()),
+            show_deleted: r.show_deleted,
+            after: api::parse_page_token(&r.page_token)?,
+            limit: api::page_size(r.page_size)?,
+        })
+    }
+}
+
+impl From<Artifact> for pb::Artifact {
+    fn from(a: Artifact) -> Self {
+        pb::Artifact {
+            id: a.id.to_string(),
+            organization_id: a.organization_id,
+            binding_id: a.binding_id.to_string(),
+            object_key: a.object_key,
+            name: a.name,
+            purpose: a.purpose,
+            content_type: a.content_type,
+            size_bytes: a.size_bytes,
+            sha256: a.sha256,
+            create_time: Some(api::timestamp(a.create_time)),
+            update_time: Some(api::timestamp(a.update_time)),
+            delete_time: api::optional_timestamp(a.delete_time),
+        }
+    }
+}
