@@ -10,7 +10,12 @@ use stowage_proto::{
         archive_admin_service_client::ArchiveAdminServiceClient,
         archive_service_client::ArchiveServiceClient,
     },
-    migration::v1::binding_service_client::BindingServiceClient,
+    migration::v1::{
+        artifact_service_client::ArtifactServiceClient,
+        binding_service_client::BindingServiceClient,
+        evidence_service_client::EvidenceServiceClient,
+        migration_service_client::MigrationServiceClient,
+    },
 };
 use stowage_shared::{
     auth::{Role, TokenMinter},
@@ -73,6 +78,29 @@ pub fn test_common(db: &TestDb) -> Result<Common> {
     })
 }
 
+/// The runner settings tests use: quick to notice work, quick to give up on a dead
+/// store, short leases so a takeover happens within seconds.
+pub fn test_runner() -> migration_svc::config::RunnerConfig {
+    migration_svc::config::RunnerConfig {
+        concurrency: 4,
+        batch_size: 8,
+        plan_page: 7,
+        lease_ttl: Duration::from_secs(3),
+        poll_interval: Duration::from_millis(50),
+        target_attempts: 2,
+        store_retries: 1,
+        store_retry_timeout: Duration::from_secs(2),
+        watch_heartbeat: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
+/// How a test adjusts the services' configuration before they start.
+pub struct Configs<'a> {
+    pub migration: &'a mut migration_svc::config::Config,
+    pub archive: &'a mut archive_svc::config::Config,
+}
+
 /// A running pair of services.
 pub struct TestApp {
     pub db: TestDb,
@@ -92,16 +120,23 @@ pub async fn spawn_app() -> Result<TestApp> {
     spawn_app_with(db, common, |_| {}).await
 }
 
+/// Starts both services after `configure` adjusted them.
+pub async fn spawn_app_configured(configure: impl FnOnce(Configs<'_>)) -> Result<TestApp> {
+    let db = TestDb::migrated().await?;
+    let common = test_common(&db)?;
+    spawn_app_with(db, common, configure).await
+}
+
 /// The archive store `spawn_app` gives archive-svc: a process-local memory store.
 pub fn archive_store_name(db: &TestDb) -> String {
     format!("archive-{}", db.name)
 }
 
-/// Starts both services with `common`, after `archive` adjusts archive-svc's config.
+/// Starts both services with `common`, after `configure` adjusts their configuration.
 pub async fn spawn_app_with(
     db: TestDb,
     common: Common,
-    archive: impl FnOnce(&mut archive_svc::config::Config),
+    configure: impl FnOnce(Configs<'_>),
 ) -> Result<TestApp> {
     // Service logs at WARN and above (RUST_LOG overrides) show with a failing test.
     let _ = tracing_subscriber::fmt()
@@ -111,10 +146,10 @@ pub async fn spawn_app_with(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
-    let migration = migration_svc::startup::App::build(migration_svc::config::Config {
+    let mut migration_config = migration_svc::config::Config {
         common: common.clone(),
-    })
-    .await?;
+        migration: test_runner(),
+    };
     let mut archive_config = archive_svc::config::Config {
         common: common.clone(),
         archive: Default::default(),
@@ -123,7 +158,11 @@ pub async fn spawn_app_with(
         connection_string: SecretString::from(format!("memory://{}", archive_store_name(&db))),
         container: "archives".into(),
     });
-    archive(&mut archive_config);
+    configure(Configs {
+        migration: &mut migration_config,
+        archive: &mut archive_config,
+    });
+    let migration = migration_svc::startup::App::build(migration_config).await?;
     let archive = archive_svc::startup::App::build(archive_config).await?;
     let (migration_addr, archive_addr) = (migration.local_addr(), archive.local_addr());
     let migration_metrics = migration.metrics_addr();
@@ -191,6 +230,37 @@ impl TestApp {
         BindingServiceClient::with_interceptor(channel, Self::bearer(token))
     }
 
+    pub async fn artifacts(&self, token: Option<&str>) -> ArtifactServiceClient<Bearer> {
+        let channel = self.channel(self.migration_addr).await;
+        ArtifactServiceClient::with_interceptor(channel, Self::bearer(token))
+    }
+
+    pub async fn runs(&self, token: Option<&str>) -> MigrationServiceClient<Bearer> {
+        let channel = self.channel(self.migration_addr).await;
+        MigrationServiceClient::with_interceptor(channel, Self::bearer(token))
+    }
+
+    pub async fn evidence(&self, token: Option<&str>) -> EvidenceServiceClient<Bearer> {
+        let channel = self.channel(self.migration_addr).await;
+        EvidenceServiceClient::with_interceptor(channel, Self::bearer(token))
+    }
+
+    /// Another migration-svc replica on the same database and keys, with `runner`
+    /// settings. Dropping it (or [`Replica::kill`]) stops it as a crash would: no drain,
+    /// its leases left to expire.
+    pub async fn replica(&self, runner: migration_svc::config::RunnerConfig) -> Result<Replica> {
+        let app = migration_svc::startup::App::build(migration_svc::config::Config {
+            common: self.common.clone(),
+            migration: runner,
+        })
+        .await?;
+        let addr = app.local_addr();
+        let task = tokio::spawn(async move {
+            let _ = app.run_until_stopped(std::future::pending()).await;
+        });
+        Ok(Replica { addr, task })
+    }
+
     pub async fn archive_admin(&self, token: Option<&str>) -> ArchiveAdminServiceClient<Bearer> {
         let channel = self.channel(self.archive_addr).await;
         ArchiveAdminServiceClient::with_interceptor(channel, Self::bearer(token))
@@ -210,5 +280,25 @@ impl TestApp {
             task.await?.map_err(anyhow::Error::msg)?;
         }
         Ok(())
+    }
+}
+
+/// A migration-svc replica started by [`TestApp::replica`].
+pub struct Replica {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Replica {
+    /// Stops the replica at once, mid-work, like a killed process.
+    pub async fn kill(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

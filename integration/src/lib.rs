@@ -8,6 +8,8 @@
 pub mod app;
 pub mod azurite;
 pub mod db;
+pub mod migration;
+pub mod proxy;
 pub mod scans;
 
-pub use app::{TestApp, spawn_app};
+pub use app::{TestApp, spawn_app, spawn_app_configured};

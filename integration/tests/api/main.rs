@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod artifacts;
 mod auth;
 mod bindings;
 mod blob_contract;
 mod foundation;
+mod runs;
 mod shutdown;

@@ -53,6 +53,8 @@ enum Outcome {
     Failed(ItemCause, String),
     /// The target did not take the write after every attempt: fail the run closed.
     TargetDown(String),
+    /// The run stopped before the copy began: the item goes back to the queue.
+    Unstarted,
 }
 
 /// What a run's workers share while they process its items.
@@ -298,6 +300,7 @@ impl Runner {
             target,
             stop: AtomicBool::new(false),
         });
+        let _monitor = AbortOnDropHandle::new(tokio::spawn(self.clone().monitor(context.clone())));
         // Batches are leased as the workers take items, never far ahead of them.
         let batches = stream::unfold(
             (self.clone(), context.clone(), drain.clone()),
@@ -378,20 +381,10 @@ impl Runner {
 
     #[tracing::instrument(skip_all, fields(run = %context.run.id, artifact = %item.artifact_id))]
     async fn process(&self, context: &RunContext, item: RunItem) -> Result<()> {
-        if context.stop.load(Ordering::Acquire) {
-            let client = self.pool.get().await?;
-            let mut tx_client = client;
-            let tx = tx_client.transaction().await?;
-            db::runs::get_for_update(&tx, None, item.run_id).await?;
-            if db::items::release(&tx, item.run_id, item.artifact_id, &self.owner).await? {
-                db::runs::shift(&tx, item.run_id, ItemState::Running, ItemState::Queued, 1).await?;
-            }
-            tx.commit().await?;
-            return Ok(());
-        }
         let started = Instant::now();
         let outcome = self.copy_item(context, &item).await;
         let outcome = match outcome {
+            Ok(Outcome::Unstarted) => return self.release(&item).await,
             Ok(outcome) => outcome,
             Err(error) => Outcome::Failed(ItemCause::Internal, error.to_string()),
         };
@@ -412,6 +405,17 @@ impl Runner {
     /// Reads the item's artifact as it is now and copies it to the target.
     async fn copy_item(&self, context: &RunContext, item: &RunItem) -> Result<Outcome> {
         let run = &context.run;
+        // Paced before the artifact is read, so a throttled item sees it as it is then.
+        if context.stop.load(Ordering::Acquire) {
+            return Ok(Outcome::Unstarted);
+        }
+        context
+            .pace
+            .admit(u64::try_from(item.size_bytes).unwrap_or(0))
+            .await;
+        if context.stop.load(Ordering::Acquire) {
+            return Ok(Outcome::Unstarted);
+        }
         let artifact = {
             let client = self.pool.get().await?;
             db::artifacts::get(&client, Some(&run.organization_id), item.artifact_id).await?
@@ -422,10 +426,6 @@ impl Runner {
         if artifact.binding_id == run.target_binding_id {
             return Ok(Outcome::Skipped(ItemCause::AlreadyOnTarget));
         }
-        context
-            .pace
-            .admit(u64::try_from(artifact.size_bytes).unwrap_or(0))
-            .await;
         let source = artifact.binding_id;
         let (_, source_store) = match self.stores.open(&run.organization_id, source).await {
             Ok(opened) => opened,
@@ -468,6 +468,35 @@ impl Runner {
         Ok(Outcome::TargetDown("no attempt was made".into()))
     }
 
+    /// Gives an unstarted item back to the queue.
+    async fn release(&self, item: &RunItem) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        db::runs::get_for_update(&tx, None, item.run_id).await?;
+        if db::items::release(&tx, item.run_id, item.artifact_id, &self.owner).await? {
+            db::runs::shift(&tx, item.run_id, ItemState::Running, ItemState::Queued, 1).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the run's stop flag once it is cancelled or no longer running (another
+    /// replica may have failed it closed), so leased items waiting to start go back.
+    async fn monitor(self, context: Arc<RunContext>) {
+        let every = self.config.poll_interval.max(Duration::from_millis(100));
+        while !context.stop.load(Ordering::Acquire) {
+            tokio::time::sleep(every).await;
+            let stopped = match self.current(context.run.id).await {
+                Ok(Some(run)) => run.state != RunState::Running || run.cancel_requested,
+                Ok(None) => true,
+                Err(_) => false,
+            };
+            if stopped {
+                context.stop.store(true, Ordering::Release);
+            }
+        }
+    }
+
     /// Records an outcome in one transaction: run row first (counters, outcome number),
     /// then the item, then for a migrated item the artifact's flip to the target. A lost
     /// lease records nothing: the replica that took the item over records it.
@@ -494,6 +523,7 @@ impl Runner {
                 detail,
                 0,
             ),
+            Outcome::Unstarted => return Ok(()),
         };
         let seq = db::runs::record_outcome(&tx, run_id, state, migrated_bytes).await?;
         db::items::finish(

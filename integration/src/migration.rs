@@ -1,0 +1,305 @@
+//! Helpers for migration-svc tests: bindings on Azurite (directly or through a
+//! [`TcpProxy`]), activation, uploads and downloads of artifacts, and waiting for runs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use stowage_proto::migration::v1::{
+    self as pb, artifact_service_client::ArtifactServiceClient,
+    binding_service_client::BindingServiceClient, get_artifact_response,
+    migration_service_client::MigrationServiceClient, put_artifact_request,
+};
+use stowage_shared::blob::{
+    BlobKey, BlobStore, Credential, Location, Provider, StoreConfig, StoreOptions,
+    azure::{DEV_ACCOUNT, DEV_KEY},
+};
+
+use crate::{
+    app::Bearer,
+    azurite::{self, TestContainer},
+    proxy::TcpProxy,
+};
+
+/// A fresh Azurite container behind a proxy of its own.
+pub struct ProxiedContainer {
+    pub container: TestContainer,
+    pub proxy: TcpProxy,
+}
+
+impl ProxiedContainer {
+    pub async fn create() -> Result<Self> {
+        let container = TestContainer::create().await?;
+        let upstream = container
+            .endpoint
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .context("Azurite endpoint has no host")?
+            .parse()?;
+        let proxy = TcpProxy::start(upstream).await?;
+        Ok(Self { container, proxy })
+    }
+
+    /// The Azurite endpoint as reached through the proxy.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/{DEV_ACCOUNT}", self.proxy.addr)
+    }
+
+    pub fn binding(&self, name: &str) -> pb::CreateBindingRequest {
+        azure_binding(name, &self.container.container, &self.endpoint(), DEV_KEY)
+    }
+
+    /// The container reached directly (not through the proxy), without encryption: to
+    /// read, alter or delete stored objects behind the service's back.
+    pub fn raw_store(&self) -> Result<BlobStore> {
+        let config = StoreConfig {
+            provider: Provider::Azure,
+            location: Location {
+                container: self.container.container.clone(),
+                ..Location::default()
+            },
+            credential: Credential::AzureConnectionString {
+                connection_string: self.container.connection_string(),
+            },
+        }
+        .validated()?;
+        Ok(BlobStore::open(&config, &StoreOptions::fail_fast())?)
+    }
+}
+
+/// The whole stored object at `key`.
+pub async fn read_raw(store: &BlobStore, key: &str) -> Result<Vec<u8>> {
+    use futures::StreamExt;
+    let mut read = store.get(&BlobKey::new(key)?).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = read.stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// An Azure binding on Azurite at `endpoint` with the account key `key`.
+pub fn azure_binding(
+    name: &str,
+    container: &str,
+    endpoint: &str,
+    key: &str,
+) -> pb::CreateBindingRequest {
+    pb::CreateBindingRequest {
+        display_name: name.to_owned(),
+        provider: pb::Provider::Azure.into(),
+        location: Some(pb::Location {
+            container: container.to_owned(),
+            ..Default::default()
+        }),
+        credential: Some(azure_credential(endpoint, key)),
+        request_id: String::new(),
+    }
+}
+
+pub fn azure_credential(endpoint: &str, key: &str) -> pb::Credential {
+    pb::Credential {
+        kind: Some(pb::credential::Kind::AzureConnectionString(format!(
+            "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={key};\
+             BlobEndpoint={endpoint};"
+        ))),
+    }
+}
+
+/// A binding on a fresh Azurite container, reached directly.
+pub async fn azurite_binding(name: &str) -> Result<pb::CreateBindingRequest> {
+    let container = TestContainer::create().await?;
+    Ok(azure_binding(
+        name,
+        &container.container,
+        &azurite::endpoint()?,
+        DEV_KEY,
+    ))
+}
+
+/// A process-local memory binding named `name` (unique per test run).
+pub fn memory_binding(name: &str) -> pb::CreateBindingRequest {
+    pb::CreateBindingRequest {
+        display_name: name.to_owned(),
+        provider: pb::Provider::Memory.into(),
+        location: Some(pb::Location {
+            container: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
+            ..Default::default()
+        }),
+        credential: Some(pb::Credential {
+            kind: Some(pb::credential::Kind::None(pb::NoCredential {})),
+        }),
+        request_id: String::new(),
+    }
+}
+
+pub async fn create(
+    bindings: &mut BindingServiceClient<Bearer>,
+    request: pb::CreateBindingRequest,
+) -> Result<pb::Binding> {
+    Ok(bindings.create_binding(request).await?.into_inner())
+}
+
+pub async fn activate(
+    bindings: &mut BindingServiceClient<Bearer>,
+    id: &str,
+) -> Result<pb::Binding, tonic::Status> {
+    Ok(bindings
+        .activate_binding(pb::ActivateBindingRequest {
+            id: id.to_owned(),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Creates and activates a binding.
+pub async fn create_active(
+    bindings: &mut BindingServiceClient<Bearer>,
+    request: pb::CreateBindingRequest,
+) -> Result<pb::Binding> {
+    let created = create(bindings, request).await?;
+    Ok(activate(bindings, &created.id).await?)
+}
+
+/// Deterministic content for artifact `i`.
+pub fn content(i: usize, len: usize) -> Vec<u8> {
+    let mut state = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+pub fn metadata(purpose: &str, name: &str) -> pb::ArtifactMetadata {
+    pb::ArtifactMetadata {
+        purpose: purpose.to_owned(),
+        name: name.to_owned(),
+        content_type: "application/octet-stream".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Uploads `data` in 64 KiB chunks after `metadata`.
+pub async fn put(
+    artifacts: &mut ArtifactServiceClient<Bearer>,
+    metadata: pb::ArtifactMetadata,
+    data: &[u8],
+) -> Result<pb::Artifact, tonic::Status> {
+    let mut messages = vec![pb::PutArtifactRequest {
+        part: Some(put_artifact_request::Part::Metadata(metadata)),
+    }];
+    messages.extend(data.chunks(64 * 1024).map(|chunk| pb::PutArtifactRequest {
+        part: Some(put_artifact_request::Part::Chunk(Bytes::copy_from_slice(
+            chunk,
+        ))),
+    }));
+    Ok(artifacts
+        .put_artifact(futures::stream::iter(messages))
+        .await?
+        .into_inner())
+}
+
+/// Downloads an artifact: its metadata and content.
+pub async fn get(
+    artifacts: &mut ArtifactServiceClient<Bearer>,
+    id: &str,
+) -> Result<(pb::Artifact, Vec<u8>), tonic::Status> {
+    let mut stream = artifacts
+        .get_artifact(pb::GetArtifactRequest { id: id.to_owned() })
+        .await?
+        .into_inner();
+    let mut artifact = None;
+    let mut data = Vec::new();
+    while let Some(message) = stream.message().await? {
+        match message.part {
+            Some(get_artifact_response::Part::Artifact(a)) => artifact = Some(a),
+            Some(get_artifact_response::Part::Chunk(chunk)) => data.extend_from_slice(&chunk),
+            None => {}
+        }
+    }
+    let artifact = artifact.ok_or_else(|| tonic::Status::internal("no artifact message"))?;
+    Ok((artifact, data))
+}
+
+pub fn start_request(target: &str, mode: pb::MigrationMode) -> pb::StartRunRequest {
+    pb::StartRunRequest {
+        target_binding_id: target.to_owned(),
+        mode: mode.into(),
+        reason: "move older files to the new bucket".to_owned(),
+        limit: None,
+        request_id: String::new(),
+    }
+}
+
+/// Polls a run until it is terminal (at most `timeout`).
+pub async fn wait_for_end(
+    runs: &mut MigrationServiceClient<Bearer>,
+    id: &str,
+    timeout: Duration,
+) -> Result<pb::Run> {
+    wait_for(runs, id, timeout, |run| is_terminal(run.state())).await
+}
+
+/// Polls a run until `done` holds (at most `timeout`).
+pub async fn wait_for(
+    runs: &mut MigrationServiceClient<Bearer>,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&pb::Run) -> bool,
+) -> Result<pb::Run> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let run = runs
+            .get_run(pb::GetRunRequest { id: id.to_owned() })
+            .await?
+            .into_inner();
+        if done(&run) {
+            return Ok(run);
+        }
+        if Instant::now() > deadline {
+            bail!("run {id} did not get there within {timeout:?}: {run:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn is_terminal(state: pb::RunState) -> bool {
+    matches!(
+        state,
+        pb::RunState::Completed
+            | pb::RunState::CompletedWithErrors
+            | pb::RunState::Failed
+            | pb::RunState::Cancelled
+    )
+}
+
+/// Every item of a run (all pages).
+pub async fn items(
+    runs: &mut MigrationServiceClient<Bearer>,
+    run_id: &str,
+    state: pb::ItemState,
+) -> Result<Vec<pb::RunItem>> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = runs
+            .list_run_items(pb::ListRunItemsRequest {
+                run_id: run_id.to_owned(),
+                page_size: 100,
+                page_token,
+                state: state.into(),
+            })
+            .await?
+            .into_inner();
+        all.extend(page.items);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
+}
