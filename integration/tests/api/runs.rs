@@ -572,7 +572,7 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
         .unwrap();
     assert_eq!(run.state(), pb::RunState::Failed, "{run:?}");
     assert_eq!(run.failure_cause(), pb::RunFailureCause::TargetUnavailable);
-    let counts = run.items.clone().unwrap();
+    let counts = run.items.unwrap();
     assert!(counts.migrated >= 3 && counts.migrated < 24, "{counts:?}");
 
     let mut evidence = app.evidence(Some(&token)).await;

@@ -25,13 +25,15 @@ fn credential_context(binding: Uuid) -> String {
     format!("migration.binding.credential/{binding}")
 }
 
+/// Opened stores by binding, with the credential time they were opened with.
+type Opened = HashMap<Uuid, (DateTime<Utc>, EncryptedStore)>;
+
 #[derive(Clone, Debug)]
 pub struct Stores {
     pool: deadpool_postgres::Pool,
     keys: KeyRing,
     options: StoreOptions,
-    /// Opened stores by binding, with the credential time they were opened with.
-    opened: Arc<Mutex<HashMap<Uuid, (DateTime<Utc>, EncryptedStore)>>>,
+    opened: Arc<Mutex<Opened>>,
 }
 
 impl Stores {
