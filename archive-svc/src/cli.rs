@@ -10,22 +10,13 @@ use stowage_proto::archive::v1::{
 };
 use stowage_shared::{
     auth::Role,
-    cli::{ClientArgs, connect},
+    cli::{ClientArgs, authorized, connect, local_server},
 };
-use tonic::Request;
 
 use crate::config::Config;
 
-fn authorized<T>(message: T, authorization: &str) -> anyhow::Result<Request<T>> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", authorization.parse()?);
-    Ok(request)
-}
-
 fn default_server(config: &Config) -> String {
-    format!("http://127.0.0.1:{}", config.common.grpc.listen.port())
+    local_server(&config.common.grpc)
 }
 
 /// `archive-svc restore --job ID`: restores and shows progress until done.

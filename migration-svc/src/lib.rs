@@ -1,6 +1,7 @@
 //! migration-svc: storage bindings of organizations, their artifacts, and migration runs
 //! that move artifacts from older bindings to the active one.
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;

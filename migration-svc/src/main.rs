@@ -1,10 +1,11 @@
-//! `migration-svc`: serve (default), apply schema migrations, or mint a development token.
+//! `migration-svc`: serve (default), apply schema migrations, mint a development token, or
+//! act as a client: start, watch and print migration runs.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use migration_svc::{config::Config, startup::App};
+use migration_svc::{cli::RunCommand, config::Config, startup::App};
 use stowage_shared::{cli::TokenArgs, shutdown, telemetry};
 
 #[derive(Debug, Parser)]
@@ -28,6 +29,9 @@ enum Command {
     Migrate,
     /// Print a bearer token signed with the configured key (development).
     Token(TokenArgs),
+    /// Start, watch or print migration runs (a client of a running server).
+    #[command(subcommand)]
+    Run(RunCommand),
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
                 stowage_shared::cli::mint_token(&config.common.auth, &args)?
             );
         }
+        Command::Run(command) => migration_svc::cli::run(&config, command).await?,
     }
     Ok(())
 }

@@ -60,6 +60,8 @@ pub enum ClientError {
     },
     #[error("invalid server address {0:?}")]
     Address(String),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// A channel to the server and an `authorization` value for `role`.
@@ -89,4 +91,19 @@ pub async fn connect(
         .await
         .map_err(|source| ClientError::Connect { server, source })?;
     Ok((channel, format!("Bearer {token}")))
+}
+
+/// `message` as a request carrying `authorization` (from [`connect`]).
+pub fn authorized<T>(message: T, authorization: &str) -> Result<tonic::Request<T>, ClientError> {
+    let mut request = tonic::Request::new(message);
+    let value = authorization
+        .parse()
+        .map_err(|_| ClientError::Token("the token is not a valid header value".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// The local server a client subcommand talks to by default: the configured port.
+pub fn local_server(grpc: &crate::config::GrpcConfig) -> String {
+    format!("http://127.0.0.1:{}", grpc.listen.port())
 }

@@ -1,0 +1,242 @@
+//! Client subcommands: start a run (and follow it), follow a run with a live progress bar
+//! fed by `WatchRun` (rejoining with its cursor if the stream drops), and print a run.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use stowage_proto::migration::v1::{
+    self as pb, migration_service_client::MigrationServiceClient, run_event::Event,
+};
+use stowage_shared::{
+    auth::Role,
+    cli::{ClientArgs, authorized, connect, local_server},
+};
+use tonic::transport::Channel;
+
+use crate::config::Config;
+
+/// Times a dropped watch stream is rejoined before giving up.
+const REJOINS: u32 = 5;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    DryRun,
+    Live,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunCommand {
+    /// Queue a run to the organization's active binding, then follow it.
+    Start {
+        /// The target binding (must be the active one).
+        #[arg(long)]
+        target: String,
+        /// There is no default: choose dry-run or live.
+        #[arg(long, value_enum)]
+        mode: ModeArg,
+        /// Why (audited).
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 0)]
+        objects_per_second: i64,
+        #[arg(long, default_value_t = 0)]
+        bytes_per_second: i64,
+        /// Return once queued instead of following the run.
+        #[arg(long)]
+        no_watch: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a run with a progress bar until it ends.
+    Watch {
+        #[arg(long)]
+        run: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a run.
+    Get {
+        #[arg(long)]
+        run: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+async fn client(
+    config: &Config,
+    args: &ClientArgs,
+) -> anyhow::Result<(MigrationServiceClient<Channel>, String)> {
+    let (channel, authorization) = connect(
+        args,
+        &local_server(&config.common.grpc),
+        &config.common.auth,
+        Role::OrgAdmin,
+    )
+    .await?;
+    Ok((MigrationServiceClient::new(channel), authorization))
+}
+
+pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<()> {
+    match command {
+        RunCommand::Start {
+            target,
+            mode,
+            reason,
+            objects_per_second,
+            bytes_per_second,
+            no_watch,
+            client: args,
+        } => {
+            let (mut runs, authorization) = client(config, &args).await?;
+            let mode = match mode {
+                ModeArg::DryRun => pb::MigrationMode::DryRun,
+                ModeArg::Live => pb::MigrationMode::Live,
+            };
+            let request = pb::StartRunRequest {
+                target_binding_id: target,
+                mode: mode.into(),
+                reason,
+                limit: Some(pb::ThroughputLimit {
+                    bytes_per_second,
+                    objects_per_second,
+                }),
+                request_id: String::new(),
+            };
+            let run = runs
+                .start_run(authorized(request, &authorization)?)
+                .await?
+                .into_inner();
+            eprintln!("run {} queued", run.id);
+            if no_watch {
+                println!("{}", run.id);
+                return Ok(());
+            }
+            watch(&mut runs, &authorization, &run.id).await
+        }
+        RunCommand::Watch { run, client: args } => {
+            let (mut runs, authorization) = client(config, &args).await?;
+            watch(&mut runs, &authorization, &run).await
+        }
+        RunCommand::Get { run, client: args } => {
+            let (mut runs, authorization) = client(config, &args).await?;
+            let run = runs
+                .get_run(authorized(pb::GetRunRequest { id: run }, &authorization)?)
+                .await?
+                .into_inner();
+            print_run(&run);
+            Ok(())
+        }
+    }
+}
+
+/// Follows a run until it ends, rejoining a dropped stream from its last cursor.
+async fn watch(
+    runs: &mut MigrationServiceClient<Channel>,
+    authorization: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:28} [{bar:40}] {pos}/{len} items {elapsed} eta {eta}",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let mut cursor = 0;
+    let mut rejoins = 0;
+    let mut last = None;
+    loop {
+        let request = pb::WatchRunRequest {
+            id: id.to_owned(),
+            resume_after: cursor,
+        };
+        let mut stream = runs
+            .watch_run(authorized(request, authorization)?)
+            .await?
+            .into_inner();
+        let ended = loop {
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    cursor = event.cursor;
+                    match event.event {
+                        Some(Event::Snapshot(run) | Event::Update(run)) => {
+                            show(&bar, &run);
+                            last = Some(run);
+                        }
+                        Some(Event::Outcome(item)) if item.state() == pb::ItemState::Failed => {
+                            bar.println(format!(
+                                "failed {}: {:?} {}",
+                                item.artifact_id,
+                                item.cause(),
+                                item.cause_detail
+                            ));
+                        }
+                        Some(Event::Outcome(_) | Event::Heartbeat(_)) | None => {}
+                    }
+                }
+                Ok(None) => break true,
+                Err(status) if status.code() == tonic::Code::Unavailable && rejoins < REJOINS => {
+                    rejoins += 1;
+                    bar.println(format!("stream dropped ({}); rejoining", status.message()));
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(rejoins))).await;
+                    break false;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        };
+        if ended {
+            break;
+        }
+    }
+    bar.finish();
+    if let Some(run) = last {
+        print_run(&run);
+    }
+    Ok(())
+}
+
+fn show(bar: &ProgressBar, run: &pb::Run) {
+    let c = run.items.unwrap_or_default();
+    bar.set_length((c.queued + c.running + c.migrated + c.skipped + c.failed).max(0) as u64);
+    bar.set_position((c.migrated + c.skipped + c.failed).max(0) as u64);
+    bar.set_message(format!(
+        "{} {} MiB",
+        state_name(run.state()),
+        run.bytes_migrated >> 20
+    ));
+}
+
+fn state_name(state: pb::RunState) -> String {
+    state
+        .as_str_name()
+        .trim_start_matches("RUN_STATE_")
+        .to_ascii_lowercase()
+}
+
+fn print_run(run: &pb::Run) {
+    let c = run.items.unwrap_or_default();
+    println!("run        {}", run.id);
+    println!("state      {}", state_name(run.state()));
+    println!("mode       {}", run.mode().as_str_name());
+    println!("target     {}", run.target_binding_id);
+    println!("reason     {}", run.reason);
+    println!(
+        "items      {} migrated, {} skipped, {} failed, {} queued, {} running",
+        c.migrated, c.skipped, c.failed, c.queued, c.running
+    );
+    println!("bytes      {} of {}", run.bytes_migrated, run.bytes_total);
+    for source in &run.sources {
+        println!(
+            "source     {}: {} artifacts, {} bytes",
+            source.binding_id, source.artifacts, source.bytes
+        );
+    }
+    if run.failure_cause() != pb::RunFailureCause::Unspecified {
+        println!(
+            "failure    {}: {}",
+            run.failure_cause().as_str_name(),
+            run.failure_detail
+        );
+    }
+}
