@@ -13,6 +13,7 @@
 #   STOWAGE_DEV_PG_PORT    port probed for a running server (default 5432)
 #   STOWAGE_DEV_PG_USER    os user that runs a private cluster when root
 #                          (default postgres)
+#   STOWAGE_DEV_AZURITE_MB memory azurite may keep blobs in (default 1024)
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   echo "lib.sh: this file is sourced by the other deploy/dev scripts, not run" >&2
@@ -301,7 +302,7 @@ start_azurite() {
   for flag in "${wanted[@]}"; do
     if grep -qE -- "(^|[ ,])$flag( |$)" <<<"$help"; then
       flags+=("$flag")
-      [[ $flag == --extentMemoryLimit ]] && flags+=(1024)
+      [[ $flag == --extentMemoryLimit ]] && flags+=("${STOWAGE_DEV_AZURITE_MB:-1024}")
     else
       say "azurite does not know $flag; running without it"
     fi

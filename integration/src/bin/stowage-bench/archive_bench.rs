@@ -1,8 +1,7 @@
 //! archive-svc against `psql` binary COPY on the same rows and tables.
 
 use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -14,25 +13,14 @@ use stowage_proto::archive::v1::{
     archive_service_client::ArchiveServiceClient,
 };
 use stowage_shared::auth::{Role, TokenMinter};
-use tonic::Request;
 use uuid::Uuid;
+
+use super::server::Server;
 
 const ITEMS: &str = "job_id, id, parent_id, path, name, kind, size_bytes, modified_at, etag, \
     mime_type, status, error, discovered_at";
 const RECORDS: &str = "job_id, id, scan_item_id, source_path, destination_path, size_bytes, \
     checksum, status, attempts, last_error, started_at, completed_at";
-
-fn release_binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().context("binary directory")?.join(name);
-    if !path.exists() {
-        bail!(
-            "{} is missing: cargo build --release -p {name}",
-            path.display()
-        );
-    }
-    Ok(path)
-}
 
 /// Runs a psql script (through a file, so `\\copy` lines work) and times it.
 async fn psql(url: &str, script: &str, dir: &Path) -> Result<Duration> {
@@ -51,12 +39,11 @@ async fn psql(url: &str, script: &str, dir: &Path) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn authorized<T>(message: T, token: &str) -> Result<Request<T>> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(request)
+fn authorized<T>(message: T, token: &str) -> Result<tonic::Request<T>> {
+    Ok(stowage_shared::cli::authorized(
+        message,
+        &format!("Bearer {token}"),
+    )?)
 }
 
 pub async fn run(rows: u64) -> Result<()> {
@@ -65,23 +52,9 @@ pub async fn run(rows: u64) -> Result<()> {
     let dir = std::env::current_dir()?.join("target/bench/archive");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("store"))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let (_, kek) = common.keys.keks.iter().next().context("kek")?;
-    use secrecy::ExposeSecret;
+    let (common_toml, port) = super::server::common_config(&common, &db.url)?;
     let config = format!(
-        "[database]\nurl = {:?}\n[grpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\n\
-         [auth]\nhs256_secret = {:?}\n[keys]\nprimary = \"test-1\"\n[keys.keks]\ntest-1 = {:?}\n\
-         [log]\nfilter = \"warn\"\n[archive.default_store]\nconnection_string = \"file://{}\"\n",
-        db.url,
-        common
-            .auth
-            .hs256_secret
-            .as_ref()
-            .context("secret")?
-            .expose_secret(),
-        kek.expose_secret(),
+        "{common_toml}[archive.default_store]\nconnection_string = \"file://{}\"\n",
         dir.join("store").display(),
     );
     let config_path = dir.join("archive-svc.toml");
@@ -110,29 +83,14 @@ pub async fn run(rows: u64) -> Result<()> {
         .batch_execute("vacuum analyze archive.file_records")
         .await?;
 
-    let mut server = tokio::process::Command::new(release_binary("archive-svc")?)
-        .arg("--config")
-        .arg(&config_path)
-        .arg("serve")
-        .env("RUST_LOG", "archive_svc=debug,warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("archive-svc.log"))?)
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = server.id().context("server pid")?;
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let mut channel = None;
-    for _ in 0..100 {
-        if let Ok(c) = tonic::transport::Endpoint::from_shared(endpoint.clone())?
-            .connect()
-            .await
-        {
-            channel = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let channel = channel.context("archive-svc did not start")?;
+    let server = Server::start(
+        "archive-svc",
+        &config_path,
+        port,
+        &dir.join("archive-svc.log"),
+    )
+    .await?;
+    let channel = server.channel.clone();
     let token = TokenMinter::from_config(&common.auth)?.mint(
         "bench",
         "bench",
@@ -221,8 +179,8 @@ pub async fn run(rows: u64) -> Result<()> {
         ours_in.push(restore_time);
     }
     let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default().as_secs_f64();
-    let rss = super::peak_rss_mib(&pid.to_string())?;
-    server.kill().await?;
+    let rss = server.peak_rss_mib()?;
+    server.stop().await?;
     println!("\n{rows} rows, best of 2 rounds");
     println!("| operation | stowage (s) | baseline (s) | ratio |");
     println!("|---|---|---|---|");

@@ -9,6 +9,12 @@
 //!   one job of ROWS rows (default 1,000,000) through gRPC, beside `psql` binary COPY of the
 //!   same rows into and out of the same tables. Needs `DATABASE_URL` (admin) and a release
 //!   build of archive-svc.
+//! - `migration`: migration-svc (the release binary, as a server) migrating 1,000 objects
+//!   of 4 KiB and 10 of 50 MiB between two Azurite containers, and the same between two
+//!   `file` directories, each beside `rclone copy` of the same objects between the same
+//!   places; then its peak RSS while migrating one 2 GiB object. Needs `DATABASE_URL`,
+//!   `STOWAGE_TEST_AZURITE`, rclone and a release build of migration-svc (`deploy/dev/bench
+//!   migration` provides all of them).
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +32,8 @@ use stowage_shared::{
 };
 
 mod archive_bench;
+mod migration_bench;
+mod server;
 
 const MIB: usize = 1 << 20;
 /// Chunk size the write path sees (as from a network read).
@@ -206,6 +214,7 @@ async fn main() -> Result<()> {
             let rows = args.get(1).map_or(Ok(1_000_000), |s| s.parse())?;
             archive_bench::run(rows).await
         }
+        Some("migration") => migration_bench::run().await,
         Some("write-rss") => {
             let dir = args
                 .get(1)
@@ -214,7 +223,9 @@ async fn main() -> Result<()> {
             write_rss_bench(2048, &dir).await
         }
         _ => {
-            println!("usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS]");
+            println!(
+                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration"
+            );
             Ok(())
         }
     }

@@ -1,0 +1,436 @@
+//! migration-svc against rclone on the same objects between the same places: two Azurite
+//! containers (rclone through an account SAS, with server-side copy disabled, because
+//! stowage must re-encrypt and so moves every byte through itself; rclone's server-side
+//! copy is measured too), and two local directories.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use aws_lc_rs::hmac;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use stowage_integration::{
+    app::test_common,
+    azurite::{self, TestContainer},
+    db::TestDb,
+    migration::{self as m},
+};
+use stowage_proto::migration::v1::{
+    self as pb, artifact_service_client::ArtifactServiceClient,
+    binding_service_client::BindingServiceClient, migration_service_client::MigrationServiceClient,
+    put_artifact_request,
+};
+use stowage_shared::{
+    auth::{Role, TokenMinter},
+    blob::azure::{DEV_ACCOUNT, DEV_KEY},
+};
+use tonic::{Request, service::Interceptor, transport::Channel};
+
+use super::server::{Server, common_config};
+
+const MIB: usize = 1 << 20;
+
+#[derive(Clone)]
+struct Bearer(String);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        let value = self
+            .0
+            .parse()
+            .map_err(|_| tonic::Status::internal("token"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+type Intercepted = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+struct Clients {
+    bindings: BindingServiceClient<Intercepted>,
+    artifacts: ArtifactServiceClient<Intercepted>,
+    runs: MigrationServiceClient<Intercepted>,
+}
+
+/// Where a scenario's objects live: two Azurite containers or two directories.
+enum Place {
+    Azure { endpoint: String, container: String },
+    Dir(PathBuf),
+}
+
+impl Place {
+    fn binding(&self, name: &str) -> pb::CreateBindingRequest {
+        match self {
+            Place::Azure {
+                endpoint,
+                container,
+            } => m::azure_binding(name, container, endpoint, DEV_KEY),
+            Place::Dir(dir) => pb::CreateBindingRequest {
+                display_name: name.to_owned(),
+                provider: pb::Provider::File.into(),
+                location: Some(pb::Location {
+                    container: dir.display().to_string(),
+                    ..Default::default()
+                }),
+                credential: Some(pb::Credential {
+                    kind: Some(pb::credential::Kind::None(pb::NoCredential {})),
+                }),
+                request_id: String::new(),
+            },
+        }
+    }
+
+    /// The place as an rclone path (`:azureblob:` is configured by the SAS variable).
+    fn rclone(&self, under: &str) -> String {
+        match self {
+            Place::Azure { container, .. } => format!(":azureblob:{container}/{under}"),
+            Place::Dir(dir) => dir.join(under).display().to_string(),
+        }
+    }
+
+    async fn new_azure() -> Result<Self> {
+        let created = TestContainer::create().await?;
+        Ok(Place::Azure {
+            endpoint: created.endpoint,
+            container: created.container,
+        })
+    }
+
+    fn new_dir(root: &Path, name: &str) -> Result<Self> {
+        let dir = root.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Place::Dir(dir))
+    }
+}
+
+/// An account SAS URL for Azurite's development account: how rclone 1.60 reaches it.
+fn account_sas_url(endpoint: &str) -> Result<String> {
+    let (version, expiry) = ("2019-12-12", "2035-01-01T00:00:00Z");
+    let to_sign = format!("{DEV_ACCOUNT}\nrwdlacup\nb\nsco\n\n{expiry}\n\nhttps,http\n{version}\n");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &STANDARD.decode(DEV_KEY)?);
+    let signature = STANDARD.encode(hmac::sign(&key, to_sign.as_bytes()).as_ref());
+    let encode = |s: &str| {
+        s.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+            .replace(':', "%3A")
+    };
+    Ok(format!(
+        "{endpoint}?sv={version}&ss=b&srt=sco&sp=rwdlacup&se={}&spr=https,http&sig={}",
+        encode(expiry),
+        encode(&signature)
+    ))
+}
+
+/// Times `rclone copy --checksum` (with `extra` flags) from `from` to `to`.
+async fn rclone(sas_url: &str, from: &str, to: &str, extra: &[&str]) -> Result<Duration> {
+    let start = Instant::now();
+    let output = tokio::process::Command::new("rclone")
+        .args(["copy", "--checksum", "--no-update-modtime"])
+        .args(extra)
+        .arg(from)
+        .arg(to)
+        .env("RCLONE_AZUREBLOB_SAS_URL", sas_url)
+        .env("RCLONE_CONFIG", "/dev/null")
+        .output()
+        .await
+        .context("rclone must be installed (apt-get install rclone)")?;
+    if !output.status.success() {
+        bail!("rclone failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(start.elapsed())
+}
+
+/// Uploads `count` objects of `size` bytes, `parallel` at a time.
+async fn upload(clients: &Clients, count: usize, size: usize, parallel: usize) -> Result<()> {
+    let block = Bytes::from(m::content(size, size.min(MIB)));
+    let results: Vec<Result<()>> = stream::iter(0..count)
+        .map(|i| {
+            let mut artifacts = clients.artifacts.clone();
+            let block = block.clone();
+            async move {
+                let mut messages = vec![pb::PutArtifactRequest {
+                    part: Some(put_artifact_request::Part::Metadata(m::metadata(
+                        "bench",
+                        &format!("object-{i}"),
+                    ))),
+                }];
+                let mut left = size;
+                let mut first = true;
+                while left > 0 || first {
+                    first = false;
+                    let n = left.min(block.len());
+                    // Vary the first bytes so no two objects are equal.
+                    let mut chunk = block.slice(..n).to_vec();
+                    if let Some(byte) = chunk.first_mut() {
+                        *byte ^= i as u8;
+                    }
+                    messages.push(pb::PutArtifactRequest {
+                        part: Some(put_artifact_request::Part::Chunk(chunk.into())),
+                    });
+                    left -= n;
+                }
+                artifacts.put_artifact(stream::iter(messages)).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Migrates everything on the active binding to a new binding at `to`; returns the time
+/// from StartRun to the run's end.
+async fn migrate(clients: &mut Clients, to: &Place, expected: usize) -> Result<Duration> {
+    let target = clients
+        .bindings
+        .create_binding(to.binding("target"))
+        .await?
+        .into_inner();
+    clients
+        .bindings
+        .activate_binding(pb::ActivateBindingRequest {
+            id: target.id.clone(),
+            request_id: String::new(),
+        })
+        .await?;
+    let start = Instant::now();
+    let run = clients
+        .runs
+        .start_run(m::start_request(&target.id, pb::MigrationMode::Live))
+        .await?
+        .into_inner();
+    loop {
+        let now = clients
+            .runs
+            .get_run(pb::GetRunRequest { id: run.id.clone() })
+            .await?
+            .into_inner();
+        if m::is_terminal(now.state()) {
+            let elapsed = start.elapsed();
+            let migrated = now.items.unwrap_or_default().migrated;
+            if now.state() != pb::RunState::Completed || migrated != expected as i64 {
+                bail!(
+                    "run ended {:?} with {migrated} of {expected} migrated",
+                    now.state()
+                );
+            }
+            return Ok(elapsed);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Measured {
+    name: String,
+    stowage: Duration,
+    rclone: Duration,
+    rclone_server_side: Option<Duration>,
+    objects: usize,
+    bytes: usize,
+}
+
+/// One scenario: objects on a fresh source binding, migrated by stowage to a fresh
+/// target, and copied by rclone from the same source objects to another fresh place.
+async fn scenario(
+    clients: &mut Clients,
+    azure: bool,
+    root: &Path,
+    sas_url: &str,
+    count: usize,
+    size: usize,
+) -> Result<Measured> {
+    let new_place = |name: &str| -> Result<Option<Place>> {
+        Ok((!azure).then(|| Place::new_dir(root, name)).transpose()?)
+    };
+    let tag = format!("{}-{count}x{size}", if azure { "azure" } else { "file" });
+    let place = |suffix: &str| format!("{tag}-{suffix}");
+    let source = match new_place(&place("source"))? {
+        Some(p) => p,
+        None => Place::new_azure().await?,
+    };
+    let binding = clients
+        .bindings
+        .create_binding(source.binding("source"))
+        .await?
+        .into_inner();
+    clients
+        .bindings
+        .activate_binding(pb::ActivateBindingRequest {
+            id: binding.id.clone(),
+            request_id: String::new(),
+        })
+        .await?;
+    upload(clients, count, size, if size > MIB { 2 } else { 32 }).await?;
+    let objects = format!("artifacts/{}", binding.id);
+
+    let target = match new_place(&place("target"))? {
+        Some(p) => p,
+        None => Place::new_azure().await?,
+    };
+    let stowage = migrate(clients, &target, count).await?;
+
+    let copy_to = match new_place(&place("rclone"))? {
+        Some(p) => p,
+        None => Place::new_azure().await?,
+    };
+    let disabled: &[&str] = if azure { &["--disable", "Copy"] } else { &[] };
+    let rclone_time = rclone(
+        sas_url,
+        &source.rclone(&objects),
+        &copy_to.rclone(&objects),
+        disabled,
+    )
+    .await?;
+    let rclone_server_side = if azure {
+        let server_side = Place::new_azure().await?;
+        Some(
+            rclone(
+                sas_url,
+                &source.rclone(&objects),
+                &server_side.rclone(&objects),
+                &[],
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    Ok(Measured {
+        name: format!(
+            "{count} × {} {}",
+            human(size),
+            if azure {
+                "Azurite → Azurite"
+            } else {
+                "file → file"
+            }
+        ),
+        stowage,
+        rclone: rclone_time,
+        rclone_server_side,
+        objects: count,
+        bytes: count * size,
+    })
+}
+
+fn human(size: usize) -> String {
+    if size >= MIB {
+        format!("{} MiB", size / MIB)
+    } else {
+        format!("{} KiB", size / 1024)
+    }
+}
+
+pub async fn run() -> Result<()> {
+    let endpoint = azurite::endpoint()?;
+    let sas_url = account_sas_url(&endpoint)?;
+    let db = TestDb::migrated().await?;
+    let common = test_common(&db)?;
+    let root = std::env::current_dir()?.join("target/bench/migration");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let (common_toml, port) = common_config(&common, &db.url)?;
+    let config = format!(
+        "{common_toml}[migration]\nconcurrency = 32\nbatch_size = 64\npoll_interval = \"20ms\"\n"
+    );
+    let config_path = root.join("migration-svc.toml");
+    std::fs::write(&config_path, config)?;
+    let server = Server::start(
+        "migration-svc",
+        &config_path,
+        port,
+        &root.join("migration-svc.log"),
+    )
+    .await?;
+    let token = TokenMinter::from_config(&common.auth)?.mint(
+        "bench",
+        "bench",
+        &[Role::OrgAdmin],
+        Duration::from_secs(3 * 3600),
+    )?;
+    let bearer = Bearer(format!("Bearer {token}"));
+    let channel = server.channel.clone();
+    let mut clients = Clients {
+        bindings: BindingServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+        artifacts: ArtifactServiceClient::with_interceptor(channel.clone(), bearer.clone())
+            .max_decoding_message_size(64 * MIB),
+        runs: MigrationServiceClient::with_interceptor(channel, bearer),
+    };
+
+    let mut results = Vec::new();
+    for azure in [true, false] {
+        for (count, size) in [(1000, 4096), (10, 50 * MIB)] {
+            let measured = scenario(&mut clients, azure, &root, &sas_url, count, size).await?;
+            println!(
+                "{}: stowage {:.2} s, rclone {:.2} s{}",
+                measured.name,
+                measured.stowage.as_secs_f64(),
+                measured.rclone.as_secs_f64(),
+                measured
+                    .rclone_server_side
+                    .map(|d| format!(", rclone server-side copy {:.2} s", d.as_secs_f64()))
+                    .unwrap_or_default()
+            );
+            results.push(measured);
+        }
+    }
+
+    // Peak RSS while migrating one 2 GiB object (file → file), upload excluded.
+    let source = Place::new_dir(&root, "rss-source")?;
+    let binding = clients
+        .bindings
+        .create_binding(source.binding("rss"))
+        .await?
+        .into_inner();
+    clients
+        .bindings
+        .activate_binding(pb::ActivateBindingRequest {
+            id: binding.id,
+            request_id: String::new(),
+        })
+        .await?;
+    upload(&clients, 1, 2048 * MIB, 1).await?;
+    server.reset_peak_rss()?;
+    let target = Place::new_dir(&root, "rss-target")?;
+    let big = migrate(&mut clients, &target, 1).await?;
+    let rss = server.peak_rss_mib()?;
+    server.stop().await?;
+
+    println!(
+        "\n| scenario | stowage | rclone (no server-side copy) | ratio | rclone server-side copy |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in &results {
+        let (ours, theirs, unit) = if r.bytes / r.objects >= MIB {
+            let mb = |d: Duration| r.bytes as f64 / MIB as f64 / d.as_secs_f64();
+            (mb(r.stowage), mb(r.rclone), "MiB/s")
+        } else {
+            let ops = |d: Duration| r.objects as f64 / d.as_secs_f64();
+            (ops(r.stowage), ops(r.rclone), "objects/s")
+        };
+        println!(
+            "| {} | {ours:.1} {unit} | {theirs:.1} {unit} | **{:.2}** | {} |",
+            r.name,
+            ours / theirs,
+            r.rclone_server_side
+                .map(|d| format!(
+                    "{:.2} s (stowage {:.2} s)",
+                    d.as_secs_f64(),
+                    r.stowage.as_secs_f64()
+                ))
+                .unwrap_or_else(|| "n/a".into())
+        );
+    }
+    println!(
+        "\none 2 GiB object, file → file: {:.1} s, migration-svc peak RSS during the run {rss:.0} MiB",
+        big.as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! A service under benchmark: its release binary started as a server process of its own
+//! (so its memory is its own), with a configuration file the benchmark writes.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use secrecy::ExposeSecret;
+use stowage_shared::config::Common;
+use tonic::transport::Channel;
+
+pub struct Server {
+    process: tokio::process::Child,
+    pub pid: u32,
+    pub channel: Channel,
+}
+
+/// The `[database]`, `[grpc]`, `[auth]`, `[keys]` and `[log]` sections for `common`, on a
+/// free loopback port; returns them and the port.
+pub fn common_config(common: &Common, database_url: &str) -> Result<(String, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let (kek_id, kek) = common.keys.keks.iter().next().context("kek")?;
+    let secret = common.auth.hs256_secret.as_ref().context("secret")?;
+    let text = format!(
+        "[database]\nurl = {database_url:?}\npool_size = 24\n[grpc]\nlisten = \"127.0.0.1:{port}\"\n\
+         [metrics]\n[auth]\nhs256_secret = {:?}\n[keys]\nprimary = {kek_id:?}\n[keys.keks]\n\
+         {kek_id} = {:?}\n[log]\nfilter = \"warn\"\n",
+        secret.expose_secret(),
+        kek.expose_secret(),
+    );
+    Ok((text, port))
+}
+
+impl Server {
+    /// Starts `target/release/{binary} --config {config} serve` and connects to `port`.
+    pub async fn start(binary: &str, config: &Path, port: u16, log: &Path) -> Result<Self> {
+        let exe = std::env::current_exe()?;
+        let path = exe.parent().context("binary directory")?.join(binary);
+        if !path.exists() {
+            bail!(
+                "{} is missing: cargo build --release -p {binary}",
+                path.display()
+            );
+        }
+        let process = tokio::process::Command::new(path)
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = process.id().context("server pid")?;
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
+        for _ in 0..100 {
+            if let Ok(channel) = endpoint.connect().await {
+                return Ok(Self {
+                    process,
+                    pid,
+                    channel,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{binary} did not start; see {}", log.display())
+    }
+
+    /// Peak resident set size of the server so far, in MiB.
+    pub fn peak_rss_mib(&self) -> Result<f64> {
+        super::peak_rss_mib(&self.pid.to_string())
+    }
+
+    /// Forgets the peak so far: the next reading covers only what follows.
+    pub fn reset_peak_rss(&self) -> Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5")?;
+        Ok(())
+    }
+
+    pub async fn stop(mut self) -> Result<()> {
+        self.process.kill().await?;
+        Ok(())
+    }
+}
