@@ -62,6 +62,9 @@ create table migration.runs (
 create index runs_by_organization on migration.runs (organization_id, id);
 create index runs_open on migration.runs (create_time)
     where state in ('queued', 'planning', 'running');
+-- One open live run per organization: two would copy the same artifacts.
+create unique index runs_one_open_live_run on migration.runs (organization_id)
+    where mode = 'live' and state in ('queued', 'planning', 'running');
 
 create table migration.run_items (
     run_id            uuid not null references migration.runs (id),

@@ -27,6 +27,7 @@ use crate::{
 pub struct App {
     foundation: Foundation,
     runner: Option<Runner>,
+    drain_timeout: std::time::Duration,
 }
 
 impl App {
@@ -68,7 +69,11 @@ impl App {
             .migration
             .enabled
             .then(|| Runner::new(pool, stores, config.migration.clone(), wake));
-        Ok(Self { foundation, runner })
+        Ok(Self {
+            foundation,
+            runner,
+            drain_timeout: config.common.grpc.drain_timeout,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -85,8 +90,9 @@ impl App {
     }
 
     /// Serves until `shutdown`; the runner stops claiming work when the drain starts and
-    /// finishes its in-flight items within the drain. Dropping this future (a crash, as
-    /// far as the database can tell) abandons the runner's leases to other replicas.
+    /// gets the drain timeout again to finish its in-flight items. Whatever is still in
+    /// flight then, or when this future is dropped (a crash, as far as the database can
+    /// tell), is abandoned: its leases expire and another replica takes the items over.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -97,7 +103,7 @@ impl App {
         });
         let served = self.foundation.run_until_stopped(shutdown).await;
         if let Some(runner) = runner {
-            let _ = runner.await;
+            let _ = tokio::time::timeout(self.drain_timeout, runner).await;
         }
         served
     }

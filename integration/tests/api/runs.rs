@@ -856,3 +856,77 @@ async fn a_replica_killed_mid_run_is_taken_over_and_the_run_completes() {
     }
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_target_replaced_mid_run_fails_the_run_closed_and_a_second_live_run_waits_its_turn() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut bindings = app.bindings(Some(&token)).await;
+    let source = migration::create_active(&mut bindings, migration::memory_binding("a"))
+        .await
+        .unwrap();
+    upload(&app, &token, 0, &[128; 20]).await;
+    let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
+        .await
+        .unwrap();
+    let mut runs = app.runs(Some(&token)).await;
+    let run = runs
+        .start_run(limited(&target.id, 5))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = runs
+        .start_run(start_request(&target.id, pb::MigrationMode::Live))
+        .await
+        .unwrap_err();
+    assert_eq!(second.code(), Code::FailedPrecondition, "{second:?}");
+    migration::wait_for(&mut runs, &run.id, WAIT, |r| {
+        r.items.as_ref().is_some_and(|c| c.migrated >= 2)
+    })
+    .await
+    .unwrap();
+    let newer = migration::create_active(&mut bindings, migration::memory_binding("n"))
+        .await
+        .unwrap();
+    let run = migration::wait_for_end(&mut runs, &run.id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(run.state(), pb::RunState::Failed, "{run:?}");
+    assert_eq!(run.failure_cause(), pb::RunFailureCause::TargetNotActive);
+    let counts = run.items.unwrap();
+    assert_eq!(counts.running, 0);
+    let security = app
+        .evidence(Some(&token))
+        .await
+        .list_security_events(pb::ListEvidenceRequest {
+            run_id: run.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(security.events.len(), 1);
+    let mut artifacts = app.artifacts(Some(&token)).await;
+    let listed = artifacts
+        .list_artifacts(pb::ListArtifactsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let on_target = listed
+        .artifacts
+        .iter()
+        .filter(|a| a.binding_id == target.id)
+        .count();
+    assert_eq!(on_target as i64, counts.migrated);
+    assert!(
+        listed
+            .artifacts
+            .iter()
+            .all(|a| a.binding_id == target.id || a.binding_id == source.id)
+    );
+    assert!(!listed.artifacts.iter().any(|a| a.binding_id == newer.id));
+    app.stop().await.unwrap();
+}

@@ -133,16 +133,25 @@ pub async fn claim(
         .collect()
 }
 
-/// Renews every lease `owner` holds.
-pub async fn heartbeat(client: &impl GenericClient, owner: &str, ttl: Duration) -> Result<u64> {
+/// Renews `owner`'s leases on the given items (`(runs[i], artifacts[i])`).
+pub async fn heartbeat(
+    client: &impl GenericClient,
+    owner: &str,
+    runs: &[Uuid],
+    artifacts: &[Uuid],
+    ttl: Duration,
+) -> Result<u64> {
     let statement = client
         .prepare_cached(
-            "update migration.run_items set lease_expires = now() + make_interval(secs => $2)
-             where lease_owner = $1 and state = 'running'",
+            "update migration.run_items i
+             set lease_expires = now() + make_interval(secs => $2)
+             from unnest($3::uuid[], $4::uuid[]) as held(run_id, artifact_id)
+             where i.run_id = held.run_id and i.artifact_id = held.artifact_id
+               and i.lease_owner = $1 and i.state = 'running'",
         )
         .await?;
     Ok(client
-        .execute(&statement, &[&owner, &ttl.as_secs_f64()])
+        .execute(&statement, &[&owner, &ttl.as_secs_f64(), &runs, &artifacts])
         .await?)
 }
 
@@ -281,4 +290,44 @@ pub async fn requeue_expired(client: &impl GenericClient, run_id: Uuid) -> Resul
         )
         .await?;
     Ok(client.execute(&statement, &[&run_id]).await? as i64)
+}
+
+/// Ends every still-leased item of a failing run as FAILED with `cause`, numbering their
+/// outcomes after `last_outcome`, and moves the run's counters with them. Call with the
+/// run row locked.
+pub async fn fail_running(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    cause: ItemCause,
+    detail: &str,
+    last_outcome: i64,
+) -> Result<i64> {
+    let statement = client
+        .prepare_cached(
+            "with running as (
+                 select artifact_id, row_number() over (order by artifact_id) as n
+                 from migration.run_items where run_id = $1 and state = 'running'),
+             closed as (
+                 update migration.run_items i
+                 set state = 'failed', cause = $2, cause_detail = $3,
+                     outcome_seq = $4 + running.n, lease_owner = null, lease_expires = null,
+                     end_time = now(), update_time = now()
+                 from running
+                 where i.run_id = $1 and i.artifact_id = running.artifact_id
+                 returning 1)
+             update migration.runs
+             set items_running = items_running - (select count(*) from closed),
+                 items_failed = items_failed + (select count(*) from closed),
+                 last_outcome = last_outcome + (select count(*) from closed)
+             where id = $1
+             returning (select count(*) from closed)",
+        )
+        .await?;
+    Ok(client
+        .query_one(
+            &statement,
+            &[&run_id, &cause.as_str(), &detail, &last_outcome],
+        )
+        .await?
+        .get(0))
 }

@@ -192,8 +192,8 @@ pub async fn plan_cursor(client: &impl GenericClient, id: Uuid) -> Result<Option
     Ok(client.query_one(&statement, &[&id]).await?.get(0))
 }
 
-/// Records a planned page under the planner's lease (renewing it); false if the lease
-/// was lost, in which case the caller rolls back.
+/// Records a planned page under the planner's lease (renewing it). Returns whether a
+/// cancel was requested, or `None` if the lease was lost (the caller rolls back).
 #[allow(clippy::too_many_arguments)]
 pub async fn save_plan_page(
     client: &impl GenericClient,
@@ -204,32 +204,31 @@ pub async fn save_plan_page(
     sources: &[SourceReport],
     items: i64,
     bytes: i64,
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     let statement = client
         .prepare_cached(
             "update migration.runs set plan_cursor = $3, sources = $4,
                  items_queued = items_queued + $5, bytes_total = bytes_total + $6,
                  lease_expires = now() + make_interval(secs => $7), update_time = now()
-             where id = $1 and lease_owner = $2 and state = 'planning'",
+             where id = $1 and lease_owner = $2 and state = 'planning'
+             returning cancel_requested",
         )
         .await?;
     let sources =
         serde_json::to_value(sources).map_err(|e| Error::Internal(format!("sources: {e}")))?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &id,
+        &owner,
+        &cursor,
+        &sources,
+        &items,
+        &bytes,
+        &seconds(ttl),
+    ];
     Ok(client
-        .execute(
-            &statement,
-            &[
-                &id,
-                &owner,
-                &cursor,
-                &sources,
-                &items,
-                &bytes,
-                &seconds(ttl),
-            ],
-        )
+        .query_opt(&statement, &params)
         .await?
-        == 1)
+        .map(|row| row.get(0)))
 }
 
 /// PLANNING → RUNNING under the planner's lease, which it gives up.
@@ -333,25 +332,73 @@ pub async fn shift(
     Ok(())
 }
 
-/// Records one item outcome on the (already locked) run: the item leaves RUNNING for
-/// `to`, and the outcome takes the run's next sequence number, which is returned.
-pub async fn record_outcome(
+/// What a batch of outcomes adds to a run's counters.
+#[derive(Debug, Default)]
+pub struct Tally {
+    migrated: i64,
+    skipped: i64,
+    failed: i64,
+    pub migrated_bytes: i64,
+}
+
+impl Tally {
+    pub fn add(&mut self, state: ItemState, migrated_bytes: i64) {
+        match state {
+            ItemState::Migrated => self.migrated += 1,
+            ItemState::Skipped => self.skipped += 1,
+            ItemState::Failed => self.failed += 1,
+            ItemState::Queued | ItemState::Running => {}
+        }
+        self.migrated_bytes += migrated_bytes;
+    }
+
+    pub fn count(&self, state: ItemState) -> i64 {
+        match state {
+            ItemState::Migrated => self.migrated,
+            ItemState::Skipped => self.skipped,
+            ItemState::Failed => self.failed,
+            ItemState::Queued | ItemState::Running => 0,
+        }
+    }
+
+    fn total(&self) -> i64 {
+        self.migrated + self.skipped + self.failed
+    }
+}
+
+/// Records a batch of outcomes on the (already locked) run: the items leave RUNNING, and
+/// `last_outcome` becomes the last sequence number they took.
+pub async fn record_outcomes(
     client: &impl GenericClient,
     id: Uuid,
-    to: ItemState,
-    migrated_bytes: i64,
-) -> Result<i64> {
-    let to = counter(to);
+    tally: &Tally,
+    last_outcome: i64,
+) -> Result<()> {
+    if tally.total() == 0 {
+        return Ok(());
+    }
     let statement = client
-        .prepare_cached(&format!(
-            "update migration.runs set items_running = items_running - 1, {to} = {to} + 1,
-                 bytes_migrated = bytes_migrated + $2, last_outcome = last_outcome + 1,
-                 update_time = now()
-             where id = $1 returning last_outcome"
-        ))
+        .prepare_cached(
+            "update migration.runs set items_running = items_running - $2,
+                 items_migrated = items_migrated + $3, items_skipped = items_skipped + $4,
+                 items_failed = items_failed + $5, bytes_migrated = bytes_migrated + $6,
+                 last_outcome = $7, update_time = now()
+             where id = $1",
+        )
         .await?;
-    Ok(client
-        .query_one(&statement, &[&id, &migrated_bytes])
-        .await?
-        .get(0))
+    client
+        .execute(
+            &statement,
+            &[
+                &id,
+                &tally.total(),
+                &tally.migrated,
+                &tally.skipped,
+                &tally.failed,
+                &tally.migrated_bytes,
+                &last_outcome,
+            ],
+        )
+        .await?;
+    Ok(())
 }

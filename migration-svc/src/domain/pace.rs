@@ -2,9 +2,15 @@
 //! start times that items reserve before they begin. Zero means unlimited.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
+
+/// How often a waiting item looks at the run's stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 use super::runs::Limit;
 
@@ -47,8 +53,8 @@ impl Pace {
         }
     }
 
-    /// Waits until an item of `bytes` may start.
-    pub async fn admit(&self, bytes: u64) {
+    /// Waits until an item of `bytes` may start; false if `stop` was set meanwhile.
+    pub async fn admit(&self, bytes: u64, stop: &AtomicBool) -> bool {
         let now = Instant::now();
         let start = [
             self.objects.as_ref().map(|r| r.reserve(1.0, now)),
@@ -58,7 +64,14 @@ impl Pace {
         .flatten()
         .max()
         .unwrap_or(now);
-        tokio::time::sleep_until(start.into()).await;
+        while Instant::now() < start {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            let nap = (start - Instant::now()).min(STOP_CHECK);
+            tokio::time::sleep(nap).await;
+        }
+        !stop.load(Ordering::Acquire)
     }
 }
 

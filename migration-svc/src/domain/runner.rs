@@ -7,9 +7,9 @@
 //! that stops taking writes, or stops being active, fails the run closed.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -21,7 +21,7 @@ use stowage_shared::{
     blob::{BlobKey, EncryptedStore, Receipt},
     shutdown::Drain,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
@@ -41,6 +41,9 @@ use crate::{
     db,
     error::{Error, Result},
 };
+
+/// Outcomes recorded in one transaction at most.
+const RECORD_BATCH: usize = 64;
 
 /// How one item ended, before it is recorded.
 #[derive(Debug)]
@@ -73,6 +76,9 @@ pub struct Runner {
     config: RunnerConfig,
     /// This replica's name on leases.
     owner: String,
+    /// The items this replica holds leases on and is still working on; only these are
+    /// renewed, so an item whose outcome could not be recorded is left to expire.
+    leased: Arc<Mutex<HashSet<(Uuid, Uuid)>>>,
     wake: Arc<Notify>,
 }
 
@@ -93,6 +99,7 @@ impl Runner {
             stores,
             config,
             owner,
+            leased: Arc::default(),
             wake,
         }
     }
@@ -129,9 +136,23 @@ impl Runner {
         let every = self.config.lease_ttl / 3;
         loop {
             tokio::time::sleep(every).await;
+            let (runs, artifacts): (Vec<Uuid>, Vec<Uuid>) = match self.leased.lock() {
+                Ok(leased) => leased.iter().copied().unzip(),
+                Err(_) => continue,
+            };
+            if runs.is_empty() {
+                continue;
+            }
             let renewed = async {
                 let client = self.pool.get().await?;
-                db::items::heartbeat(&client, &self.owner, self.config.lease_ttl).await
+                db::items::heartbeat(
+                    &client,
+                    &self.owner,
+                    &runs,
+                    &artifacts,
+                    self.config.lease_ttl,
+                )
+                .await
             };
             if let Err(error) = renewed.await {
                 tracing::warn!(%error, "could not renew item leases");
@@ -153,8 +174,11 @@ impl Runner {
             if drain.is_draining() {
                 break;
             }
-            if self.work(run_id, drain).await? {
-                return Ok(true);
+            match self.work(run_id, drain).await {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                // One run's trouble never holds up the others.
+                Err(error) => tracing::error!(run = %run_id, %error, "could not work on a run"),
             }
         }
         Ok(false)
@@ -227,7 +251,7 @@ impl Runner {
                 &run.organization_id,
                 run.target_binding_id,
                 cursor,
-                self.config.plan_page,
+                self.config.plan_page.max(1),
                 run.mode == Mode::Live,
             )
             .await?;
@@ -250,22 +274,27 @@ impl Runner {
                     bytes: *b,
                 })
                 .collect();
-            let kept = db::runs::save_plan_page(
+            let queued = if run.mode == Mode::Live { items } else { 0 };
+            let saved = db::runs::save_plan_page(
                 &tx,
                 run.id,
                 &self.owner,
                 self.config.lease_ttl,
                 last,
                 &report,
-                items,
+                queued,
                 bytes,
             )
             .await?;
-            if !kept {
+            let Some(cancel_requested) = saved else {
                 tracing::warn!(run = %run.id, "lost the planning lease to another replica");
                 return Ok(false);
-            }
+            };
             tx.commit().await?;
+            if cancel_requested {
+                self.end(run, RunState::Cancelled, None, None).await?;
+                return Ok(false);
+            }
             cursor = Some(last);
         }
     }
@@ -281,10 +310,22 @@ impl Runner {
         if run.state != RunState::Running {
             return Ok(false);
         }
-        let (target_binding, target) = self
+        let (target_binding, target) = match self
             .stores
             .open(&run.organization_id, run.target_binding_id)
-            .await?;
+            .await
+        {
+            Ok(opened) => opened,
+            Err(error) => {
+                self.fail_closed(
+                    &run,
+                    FailureCause::TargetUnavailable,
+                    format!("the target cannot be opened: {error}"),
+                )
+                .await?;
+                return Ok(true);
+            }
+        };
         if target_binding.state != BindingState::Active {
             self.fail_closed(
                 &run,
@@ -315,22 +356,29 @@ impl Runner {
                 }
             },
         );
+        let (recorded, to_record) = mpsc::channel(self.config.concurrency.max(1) * 2);
+        let recorder = self.clone().recorder(context.clone(), to_record);
         let runner = self.clone();
-        let mut processed = 0u64;
-        let mut outcomes = batches
-            .flatten()
-            .map(move |item| {
-                let (runner, context) = (runner.clone(), context.clone());
-                async move { runner.process(&context, item).await }
-            })
-            .buffer_unordered(self.config.concurrency.max(1))
-            .boxed();
-        while let Some(result) = outcomes.next().await {
-            processed += 1;
-            if let Err(error) = result {
-                tracing::error!(%error, "an item could not be recorded; its lease will expire");
+        let workers = async move {
+            let mut outcomes = batches
+                .flatten()
+                .map(move |item| {
+                    let (runner, context, recorded) =
+                        (runner.clone(), context.clone(), recorded.clone());
+                    async move { runner.process(&context, item, &recorded).await }
+                })
+                .buffer_unordered(self.config.concurrency.max(1))
+                .boxed();
+            let mut processed = 0u64;
+            while let Some(result) = outcomes.next().await {
+                processed += 1;
+                if let Err(error) = result {
+                    tracing::error!(%error, "an item could not be processed; its lease will expire");
+                }
             }
-        }
+            processed
+        };
+        let (processed, ()) = tokio::join!(workers, recorder);
         let finished = self.try_finish(run_id).await?;
         Ok(processed > 0 || finished)
     }
@@ -355,12 +403,25 @@ impl Runner {
             context.stop.store(true, Ordering::Release);
             return Ok(Vec::new());
         }
+        if db::bindings::state_for_share(&tx, run.target_binding_id).await?
+            != Some(BindingState::Active)
+        {
+            drop(tx);
+            context.stop.store(true, Ordering::Release);
+            self.fail_closed(
+                &run,
+                FailureCause::TargetNotActive,
+                format!("binding {} is no longer active", run.target_binding_id),
+            )
+            .await?;
+            return Ok(Vec::new());
+        }
         let claimed = db::items::claim(
             &tx,
             run_id,
             &self.owner,
             self.config.lease_ttl,
-            self.config.batch_size,
+            self.config.batch_size.max(1),
         )
         .await?;
         let from_queue = claimed
@@ -376,30 +437,100 @@ impl Runner {
         )
         .await?;
         tx.commit().await?;
+        self.track(claimed.iter().map(|(item, _)| item), true);
         Ok(claimed.into_iter().map(|(item, _)| item).collect())
     }
 
     #[tracing::instrument(skip_all, fields(run = %context.run.id, artifact = %item.artifact_id))]
-    async fn process(&self, context: &RunContext, item: RunItem) -> Result<()> {
+    async fn process(
+        &self,
+        context: &RunContext,
+        item: RunItem,
+        recorded: &mpsc::Sender<(RunItem, Outcome)>,
+    ) -> Result<()> {
         let started = Instant::now();
-        let outcome = self.copy_item(context, &item).await;
-        let outcome = match outcome {
-            Ok(Outcome::Unstarted) => return self.release(&item).await,
+        let outcome = match self.copy_item(context, &item).await {
+            Ok(Outcome::Unstarted) => {
+                let released = self.release(&item).await;
+                self.track([&item], false);
+                return released;
+            }
             Ok(outcome) => outcome,
-            Err(error) => Outcome::Failed(ItemCause::Internal, error.to_string()),
+            Err(error) => {
+                // Not the item's fault (the database, most likely): try it again later.
+                tracing::warn!(%error, "an item could not be processed; it goes back");
+                let released = self.release(&item).await;
+                self.track([&item], false);
+                return released;
+            }
         };
-        let down = match &outcome {
-            Outcome::TargetDown(detail) => Some(detail.clone()),
-            _ => None,
-        };
-        self.record(&item, outcome).await?;
-        metrics::histogram!("migration_item_seconds").record(started.elapsed().as_secs_f64());
-        if let Some(detail) = down {
+        if matches!(outcome, Outcome::TargetDown(_)) {
             context.stop.store(true, Ordering::Release);
-            self.fail_closed(&context.run, FailureCause::TargetUnavailable, detail)
-                .await?;
         }
-        Ok(())
+        metrics::histogram!("migration_item_seconds").record(started.elapsed().as_secs_f64());
+        recorded
+            .send((item, outcome))
+            .await
+            .map_err(|_| Error::Internal("the outcome recorder stopped".into()))
+    }
+
+    /// Adds or removes items from the set whose leases the heartbeat renews.
+    fn track<'a>(&self, items: impl IntoIterator<Item = &'a RunItem>, leased: bool) {
+        if let Ok(mut set) = self.leased.lock() {
+            for item in items {
+                let key = (item.run_id, item.artifact_id);
+                if leased {
+                    set.insert(key);
+                } else {
+                    set.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Records outcomes as they arrive, many to a transaction (group commit), and fails
+    /// the run closed after recording a target that did not take a write.
+    async fn recorder(
+        self,
+        context: Arc<RunContext>,
+        mut outcomes: mpsc::Receiver<(RunItem, Outcome)>,
+    ) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let down = batch.iter().find_map(|(_, outcome)| match outcome {
+                Outcome::TargetDown(detail) => Some(detail.clone()),
+                _ => None,
+            });
+            let items: Vec<RunItem> = batch.iter().map(|(item, _)| item.clone()).collect();
+            let inactive = match self
+                .record(context.run.id, std::mem::take(&mut batch))
+                .await
+            {
+                Ok(target_active) => !target_active,
+                Err(error) => {
+                    tracing::error!(%error, items = items.len(), "outcomes could not be recorded; their leases will expire");
+                    false
+                }
+            };
+            self.track(&items, false);
+            let closed = match (down, inactive) {
+                (Some(detail), _) => Some((FailureCause::TargetUnavailable, detail)),
+                (None, true) => Some((
+                    FailureCause::TargetNotActive,
+                    format!(
+                        "binding {} is no longer active",
+                        context.run.target_binding_id
+                    ),
+                )),
+                (None, false) => None,
+            };
+            if let Some((cause, detail)) = closed {
+                context.stop.store(true, Ordering::Release);
+                if let Err(error) = self.fail_closed(&context.run, cause, detail).await {
+                    tracing::error!(%error, "could not fail the run closed");
+                }
+            }
+        }
     }
 
     /// Reads the item's artifact as it is now and copies it to the target.
@@ -409,11 +540,8 @@ impl Runner {
         if context.stop.load(Ordering::Acquire) {
             return Ok(Outcome::Unstarted);
         }
-        context
-            .pace
-            .admit(u64::try_from(item.size_bytes).unwrap_or(0))
-            .await;
-        if context.stop.load(Ordering::Acquire) {
+        let bytes = u64::try_from(item.size_bytes).unwrap_or(0);
+        if !context.pace.admit(bytes, &context.stop).await {
             return Ok(Outcome::Unstarted);
         }
         let artifact = {
@@ -454,8 +582,16 @@ impl Runner {
                 Ok(receipt) => return Ok(Outcome::Migrated { source, receipt }),
                 Err(error) => match error.item_cause() {
                     Some(cause) => return Ok(Outcome::Failed(cause, error.to_string())),
-                    None if attempt == attempts || context.stop.load(Ordering::Acquire) => {
+                    None if attempt == attempts => {
                         return Ok(Outcome::TargetDown(error.to_string()));
+                    }
+                    // The run is stopping (cancelled, or failed elsewhere): no more tries,
+                    // and no verdict on the target.
+                    None if context.stop.load(Ordering::Acquire) => {
+                        return Ok(Outcome::Failed(
+                            ItemCause::TargetUnavailable,
+                            error.to_string(),
+                        ));
                     }
                     None => {
                         tracing::warn!(attempt, %error, "the target did not take a write");
@@ -497,54 +633,74 @@ impl Runner {
         }
     }
 
-    /// Records an outcome in one transaction: run row first (counters, outcome number),
-    /// then the item, then for a migrated item the artifact's flip to the target. A lost
-    /// lease records nothing: the replica that took the item over records it.
-    async fn record(&self, item: &RunItem, outcome: Outcome) -> Result<()> {
-        let run_id = item.run_id;
+    /// Records outcomes in one transaction: the run row first (locked, so outcome numbers
+    /// follow commit order), then each item, with a migrated item's artifact flipped to
+    /// the target, then the run's counters once. An item whose lease was lost is not
+    /// recorded: the replica that took it over records it.
+    /// Returns whether the target was still active (a stopped run counts as active: it
+    /// needs no second verdict).
+    async fn record(&self, run_id: Uuid, outcomes: Vec<(RunItem, Outcome)>) -> Result<bool> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let run = db::runs::get_for_update(&tx, None, run_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
-        if !db::items::holds_lease(&tx, run_id, item.artifact_id, &self.owner).await? {
-            tracing::warn!(artifact = %item.artifact_id, "lost an item's lease; not recording it");
-            return Ok(());
-        }
-        let (state, cause, detail, migrated_bytes) = match outcome {
-            Outcome::Migrated { source, receipt } => {
-                self.flip(&tx, &run, item, source, &receipt).await?
+        let target_active = run.state == RunState::Running
+            && db::bindings::state_for_share(&tx, run.target_binding_id).await?
+                == Some(BindingState::Active);
+        let mut tally = db::runs::Tally::default();
+        let mut seq = run.last_outcome;
+        let mut failures = Vec::new();
+        for (item, outcome) in outcomes {
+            if !db::items::holds_lease(&tx, run_id, item.artifact_id, &self.owner).await? {
+                tracing::warn!(artifact = %item.artifact_id, "lost an item's lease; not recording it");
+                continue;
             }
-            Outcome::Skipped(cause) => (ItemState::Skipped, Some(cause), String::new(), 0),
-            Outcome::Failed(cause, detail) => (ItemState::Failed, Some(cause), detail, 0),
-            Outcome::TargetDown(detail) => (
-                ItemState::Failed,
-                Some(ItemCause::TargetUnavailable),
-                detail,
-                0,
-            ),
-            Outcome::Unstarted => return Ok(()),
-        };
-        let seq = db::runs::record_outcome(&tx, run_id, state, migrated_bytes).await?;
-        db::items::finish(
-            &tx,
-            run_id,
-            item.artifact_id,
-            state,
-            cause.map(|c| (c, detail.as_str())),
-            seq,
-        )
-        .await?;
+            let (state, cause, detail, migrated_bytes) = match outcome {
+                Outcome::Migrated { source, receipt } => {
+                    self.flip(&tx, &run, target_active, &item, source, &receipt)
+                        .await?
+                }
+                Outcome::Skipped(cause) => (ItemState::Skipped, Some(cause), String::new(), 0),
+                Outcome::Failed(cause, detail) => (ItemState::Failed, Some(cause), detail, 0),
+                Outcome::TargetDown(detail) => (
+                    ItemState::Failed,
+                    Some(ItemCause::TargetUnavailable),
+                    detail,
+                    0,
+                ),
+                Outcome::Unstarted => continue,
+            };
+            seq += 1;
+            db::items::finish(
+                &tx,
+                run_id,
+                item.artifact_id,
+                state,
+                cause.map(|c| (c, detail.as_str())),
+                seq,
+            )
+            .await?;
+            tally.add(state, migrated_bytes);
+            if let Some(cause) = cause.filter(|_| state == ItemState::Failed) {
+                failures.push((item.artifact_id, cause, detail));
+            }
+        }
+        db::runs::record_outcomes(&tx, run_id, &tally, seq).await?;
         tx.commit().await?;
-        metrics::counter!("migration_items_total", "state" => state.as_str()).increment(1);
-        if state == ItemState::Migrated {
-            metrics::counter!("migration_bytes_migrated_total")
-                .increment(u64::try_from(migrated_bytes).unwrap_or(0));
+        for state in ItemState::ALL {
+            let n = tally.count(*state);
+            if n > 0 {
+                metrics::counter!("migration_items_total", "state" => state.as_str())
+                    .increment(n as u64);
+            }
         }
-        if let Some(cause) = cause.filter(|_| state == ItemState::Failed) {
-            tracing::warn!(cause = cause.as_str(), %detail, "item failed");
+        metrics::counter!("migration_bytes_migrated_total")
+            .increment(u64::try_from(tally.migrated_bytes).unwrap_or(0));
+        for (artifact, cause, detail) in failures {
+            tracing::warn!(%artifact, cause = cause.as_str(), %detail, "item failed");
         }
-        Ok(())
+        Ok(target_active || run.state != RunState::Running)
     }
 
     /// Points the artifact at its verified copy, if the run is still running, the target
@@ -553,6 +709,7 @@ impl Runner {
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         run: &Run,
+        target_active: bool,
         item: &RunItem,
         source: Uuid,
         receipt: &Receipt,
@@ -568,7 +725,7 @@ impl Runner {
             ));
         }
         let target = run.target_binding_id;
-        if db::bindings::state_for_share(tx, target).await? != Some(BindingState::Active) {
+        if !target_active {
             return Ok((
                 ItemState::Failed,
                 Some(ItemCause::TargetUnavailable),
@@ -692,6 +849,22 @@ impl Runner {
         };
         if current.state.is_terminal() {
             return Ok(false);
+        }
+        if state == RunState::Failed {
+            // Items still leased end with the run, each with an outcome number, so
+            // watchers see them and late records from other replicas find no lease.
+            let closing = format!(
+                "the run failed before this item was recorded: {}",
+                detail.as_deref().unwrap_or("")
+            );
+            db::items::fail_running(
+                &tx,
+                run.id,
+                ItemCause::TargetUnavailable,
+                &closing,
+                current.last_outcome,
+            )
+            .await?;
         }
         db::runs::end(&tx, run.id, state, cause, detail.as_deref()).await?;
         if let Some(ended) = db::runs::get(&tx, None, run.id).await? {

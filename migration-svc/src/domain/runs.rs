@@ -227,7 +227,7 @@ impl Runs {
             command.limit,
             None,
         );
-        db::runs::insert(&tx, &run).await?;
+        insert_open(&tx, &run).await?;
         IDEMPOTENCY
             .finish(&tx, org, "StartRun", &command.request_id, &run)
             .await?;
@@ -323,7 +323,7 @@ impl Runs {
             failed.limit,
             Some(failed.id),
         );
-        db::runs::insert(&tx, &run).await?;
+        insert_open(&tx, &run).await?;
         IDEMPOTENCY
             .finish(&tx, org, "RetryRun", &command.request_id, &run)
             .await?;
@@ -377,6 +377,18 @@ impl Runs {
             )
             .await;
         Ok(run)
+    }
+}
+
+/// Inserts a queued run; a second open live run of the organization is refused.
+async fn insert_open(client: &impl stowage_shared::db::GenericClient, run: &Run) -> Result<()> {
+    match db::runs::insert(client, run).await {
+        Err(Error::Db(e)) if e.is_unique_violation() => Err(Error::FailedPrecondition(
+            "the organization already has a live run queued or in progress; wait for it to end \
+             or cancel it"
+                .into(),
+        )),
+        other => other,
     }
 }
 

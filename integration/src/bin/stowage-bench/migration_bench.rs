@@ -56,6 +56,25 @@ struct Clients {
     runs: MigrationServiceClient<Intercepted>,
 }
 
+impl Clients {
+    /// Clients acting as an admin of `org` (each scenario has an organization of its own,
+    /// so a run covers only that scenario's objects).
+    fn new(channel: &Channel, minter: &TokenMinter, org: &str) -> Result<Self> {
+        let token = minter.mint(
+            "bench",
+            org,
+            &[Role::OrgAdmin],
+            Duration::from_secs(3 * 3600),
+        )?;
+        let bearer = Bearer(format!("Bearer {token}"));
+        Ok(Self {
+            bindings: BindingServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            artifacts: ArtifactServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            runs: MigrationServiceClient::with_interceptor(channel.clone(), bearer),
+        })
+    }
+}
+
 /// Where a scenario's objects live: two Azurite containers or two directories.
 enum Place {
     Azure { endpoint: String, container: String },
@@ -239,7 +258,8 @@ struct Measured {
 /// One scenario: objects on a fresh source binding, migrated by stowage to a fresh
 /// target, and copied by rclone from the same source objects to another fresh place.
 async fn scenario(
-    clients: &mut Clients,
+    channel: &Channel,
+    minter: &TokenMinter,
     azure: bool,
     root: &Path,
     sas_url: &str,
@@ -250,6 +270,7 @@ async fn scenario(
         Ok((!azure).then(|| Place::new_dir(root, name)).transpose()?)
     };
     let tag = format!("{}-{count}x{size}", if azure { "azure" } else { "file" });
+    let clients = &mut Clients::new(channel, minter, &tag)?;
     let place = |suffix: &str| format!("{tag}-{suffix}");
     let source = match new_place(&place("source"))? {
         Some(p) => p,
@@ -349,25 +370,12 @@ pub async fn run() -> Result<()> {
         &root.join("migration-svc.log"),
     )
     .await?;
-    let token = TokenMinter::from_config(&common.auth)?.mint(
-        "bench",
-        "bench",
-        &[Role::OrgAdmin],
-        Duration::from_secs(3 * 3600),
-    )?;
-    let bearer = Bearer(format!("Bearer {token}"));
+    let minter = TokenMinter::from_config(&common.auth)?;
     let channel = server.channel.clone();
-    let mut clients = Clients {
-        bindings: BindingServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-        artifacts: ArtifactServiceClient::with_interceptor(channel.clone(), bearer.clone())
-            .max_decoding_message_size(64 * MIB),
-        runs: MigrationServiceClient::with_interceptor(channel, bearer),
-    };
-
     let mut results = Vec::new();
     for azure in [true, false] {
         for (count, size) in [(1000, 4096), (10, 50 * MIB)] {
-            let measured = scenario(&mut clients, azure, &root, &sas_url, count, size).await?;
+            let measured = scenario(&channel, &minter, azure, &root, &sas_url, count, size).await?;
             println!(
                 "{}: stowage {:.2} s, rclone {:.2} s{}",
                 measured.name,
@@ -383,6 +391,7 @@ pub async fn run() -> Result<()> {
     }
 
     // Peak RSS while migrating one 2 GiB object (file → file), upload excluded.
+    let mut clients = Clients::new(&channel, &minter, "rss")?;
     let source = Place::new_dir(&root, "rss-source")?;
     let binding = clients
         .bindings
