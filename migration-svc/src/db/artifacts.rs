@@ -143,30 +143,45 @@ pub async fn mark_deleted(
         .map(artifact))
 }
 
-/// Points a live artifact that is still on `source` at its verified copy on `target`.
-/// Returns whether it did.
-pub async fn flip(
-    client: &impl GenericClient,
-    id: Uuid,
-    source: Uuid,
-    target: Uuid,
-    object_key: &str,
-    stored_bytes: i64,
-    kek_id: &str,
-) -> Result<bool> {
+/// A verified copy to point an artifact at.
+#[derive(Debug)]
+pub struct Flip {
+    pub id: Uuid,
+    pub source: Uuid,
+    pub object_key: String,
+    pub stored_bytes: i64,
+    pub kek_id: String,
+}
+
+/// Points every live artifact that is still on its `source` at its verified copy on
+/// `target`; returns the ids it flipped.
+pub async fn flip(client: &impl GenericClient, target: Uuid, flips: &[Flip]) -> Result<Vec<Uuid>> {
+    if flips.is_empty() {
+        return Ok(Vec::new());
+    }
     let statement = client
         .prepare_cached(
-            "update migration.artifacts
-             set binding_id = $3, object_key = $4, stored_bytes = $5, kek_id = $6,
-                 update_time = now()
-             where id = $1 and binding_id = $2 and delete_time is null",
+            "update migration.artifacts a
+             set binding_id = $1, object_key = f.object_key, stored_bytes = f.stored_bytes,
+                 kek_id = f.kek_id, update_time = now()
+             from unnest($2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[])
+                 as f(id, source, object_key, stored_bytes, kek_id)
+             where a.id = f.id and a.binding_id = f.source and a.delete_time is null
+             returning a.id",
         )
         .await?;
+    let ids: Vec<Uuid> = flips.iter().map(|f| f.id).collect();
+    let sources: Vec<Uuid> = flips.iter().map(|f| f.source).collect();
+    let keys: Vec<&str> = flips.iter().map(|f| f.object_key.as_str()).collect();
+    let stored: Vec<i64> = flips.iter().map(|f| f.stored_bytes).collect();
+    let keks: Vec<&str> = flips.iter().map(|f| f.kek_id.as_str()).collect();
     Ok(client
-        .execute(
+        .query(
             &statement,
-            &[&id, &source, &target, &object_key, &stored_bytes, &kek_id],
+            &[&target, &ids, &sources, &keys, &stored, &keks],
         )
         .await?
-        == 1)
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }

@@ -155,56 +155,68 @@ pub async fn heartbeat(
         .await?)
 }
 
-/// Whether `owner` still holds the item's lease; locks the item row.
-pub async fn holds_lease(
+/// Which of `artifacts` `owner` still holds leases on in the run; locks those rows.
+pub async fn held(
     client: &impl GenericClient,
     run_id: Uuid,
-    artifact_id: Uuid,
+    artifacts: &[Uuid],
     owner: &str,
-) -> Result<bool> {
+) -> Result<Vec<Uuid>> {
     let statement = client
         .prepare_cached(
-            "select 1 from migration.run_items
-             where run_id = $1 and artifact_id = $2 and state = 'running' and lease_owner = $3
-             for update",
+            "select artifact_id from migration.run_items
+             where run_id = $1 and artifact_id = any($2) and state = 'running'
+               and lease_owner = $3
+             order by artifact_id for update",
         )
         .await?;
     Ok(client
-        .query_opt(&statement, &[&run_id, &artifact_id, &owner])
+        .query(&statement, &[&run_id, &artifacts, &owner])
         .await?
-        .is_some())
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
-/// Records the outcome of a leased item.
+/// One recorded outcome.
+#[derive(Debug)]
+pub struct Finished {
+    pub artifact_id: Uuid,
+    pub state: ItemState,
+    pub cause: Option<ItemCause>,
+    pub detail: String,
+    pub outcome_seq: i64,
+}
+
+/// Records the outcomes of leased items.
 pub async fn finish(
     client: &impl GenericClient,
     run_id: Uuid,
-    artifact_id: Uuid,
-    state: ItemState,
-    cause: Option<(ItemCause, &str)>,
-    outcome_seq: i64,
+    finished: &[Finished],
 ) -> Result<()> {
     let statement = client
         .prepare_cached(
-            "update migration.run_items
-             set state = $3, cause = $4, cause_detail = $5, outcome_seq = $6,
-                 lease_owner = null, lease_expires = null, end_time = now(),
-                 update_time = now()
-             where run_id = $1 and artifact_id = $2",
+            "update migration.run_items i
+             set state = f.state, cause = f.cause, cause_detail = nullif(f.detail, ''),
+                 outcome_seq = f.seq, lease_owner = null, lease_expires = null,
+                 end_time = now(), update_time = now()
+             from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int8[])
+                 as f(artifact_id, state, cause, detail, seq)
+             where i.run_id = $1 and i.artifact_id = f.artifact_id",
         )
         .await?;
-    let (cause, detail) = cause.map_or((None, None), |(c, d)| (Some(c.as_str()), Some(d)));
+    let ids: Vec<Uuid> = finished.iter().map(|f| f.artifact_id).collect();
+    let states: Vec<&str> = finished.iter().map(|f| f.state.as_str()).collect();
+    let causes: Vec<Option<&str>> = finished
+        .iter()
+        .map(|f| f.cause.map(ItemCause::as_str))
+        .collect();
+    let details: Vec<&str> = finished.iter().map(|f| f.detail.as_str()).collect();
+    let seqs: Vec<i64> = finished.iter().map(|f| f.outcome_seq).collect();
     client
         .execute(
             &statement,
-            &[
-                &run_id,
-                &artifact_id,
-                &state.as_str(),
-                &cause,
-                &detail,
-                &outcome_seq,
-            ],
+            &[&run_id, &ids, &states, &causes, &details, &seqs],
         )
         .await?;
     Ok(())

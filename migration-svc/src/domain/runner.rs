@@ -633,33 +633,77 @@ impl Runner {
         }
     }
 
-    /// Records outcomes in one transaction: the run row first (locked, so outcome numbers
-    /// follow commit order), then each item, with a migrated item's artifact flipped to
-    /// the target, then the run's counters once. An item whose lease was lost is not
-    /// recorded: the replica that took it over records it.
-    /// Returns whether the target was still active (a stopped run counts as active: it
-    /// needs no second verdict).
+    /// Records outcomes in one transaction of a few set-wise statements: the run row
+    /// first (locked, so outcome numbers follow commit order), the leases still held, the
+    /// flips of migrated artifacts to the target, the items, then the run's counters. An
+    /// item whose lease was lost is not recorded: the replica that took it over records
+    /// it. Returns whether the target was still active (a stopped run counts as active:
+    /// it needs no second verdict).
     async fn record(&self, run_id: Uuid, outcomes: Vec<(RunItem, Outcome)>) -> Result<bool> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let run = db::runs::get_for_update(&tx, None, run_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
-        let target_active = run.state == RunState::Running
-            && db::bindings::state_for_share(&tx, run.target_binding_id).await?
-                == Some(BindingState::Active);
+        let running = run.state == RunState::Running;
+        let target = run.target_binding_id;
+        let target_active = running
+            && db::bindings::state_for_share(&tx, target).await? == Some(BindingState::Active);
+        let ids: Vec<Uuid> = outcomes.iter().map(|(item, _)| item.artifact_id).collect();
+        let held: HashSet<Uuid> = db::items::held(&tx, run_id, &ids, &self.owner)
+            .await?
+            .into_iter()
+            .collect();
+        let mut flips = Vec::new();
+        for (item, outcome) in &outcomes {
+            if let Outcome::Migrated { source, receipt } = outcome
+                && held.contains(&item.artifact_id)
+                && target_active
+            {
+                flips.push(db::artifacts::Flip {
+                    id: item.artifact_id,
+                    source: *source,
+                    object_key: object_key(item.artifact_id, target)?.to_string(),
+                    stored_bytes: i64::try_from(receipt.stored_len).unwrap_or(i64::MAX),
+                    kek_id: receipt.kek_id.clone(),
+                });
+            }
+        }
+        let flipped: HashSet<Uuid> = db::artifacts::flip(&tx, target, &flips)
+            .await?
+            .into_iter()
+            .collect();
         let mut tally = db::runs::Tally::default();
-        let mut seq = run.last_outcome;
-        let mut failures = Vec::new();
+        let mut finished = Vec::with_capacity(outcomes.len());
         for (item, outcome) in outcomes {
-            if !db::items::holds_lease(&tx, run_id, item.artifact_id, &self.owner).await? {
+            if !held.contains(&item.artifact_id) {
                 tracing::warn!(artifact = %item.artifact_id, "lost an item's lease; not recording it");
                 continue;
             }
-            let (state, cause, detail, migrated_bytes) = match outcome {
-                Outcome::Migrated { source, receipt } => {
-                    self.flip(&tx, &run, target_active, &item, source, &receipt)
-                        .await?
+            let (state, cause, detail, bytes) = match outcome {
+                Outcome::Migrated { receipt, .. } if flipped.contains(&item.artifact_id) => {
+                    let size = i64::try_from(receipt.plaintext_len).unwrap_or(i64::MAX);
+                    (ItemState::Migrated, None, String::new(), size)
+                }
+                Outcome::Migrated { .. } if !running => (
+                    ItemState::Failed,
+                    Some(ItemCause::TargetUnavailable),
+                    "the run ended before this copy was recorded; the artifact stays on its \
+                     source"
+                        .to_owned(),
+                    0,
+                ),
+                Outcome::Migrated { .. } if !target_active => (
+                    ItemState::Failed,
+                    Some(ItemCause::TargetUnavailable),
+                    format!(
+                        "binding {target} stopped being active; the artifact stays on its source"
+                    ),
+                    0,
+                ),
+                Outcome::Migrated { .. } => {
+                    let cause = self.why_not_flipped(&tx, item.artifact_id, target).await?;
+                    (ItemState::Skipped, Some(cause), String::new(), 0)
                 }
                 Outcome::Skipped(cause) => (ItemState::Skipped, Some(cause), String::new(), 0),
                 Outcome::Failed(cause, detail) => (ItemState::Failed, Some(cause), detail, 0),
@@ -671,22 +715,18 @@ impl Runner {
                 ),
                 Outcome::Unstarted => continue,
             };
-            seq += 1;
-            db::items::finish(
-                &tx,
-                run_id,
-                item.artifact_id,
+            tally.add(state, bytes);
+            finished.push(db::items::Finished {
+                artifact_id: item.artifact_id,
                 state,
-                cause.map(|c| (c, detail.as_str())),
-                seq,
-            )
-            .await?;
-            tally.add(state, migrated_bytes);
-            if let Some(cause) = cause.filter(|_| state == ItemState::Failed) {
-                failures.push((item.artifact_id, cause, detail));
-            }
+                cause,
+                detail,
+                outcome_seq: run.last_outcome + finished.len() as i64 + 1,
+            });
         }
-        db::runs::record_outcomes(&tx, run_id, &tally, seq).await?;
+        db::items::finish(&tx, run_id, &finished).await?;
+        let last = run.last_outcome + finished.len() as i64;
+        db::runs::record_outcomes(&tx, run_id, &tally, last).await?;
         tx.commit().await?;
         for state in ItemState::ALL {
             let n = tally.count(*state);
@@ -697,66 +737,26 @@ impl Runner {
         }
         metrics::counter!("migration_bytes_migrated_total")
             .increment(u64::try_from(tally.migrated_bytes).unwrap_or(0));
-        for (artifact, cause, detail) in failures {
-            tracing::warn!(%artifact, cause = cause.as_str(), %detail, "item failed");
+        for f in finished.iter().filter(|f| f.state == ItemState::Failed) {
+            let cause = f.cause.map_or("", ItemCause::as_str);
+            tracing::warn!(artifact = %f.artifact_id, cause, detail = %f.detail, "item failed");
         }
-        Ok(target_active || run.state != RunState::Running)
+        Ok(target_active || !running)
     }
 
-    /// Points the artifact at its verified copy, if the run is still running, the target
-    /// still active, and the artifact still live on its source.
-    async fn flip(
+    /// Why a verified copy's artifact was not flipped: deleted, or already on the target.
+    async fn why_not_flipped(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        run: &Run,
-        target_active: bool,
-        item: &RunItem,
-        source: Uuid,
-        receipt: &Receipt,
-    ) -> Result<(ItemState, Option<ItemCause>, String, i64)> {
-        if run.state != RunState::Running {
-            return Ok((
-                ItemState::Failed,
-                Some(ItemCause::TargetUnavailable),
-                "the run failed closed before this copy was recorded; the artifact stays on \
-                 its source"
-                    .into(),
-                0,
-            ));
-        }
-        let target = run.target_binding_id;
-        if !target_active {
-            return Ok((
-                ItemState::Failed,
-                Some(ItemCause::TargetUnavailable),
-                format!("binding {target} stopped being active; the artifact stays on its source"),
-                0,
-            ));
-        }
-        let key = object_key(item.artifact_id, target)?;
-        let stored = i64::try_from(receipt.stored_len).unwrap_or(i64::MAX);
-        if db::artifacts::flip(
-            tx,
-            item.artifact_id,
-            source,
-            target,
-            key.as_str(),
-            stored,
-            &receipt.kek_id,
-        )
-        .await?
-        {
-            let size = i64::try_from(receipt.plaintext_len).unwrap_or(i64::MAX);
-            return Ok((ItemState::Migrated, None, String::new(), size));
-        }
-        let now = db::artifacts::get(tx, None, item.artifact_id).await?;
-        let cause = match now {
+        artifact: Uuid,
+        target: Uuid,
+    ) -> Result<ItemCause> {
+        Ok(match db::artifacts::get(tx, None, artifact).await? {
             Some(a) if a.delete_time.is_none() && a.binding_id == target => {
                 ItemCause::AlreadyOnTarget
             }
             _ => ItemCause::ArtifactDeleted,
-        };
-        Ok((ItemState::Skipped, Some(cause), String::new(), 0))
+        })
     }
 
     /// Ends the run once no item is queued or leased: COMPLETED, COMPLETED_WITH_ERRORS,

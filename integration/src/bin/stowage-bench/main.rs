@@ -157,15 +157,20 @@ fn format_bench(size_mib: usize) -> Result<()> {
 
 /// Peak resident set size (VmHWM) of process `pid` ("self" for this one), in MiB.
 fn peak_rss_mib(pid: &str) -> Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// A memory figure (`VmHWM:`, `VmRSS:`) of process `pid`, in MiB.
+fn status_mib(pid: &str, field: &str) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("VmHWM")?;
+        .find(|l| l.starts_with(field))
+        .context("no such field in /proc/PID/status")?;
     let kib: f64 = line
         .split_whitespace()
         .nth(1)
-        .context("VmHWM value")?
+        .context("field value")?
         .parse()?;
     Ok(kib / 1024.0)
 }
@@ -214,7 +219,7 @@ async fn main() -> Result<()> {
             let rows = args.get(1).map_or(Ok(1_000_000), |s| s.parse())?;
             archive_bench::run(rows).await
         }
-        Some("migration") => migration_bench::run().await,
+        Some("migration") => migration_bench::run(args.get(1).is_some_and(|a| a == "rss")).await,
         Some("write-rss") => {
             let dir = args
                 .get(1)
@@ -224,7 +229,7 @@ async fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration"
+                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [rss]"
             );
             Ok(())
         }

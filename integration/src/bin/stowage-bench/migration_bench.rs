@@ -30,7 +30,7 @@ use stowage_shared::{
 };
 use tonic::{Request, service::Interceptor, transport::Channel};
 
-use super::server::{Server, common_config};
+use super::server::{Server, common_config, machine_cpu};
 
 const MIB: usize = 1 << 20;
 
@@ -206,7 +206,12 @@ async fn upload(clients: &Clients, count: usize, size: usize, parallel: usize) -
 
 /// Migrates everything on the active binding to a new binding at `to`; returns the time
 /// from StartRun to the run's end.
-async fn migrate(clients: &mut Clients, to: &Place, expected: usize) -> Result<Duration> {
+async fn migrate(
+    clients: &mut Clients,
+    server: &Server,
+    to: &Place,
+    expected: usize,
+) -> Result<Duration> {
     let target = clients
         .bindings
         .create_binding(to.binding("target"))
@@ -219,6 +224,7 @@ async fn migrate(clients: &mut Clients, to: &Place, expected: usize) -> Result<D
             request_id: String::new(),
         })
         .await?;
+    let (cpu, (busy, total)) = (server.cpu_seconds()?, machine_cpu()?);
     let start = Instant::now();
     let run = clients
         .runs
@@ -240,6 +246,14 @@ async fn migrate(clients: &mut Clients, to: &Place, expected: usize) -> Result<D
                     now.state()
                 );
             }
+            let (busy_after, total_after) = machine_cpu()?;
+            println!(
+                "  run of {expected}: {:.2} s; migration-svc used {:.2} CPU s; the machine was \
+                 {:.0}% busy",
+                elapsed.as_secs_f64(),
+                server.cpu_seconds()? - cpu,
+                100.0 * (busy_after - busy) / (total_after - total).max(0.01)
+            );
             return Ok(elapsed);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -258,7 +272,7 @@ struct Measured {
 /// One scenario: objects on a fresh source binding, migrated by stowage to a fresh
 /// target, and copied by rclone from the same source objects to another fresh place.
 async fn scenario(
-    channel: &Channel,
+    server: &Server,
     minter: &TokenMinter,
     azure: bool,
     root: &Path,
@@ -267,10 +281,10 @@ async fn scenario(
     size: usize,
 ) -> Result<Measured> {
     let new_place = |name: &str| -> Result<Option<Place>> {
-        Ok((!azure).then(|| Place::new_dir(root, name)).transpose()?)
+        (!azure).then(|| Place::new_dir(root, name)).transpose()
     };
     let tag = format!("{}-{count}x{size}", if azure { "azure" } else { "file" });
-    let clients = &mut Clients::new(channel, minter, &tag)?;
+    let clients = &mut Clients::new(&server.channel, minter, &tag)?;
     let place = |suffix: &str| format!("{tag}-{suffix}");
     let source = match new_place(&place("source"))? {
         Some(p) => p,
@@ -295,7 +309,7 @@ async fn scenario(
         Some(p) => p,
         None => Place::new_azure().await?,
     };
-    let stowage = migrate(clients, &target, count).await?;
+    let stowage = migrate(clients, server, &target, count).await?;
 
     let copy_to = match new_place(&place("rclone"))? {
         Some(p) => p,
@@ -349,7 +363,7 @@ fn human(size: usize) -> String {
     }
 }
 
-pub async fn run() -> Result<()> {
+pub async fn run(only_rss: bool) -> Result<()> {
     let endpoint = azurite::endpoint()?;
     let sas_url = account_sas_url(&endpoint)?;
     let db = TestDb::migrated().await?;
@@ -371,11 +385,11 @@ pub async fn run() -> Result<()> {
     )
     .await?;
     let minter = TokenMinter::from_config(&common.auth)?;
-    let channel = server.channel.clone();
     let mut results = Vec::new();
-    for azure in [true, false] {
+    let scenarios = if only_rss { vec![] } else { vec![true, false] };
+    for azure in scenarios {
         for (count, size) in [(1000, 4096), (10, 50 * MIB)] {
-            let measured = scenario(&channel, &minter, azure, &root, &sas_url, count, size).await?;
+            let measured = scenario(&server, &minter, azure, &root, &sas_url, count, size).await?;
             println!(
                 "{}: stowage {:.2} s, rclone {:.2} s{}",
                 measured.name,
@@ -390,8 +404,17 @@ pub async fn run() -> Result<()> {
         }
     }
 
-    // Peak RSS while migrating one 2 GiB object (file → file), upload excluded.
-    let mut clients = Clients::new(&channel, &minter, "rss")?;
+    // Peak RSS while migrating one 2 GiB object (file → file), upload excluded, in a
+    // fresh server process (memory the scenarios above left resident would count).
+    server.stop().await?;
+    let server = Server::start(
+        "migration-svc",
+        &config_path,
+        port,
+        &root.join("migration-svc-rss.log"),
+    )
+    .await?;
+    let mut clients = Clients::new(&server.channel, &minter, "rss")?;
     let source = Place::new_dir(&root, "rss-source")?;
     let binding = clients
         .bindings
@@ -406,9 +429,11 @@ pub async fn run() -> Result<()> {
         })
         .await?;
     upload(&clients, 1, 2048 * MIB, 1).await?;
+    let after_upload = server.peak_rss_mib()?;
+    let resident = server.rss_mib()?;
     server.reset_peak_rss()?;
     let target = Place::new_dir(&root, "rss-target")?;
-    let big = migrate(&mut clients, &target, 1).await?;
+    let big = migrate(&mut clients, &server, &target, 1).await?;
     let rss = server.peak_rss_mib()?;
     server.stop().await?;
 
@@ -438,7 +463,8 @@ pub async fn run() -> Result<()> {
         );
     }
     println!(
-        "\none 2 GiB object, file → file: {:.1} s, migration-svc peak RSS during the run {rss:.0} MiB",
+        "\none 2 GiB object, file → file: {:.1} s, migration-svc peak RSS during the run {rss:.0} MiB \
+         (peak during the 2 GiB upload {after_upload:.0} MiB, resident before the run {resident:.0} MiB)",
         big.as_secs_f64()
     );
     Ok(())

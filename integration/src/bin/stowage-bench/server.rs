@@ -71,6 +71,22 @@ impl Server {
         super::peak_rss_mib(&self.pid.to_string())
     }
 
+    /// CPU seconds the server has used so far (user + system).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // Fields after the command name (which may hold spaces) start at state.
+        let after = stat.rsplit_once(')').context("stat")?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+            + fields.get(12).context("stime")?.parse::<f64>()?;
+        Ok(ticks / 100.0)
+    }
+
+    /// Resident set size of the server now, in MiB.
+    pub fn rss_mib(&self) -> Result<f64> {
+        super::status_mib(&self.pid.to_string(), "VmRSS:")
+    }
+
     /// Forgets the peak so far: the next reading covers only what follows.
     pub fn reset_peak_rss(&self) -> Result<()> {
         std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5")?;
@@ -81,4 +97,18 @@ impl Server {
         self.process.kill().await?;
         Ok(())
     }
+}
+
+/// Busy and total CPU time of the whole machine so far, in seconds (all cores).
+pub fn machine_cpu() -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("/proc/stat")?;
+    let values: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = values.iter().sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    Ok(((total - idle) / 100.0, total / 100.0))
 }
