@@ -293,7 +293,7 @@ ensure_azurite() {
 # STOWAGE_TEST_AZURITE (the blob endpoint of the devstoreaccount1 account).
 start_azurite() {
   local port log="$DEV_TARGET/azurite.log" help flag pid
-  local flags=() wanted=(--inMemoryPersistence --extentMemoryLimit --skipApiVersionCheck --disableTelemetry --loose)
+  local flags=() wanted=(--inMemoryPersistence --extentMemoryLimit --skipApiVersionCheck --disableTelemetry --loose --silent)
   mkdir -p "$DEV_TARGET/azurite"
   _need_python
 
