@@ -27,6 +27,10 @@ use crate::{
     error::{Error, Result},
 };
 
+/// Key of the payload's order-independent rows digest (hex of [`RowsDigest::to_bytes`]),
+/// after the two row arrays.
+pub const ROWS_DIGEST_KEY: &str = "rowsDigest";
+
 /// zstd level of new archives: fast enough to keep up with COPY on one core.
 pub const ZSTD_LEVEL: i32 = 3;
 const GZIP_LEVEL: u32 = 6;
@@ -200,7 +204,14 @@ impl Archiver {
             out.push(b",");
             let records =
                 stream_rows::<FileRecord>(&snapshot, job_id, &mut out, &mut digest).await?;
-            out.push(b"}");
+            // The blob carries its own rows digest, so it proves itself without the job row.
+            out.push(
+                format!(
+                    ",\"{ROWS_DIGEST_KEY}\":\"{}\"}}",
+                    hex::encode(digest.to_bytes())
+                )
+                .as_bytes(),
+            );
             out.finish().await?;
             Ok::<_, Error>((items, records, digest, out.bytes))
         };

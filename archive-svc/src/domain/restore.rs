@@ -14,6 +14,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use uuid::Uuid;
 
 use super::{
+    archive::ROWS_DIGEST_KEY,
     jobs::{ArchiveInfo, BlobFormat},
     pipe::ChannelReader,
     rows::{Canonical, FileRecord, Row, RowsDigest, ScanItem},
@@ -158,7 +159,7 @@ impl Restorer {
         // The first failure in pipeline order is the cause; later ones are its echoes.
         let bytes_read = fetched?;
         let (item_count, record_count, digest) = inserted?;
-        parsed?;
+        let carried = parsed?;
         state.bytes_read = bytes_read;
 
         state.phase = Phase::Verifying;
@@ -182,6 +183,11 @@ impl Restorer {
         {
             return Err(Error::DataLoss(
                 "the restored rows do not match their digest".into(),
+            ));
+        }
+        if carried.is_some_and(|carried| carried != digest) {
+            return Err(Error::DataLoss(
+                "the restored rows do not match the digest their blob carries".into(),
             ));
         }
         db::jobs::mark_hot(&tx, job_id).await?;
@@ -296,13 +302,14 @@ async fn write<R: Row>(
 }
 
 /// The parser thread: decompress and parse `{"scanItems": […], "fileRecords": […]}`
-/// (either order, unknown keys ignored), sending rows in batches.
+/// (either order, unknown keys ignored), sending rows in batches. Returns the rows digest
+/// the payload carries (`"rowsDigest"`, written since archives carry one), if any.
 fn parse(
     plaintext: mpsc::Receiver<std::io::Result<Bytes>>,
     format: BlobFormat,
     job_id: Uuid,
     rows: mpsc::Sender<Batch>,
-) -> Result<()> {
+) -> Result<Option<RowsDigest>> {
     let reader = ChannelReader::new(plaintext);
     let decoded: Box<dyn Read> = match format {
         BlobFormat::JsonZstd => Box::new(
@@ -316,10 +323,12 @@ fn parse(
     let mut deserializer =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 20, decoded));
     let seen = std::cell::Cell::new((false, false));
+    let carried = std::cell::RefCell::new(None);
     let payload = Payload {
         rows: &rows,
         job_id,
         seen: &seen,
+        digest: &carried,
     };
     payload
         .deserialize(&mut deserializer)
@@ -332,7 +341,15 @@ fn parse(
             "the payload lacks scanItems or fileRecords".into(),
         ));
     }
-    Ok(())
+    carried
+        .into_inner()
+        .map(|hex: String| {
+            hex::decode(&hex)
+                .ok()
+                .and_then(|bytes| RowsDigest::from_bytes(&bytes))
+                .ok_or_else(|| Error::DataLoss("the payload's rowsDigest is malformed".into()))
+        })
+        .transpose()
 }
 
 struct Payload<'a> {
@@ -340,6 +357,8 @@ struct Payload<'a> {
     job_id: Uuid,
     /// Whether scanItems and fileRecords were read.
     seen: &'a std::cell::Cell<(bool, bool)>,
+    /// The `rowsDigest` the payload carries.
+    digest: &'a std::cell::RefCell<Option<String>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Payload<'_> {
@@ -371,6 +390,7 @@ impl<'de> Visitor<'de> for Payload<'_> {
                         rows: self.rows,
                         job_id: self.job_id,
                         seen: self.seen,
+                        digest: self.digest,
                     };
                     if items {
                         map.next_value_seed(Rows::<ScanItem> {
@@ -383,6 +403,9 @@ impl<'de> Visitor<'de> for Payload<'_> {
                             wrap: Batch::Records,
                         })?;
                     }
+                }
+                ROWS_DIGEST_KEY => {
+                    *self.digest.borrow_mut() = Some(map.next_value::<String>()?);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;

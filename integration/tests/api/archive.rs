@@ -634,6 +634,34 @@ async fn a_payload_missing_an_array_is_data_loss_and_inserts_nothing() {
 }
 
 #[tokio::test]
+async fn rows_that_differ_from_the_digest_their_blob_carries_are_data_loss() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 30, 20)
+        .await
+        .unwrap();
+    // A well-formed payload whose rows are not the ones its digest was taken of.
+    archive_as_legacy(&app, &db, job, |json| {
+        // The right row count (50 = 0x32), the wrong sum.
+        let digest = format!("{}{:016x}", "00".repeat(16), 50);
+        json["rowsDigest"] = serde_json::json!(digest);
+    })
+    .await;
+    let user = app.token("acme", &[Role::Member]);
+    let status = restore(&mut app.archive(Some(&user)).await, job)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DataLoss, "{}", status.message());
+    assert!(status.message().contains("digest"), "{}", status.message());
+    assert_eq!(
+        scans::table_digest(&db, job).await.unwrap().1,
+        0,
+        "nothing inserted"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_new_archive_store_takes_effect_without_a_restart() {
     let app = spawn_app().await.unwrap();
     let db = app.db.client().await.unwrap();

@@ -12,6 +12,11 @@ pub mod runs;
 pub mod stores;
 pub mod watch;
 
+/// Where this service's idempotent mutations keep their request ids.
+const IDEMPOTENCY: stowage_shared::api::Idempotency = stowage_shared::api::Idempotency {
+    table: "migration.request_log",
+};
+
 /// One page of a keyset-paginated listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T, C> {

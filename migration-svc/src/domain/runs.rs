@@ -7,20 +7,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::{
-    api::{Claim, Idempotency, RequestId},
+    api::{Claim, RequestId},
     auth::{Principal, Role},
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Page, evidence::Evidence, text_enum};
+use super::{IDEMPOTENCY, Page, evidence::Evidence, text_enum};
 use crate::{
     db::{self, evidence::AuditEntry},
     error::{Error, Result},
-};
-
-const IDEMPOTENCY: Idempotency = Idempotency {
-    table: "migration.request_log",
 };
 
 text_enum! {
