@@ -242,6 +242,53 @@ async fn a_live_run_migrates_every_artifact_verified_and_leaves_sources_untouche
 }
 
 #[tokio::test]
+async fn a_run_is_queued_then_planning_then_running() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut bindings = app.bindings(Some(&token)).await;
+    migration::create_active(&mut bindings, migration::memory_binding("a"))
+        .await
+        .unwrap();
+    upload(&app, &token, 0, &[64; 4]).await;
+    let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
+        .await
+        .unwrap();
+    // Hold planning at its first page: a transaction of our own locks the artifacts.
+    let mut db = app.db.client().await.unwrap();
+    let blocker = db.transaction().await.unwrap();
+    blocker
+        .batch_execute("lock table migration.artifacts in access exclusive mode")
+        .await
+        .unwrap();
+    let mut runs = app.runs(Some(&token)).await;
+    let run = runs
+        .start_run(limited(&target.id, 2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(run.state(), pb::RunState::Queued);
+    let planning = migration::wait_for(&mut runs, &run.id, WAIT, |r| {
+        r.state() == pb::RunState::Planning
+    })
+    .await
+    .unwrap();
+    assert!(planning.start_time.is_some());
+    blocker.rollback().await.unwrap();
+    let running = migration::wait_for(&mut runs, &run.id, WAIT, |r| {
+        r.state() == pb::RunState::Running
+    })
+    .await
+    .unwrap();
+    assert_eq!(running.bytes_total, 256);
+    let done = migration::wait_for_end(&mut runs, &run.id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state(), pb::RunState::Completed);
+    assert_eq!(done.items.unwrap().migrated, 4);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_target_that_is_not_active_fails_the_run_at_planning() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
