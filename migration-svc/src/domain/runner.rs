@@ -316,6 +316,8 @@ impl Runner {
             .await
         {
             Ok(opened) => opened,
+            // The database is not the target: try again on a later step.
+            Err(error @ Error::Db(_)) => return Err(error),
             Err(error) => {
                 self.fail_closed(
                     &run,
