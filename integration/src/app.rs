@@ -38,6 +38,13 @@ pub type Bearer = InterceptedService<Channel, BearerToken>;
 #[derive(Clone, Debug)]
 pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
 
+impl BearerToken {
+    /// `authorization: Bearer <token>` on every call (`None`: no header).
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(|t| format!("Bearer {t}").parse().expect("ASCII token")))
+    }
+}
+
 impl Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
@@ -221,7 +228,7 @@ impl TestApp {
     }
 
     fn bearer(token: Option<&str>) -> BearerToken {
-        BearerToken(token.map(|t| format!("Bearer {t}").parse().expect("ASCII token")))
+        BearerToken::new(token)
     }
 
     /// `BindingService` as the holder of `token` (`None`: no authorization header).

@@ -84,11 +84,6 @@ impl App {
         self.foundation.metrics_addr()
     }
 
-    /// The runner, for driving it directly.
-    pub fn runner(&self) -> Option<&Runner> {
-        self.runner.as_ref()
-    }
-
     /// Serves until `shutdown`; the runner stops claiming work when the drain starts and
     /// gets the drain timeout again to finish its in-flight items. Whatever is still in
     /// flight then, or when this future is dropped (a crash, as far as the database can

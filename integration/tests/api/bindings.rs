@@ -7,20 +7,7 @@ use stowage_proto::migration::v1 as pb;
 use stowage_shared::{auth::Role, keyring};
 use tonic::Code;
 
-pub fn memory_binding(name: &str) -> pb::CreateBindingRequest {
-    pb::CreateBindingRequest {
-        display_name: name.to_owned(),
-        provider: pb::Provider::Memory.into(),
-        location: Some(pb::Location {
-            container: name.to_owned(),
-            ..Default::default()
-        }),
-        credential: Some(pb::Credential {
-            kind: Some(pb::credential::Kind::None(pb::NoCredential {})),
-        }),
-        request_id: String::new(),
-    }
-}
+pub use stowage_integration::migration::memory_binding;
 
 fn azure_binding(account_key: &str) -> pb::CreateBindingRequest {
     pb::CreateBindingRequest {

@@ -39,6 +39,24 @@ async fn upload(
     out
 }
 
+/// An active memory binding holding artifacts of `sizes`, then a new active memory
+/// binding (the target) replacing it.
+async fn memory_source_and_target(
+    app: &stowage_integration::TestApp,
+    token: &str,
+    sizes: &[usize],
+) -> (pb::Binding, Vec<(pb::Artifact, Vec<u8>)>, pb::Binding) {
+    let mut bindings = app.bindings(Some(token)).await;
+    let source = migration::create_active(&mut bindings, migration::memory_binding("a"))
+        .await
+        .unwrap();
+    let uploaded = upload(app, token, 0, sizes).await;
+    let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
+        .await
+        .unwrap();
+    (source, uploaded, target)
+}
+
 fn limited(target: &str, objects_per_second: i64) -> pb::StartRunRequest {
     let mut request = start_request(target, pb::MigrationMode::Live);
     request.limit = Some(pb::ThroughputLimit {
@@ -245,14 +263,7 @@ async fn a_live_run_migrates_every_artifact_verified_and_leaves_sources_untouche
 async fn a_run_is_queued_then_planning_then_running() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    upload(&app, &token, 0, &[64; 4]).await;
-    let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
-        .await
-        .unwrap();
+    let (_, _, target) = memory_source_and_target(&app, &token, &[64; 4]).await;
     // Hold planning at its first page: a transaction of our own locks the artifacts.
     let mut db = app.db.client().await.unwrap();
     let blocker = db.transaction().await.unwrap();
@@ -683,14 +694,7 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
 async fn a_throttled_run_shows_queued_and_running_items_and_cancels_after_them() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    let source = migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    upload(&app, &token, 0, &[256; 14]).await;
-    let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
-        .await
-        .unwrap();
+    let (source, _, target) = memory_source_and_target(&app, &token, &[256; 14]).await;
     let mut runs = app.runs(Some(&token)).await;
     let run = runs
         .start_run(limited(&target.id, 3))
@@ -786,14 +790,7 @@ fn outcome_ids(events: &[pb::RunEvent]) -> Vec<String> {
 async fn watchers_joining_late_or_rejoining_with_a_cursor_see_every_outcome_once() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    let uploaded = upload(&app, &token, 0, &[512; 30]).await;
-    let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
-        .await
-        .unwrap();
+    let (_, uploaded, target) = memory_source_and_target(&app, &token, &[512; 30]).await;
     let mut runs = app.runs(Some(&token)).await;
     let run = runs
         .start_run(limited(&target.id, 15))
@@ -909,13 +906,7 @@ async fn a_target_replaced_mid_run_fails_the_run_closed_and_a_second_live_run_wa
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
     let mut bindings = app.bindings(Some(&token)).await;
-    let source = migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    upload(&app, &token, 0, &[128; 20]).await;
-    let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
-        .await
-        .unwrap();
+    let (source, _, target) = memory_source_and_target(&app, &token, &[128; 20]).await;
     let mut runs = app.runs(Some(&token)).await;
     let run = runs
         .start_run(limited(&target.id, 5))

@@ -2,9 +2,10 @@
 //! organization's live artifacts not on the target, in keyset pages, each page one
 //! transaction under the run's lease) and works through running runs' items: leased in
 //! batches (`FOR UPDATE SKIP LOCKED`, renewed by a heartbeat, taken over when expired),
-//! copied with bounded concurrency and the run's throughput limit, and recorded one
-//! transaction per outcome, which also flips a migrated artifact to the target. A target
-//! that stops taking writes, or stops being active, fails the run closed.
+//! copied with bounded concurrency and the run's throughput limit, and recorded by one
+//! recorder per run, many outcomes to a transaction, which also flips migrated artifacts
+//! to the target. A target that stops taking writes, or stops being active, fails the run
+//! closed.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -102,10 +103,6 @@ impl Runner {
             leased: Arc::default(),
             wake,
         }
-    }
-
-    pub fn owner(&self) -> &str {
-        &self.owner
     }
 
     /// Works until the drain starts; leases this replica holds are renewed meanwhile.
@@ -452,18 +449,12 @@ impl Runner {
     ) -> Result<()> {
         let started = Instant::now();
         let outcome = match self.copy_item(context, &item).await {
-            Ok(Outcome::Unstarted) => {
-                let released = self.release(&item).await;
-                self.track([&item], false);
-                return released;
-            }
+            Ok(Outcome::Unstarted) => return self.release(&item).await,
             Ok(outcome) => outcome,
             Err(error) => {
                 // Not the item's fault (the database, most likely): try it again later.
                 tracing::warn!(%error, "an item could not be processed; it goes back");
-                let released = self.release(&item).await;
-                self.track([&item], false);
-                return released;
+                return self.release(&item).await;
             }
         };
         if matches!(outcome, Outcome::TargetDown(_)) {
@@ -606,8 +597,10 @@ impl Runner {
         Ok(Outcome::TargetDown("no attempt was made".into()))
     }
 
-    /// Gives an unstarted item back to the queue.
+    /// Gives an unstarted item back to the queue and stops renewing its lease (if the
+    /// release fails, the lease lapses instead).
     async fn release(&self, item: &RunItem) -> Result<()> {
+        self.track([item], false);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         db::runs::get_for_update(&tx, None, item.run_id).await?;
@@ -772,14 +765,13 @@ impl Runner {
         if run.state != RunState::Running {
             return Ok(false);
         }
+        let mut counts = run.counts;
         if run.cancel_requested {
             let requeued = db::items::requeue_expired(&tx, run_id).await?;
             db::runs::shift(&tx, run_id, ItemState::Running, ItemState::Queued, requeued).await?;
+            counts.running -= requeued;
+            counts.queued += requeued;
         }
-        let counts = db::runs::get(&tx, None, run_id)
-            .await?
-            .map(|r| r.counts)
-            .unwrap_or_default();
         if counts.running > 0 || (counts.queued > 0 && !run.cancel_requested) {
             return Ok(false);
         }
@@ -790,10 +782,7 @@ impl Runner {
         } else {
             RunState::Completed
         };
-        db::runs::end(&tx, run_id, state, None, None).await?;
-        if let Some(ended) = db::runs::get(&tx, None, run_id).await? {
-            record_end(&tx, &ended).await?;
-        }
+        end_locked(&tx, &run, state, None, None, None).await?;
         tx.commit().await?;
         tracing::info!(run = %run_id, state = state.as_str(), "run ended");
         metrics::counter!("migration_runs_ended_total", "state" => state.as_str()).increment(1);
@@ -868,23 +857,36 @@ impl Runner {
             )
             .await?;
         }
-        db::runs::end(&tx, run.id, state, cause, detail.as_deref()).await?;
-        if let Some(ended) = db::runs::get(&tx, None, run.id).await? {
-            record_end(&tx, &ended).await?;
-        }
-        if let Some(security) = security {
-            db::evidence::record_security_event(
-                &tx,
-                &run.organization_id,
-                MIGRATION_FAILED_CLOSED,
-                run.id,
-                run.target_binding_id,
-                &security,
-            )
-            .await?;
-        }
+        end_locked(&tx, &current, state, cause, detail.as_deref(), security).await?;
         tx.commit().await?;
         metrics::counter!("migration_runs_ended_total", "state" => state.as_str()).increment(1);
         Ok(true)
     }
+}
+
+/// Ends a locked run in `state` with its domain event, and a security event if given.
+async fn end_locked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run: &Run,
+    state: RunState,
+    cause: Option<FailureCause>,
+    detail: Option<&str>,
+    security: Option<serde_json::Value>,
+) -> Result<()> {
+    db::runs::end(tx, run.id, state, cause, detail).await?;
+    if let Some(ended) = db::runs::get(tx, None, run.id).await? {
+        record_end(tx, &ended).await?;
+    }
+    if let Some(security) = security {
+        db::evidence::record_security_event(
+            tx,
+            &run.organization_id,
+            MIGRATION_FAILED_CLOSED,
+            run.id,
+            run.target_binding_id,
+            &security,
+        )
+        .await?;
+    }
+    Ok(())
 }

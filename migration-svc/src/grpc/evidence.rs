@@ -7,7 +7,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{optional_uuid, parse_optional_id, runs::mode_to_pb};
+use super::{optional_uuid, parse_optional_id};
 use crate::{
     db::evidence::{AuditRecord, EventRecord},
     domain::evidence::{Evidence, ListEvidence},
@@ -102,7 +102,7 @@ impl From<AuditRecord> for pb::AuditEntry {
             binding_id: optional_uuid(e.binding_id),
             mode: e
                 .mode
-                .map_or(pb::MigrationMode::Unspecified, mode_to_pb)
+                .map_or(pb::MigrationMode::Unspecified, Into::into)
                 .into(),
             reason: e.reason.unwrap_or_default(),
             outcome: if e.ok { "ok" } else { "failed" }.to_owned(),

@@ -212,10 +212,12 @@ fn item_state(raw: i32) -> Result<Option<ItemState>, InvalidArgument> {
     })
 }
 
-pub fn mode_to_pb(mode: Mode) -> pb::MigrationMode {
-    match mode {
-        Mode::DryRun => pb::MigrationMode::DryRun,
-        Mode::Live => pb::MigrationMode::Live,
+impl From<Mode> for pb::MigrationMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::DryRun => pb::MigrationMode::DryRun,
+            Mode::Live => pb::MigrationMode::Live,
+        }
     }
 }
 
@@ -289,7 +291,7 @@ impl From<Run> for pb::Run {
             id: r.id.to_string(),
             organization_id: r.organization_id,
             target_binding_id: r.target_binding_id.to_string(),
-            mode: mode_to_pb(r.mode).into(),
+            mode: pb::MigrationMode::from(r.mode).into(),
             state: pb::RunState::from(r.state).into(),
             reason: r.reason,
             requested_by: r.requested_by,

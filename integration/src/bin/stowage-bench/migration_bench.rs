@@ -14,7 +14,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 use stowage_integration::{
-    app::test_common,
+    app::{Bearer, BearerToken, test_common},
     azurite::{self, TestContainer},
     db::TestDb,
     migration::{self as m},
@@ -28,7 +28,7 @@ use stowage_shared::{
     auth::{Role, TokenMinter},
     blob::azure::{DEV_ACCOUNT, DEV_KEY},
 };
-use tonic::{Request, service::Interceptor, transport::Channel};
+use tonic::transport::Channel;
 
 use super::server::{Server, common_config, machine_cpu};
 
@@ -36,26 +36,10 @@ const MIB: usize = 1 << 20;
 /// Rounds of each measurement; the best counts.
 const ROUNDS: usize = 3;
 
-#[derive(Clone)]
-struct Bearer(String);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
-        let value = self
-            .0
-            .parse()
-            .map_err(|_| tonic::Status::internal("token"))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
-    }
-}
-
-type Intercepted = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
-
 struct Clients {
-    bindings: BindingServiceClient<Intercepted>,
-    artifacts: ArtifactServiceClient<Intercepted>,
-    runs: MigrationServiceClient<Intercepted>,
+    bindings: BindingServiceClient<Bearer>,
+    artifacts: ArtifactServiceClient<Bearer>,
+    runs: MigrationServiceClient<Bearer>,
 }
 
 impl Clients {
@@ -68,7 +52,7 @@ impl Clients {
             &[Role::OrgAdmin],
             Duration::from_secs(3 * 3600),
         )?;
-        let bearer = Bearer(format!("Bearer {token}"));
+        let bearer = BearerToken::new(Some(&token));
         Ok(Self {
             bindings: BindingServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             artifacts: ArtifactServiceClient::with_interceptor(channel.clone(), bearer.clone()),
