@@ -145,23 +145,13 @@ pub async fn eligible(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-pub async fn count_rows(client: &impl GenericClient, id: Uuid) -> Result<(i64, i64)> {
-    let statement = client
-        .prepare_cached(
-            "select (select count(*) from archive.scan_items where job_id = $1),
-                    (select count(*) from archive.file_records where job_id = $1)",
-        )
-        .await?;
-    let row = client.query_one(&statement, &[&id]).await?;
-    Ok((row.get(0), row.get(1)))
-}
-
-/// Sets the archive marker and deletes the hot rows.
+/// Sets the archive marker and deletes the hot rows; returns how many scan items and file
+/// records were deleted.
 pub async fn mark_archived(
     client: &impl GenericClient,
     id: Uuid,
     info: &ArchiveInfo,
-) -> Result<()> {
+) -> Result<(u64, u64)> {
     let statement = client
         .prepare_cached(
             "update archive.scan_jobs set archived_at = $2, archive_blob_key = $3,
@@ -208,16 +198,18 @@ pub async fn mark_hot(client: &impl GenericClient, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-pub async fn delete_rows(client: &impl GenericClient, id: Uuid) -> Result<()> {
+/// Deletes a job's hot rows; returns how many scan items and file records went.
+pub async fn delete_rows(client: &impl GenericClient, id: Uuid) -> Result<(u64, u64)> {
     let items = client
         .prepare_cached("delete from archive.scan_items where job_id = $1")
         .await?;
     let records = client
         .prepare_cached("delete from archive.file_records where job_id = $1")
         .await?;
-    client.execute(&items, &[&id]).await?;
-    client.execute(&records, &[&id]).await?;
-    Ok(())
+    Ok((
+        client.execute(&items, &[&id]).await?,
+        client.execute(&records, &[&id]).await?,
+    ))
 }
 
 pub async fn delete_job(client: &impl GenericClient, id: Uuid) -> Result<()> {
