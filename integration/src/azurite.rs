@@ -29,6 +29,11 @@ impl TestContainer {
         })
     }
 
+    /// Deletes the container and every blob in it.
+    pub async fn delete(&self) -> Result<()> {
+        delete_container(&self.endpoint, &self.container).await
+    }
+
     /// An account-key connection string for this Azurite.
     pub fn connection_string(&self) -> String {
         format!(
@@ -50,6 +55,23 @@ pub fn endpoint() -> Result<String> {
 
 /// `PUT {endpoint}/{container}?restype=container`, signed with the dev account's key.
 pub async fn create_container(endpoint: &str, container: &str) -> Result<()> {
+    container_call(reqwest::Method::PUT, endpoint, container, 409).await
+}
+
+/// `DELETE {endpoint}/{container}?restype=container`: Azurite drops the container's blobs
+/// with it (and slows down with every blob it holds, so benchmarks clear what they made).
+pub async fn delete_container(endpoint: &str, container: &str) -> Result<()> {
+    container_call(reqwest::Method::DELETE, endpoint, container, 404).await
+}
+
+/// A container-level REST call signed with the dev account's key; `tolerated` is the one
+/// failure status that means the container is already as asked.
+async fn container_call(
+    method: reqwest::Method,
+    endpoint: &str,
+    container: &str,
+    tolerated: u16,
+) -> Result<()> {
     let date = chrono::Utc::now()
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
@@ -63,12 +85,15 @@ pub async fn create_container(endpoint: &str, container: &str) -> Result<()> {
         None => format!("/{DEV_ACCOUNT}/{container}"),
     };
     let string_to_sign = format!(
-        "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{API_VERSION}\n{resource}\nrestype:container"
+        "{method}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{API_VERSION}\n{resource}\nrestype:container"
     );
     let key = hmac::Key::new(hmac::HMAC_SHA256, &STANDARD.decode(DEV_KEY)?);
     let signature = STANDARD.encode(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
     let response = reqwest::Client::new()
-        .put(format!("{endpoint}/{container}?restype=container"))
+        .request(
+            method.clone(),
+            format!("{endpoint}/{container}?restype=container"),
+        )
         .header("x-ms-date", &date)
         .header("x-ms-version", API_VERSION)
         .header("content-length", "0")
@@ -78,11 +103,11 @@ pub async fn create_container(endpoint: &str, container: &str) -> Result<()> {
         )
         .send()
         .await
-        .with_context(|| format!("creating container {container} on Azurite at {endpoint}"))?;
+        .with_context(|| format!("{method} container {container} on Azurite at {endpoint}"))?;
     let status = response.status();
-    if !status.is_success() && status.as_u16() != 409 {
+    if !status.is_success() && status.as_u16() != tolerated {
         bail!(
-            "Azurite refused to create {container}: {status} {}",
+            "Azurite refused {method} {container}: {status} {}",
             response.text().await?
         );
     }

@@ -105,6 +105,18 @@ impl Place {
         })
     }
 
+    /// Removes the place and everything in it, so it no longer weighs on the next rounds
+    /// (Azurite looks blobs up by scanning every blob of the account).
+    async fn clear(&self) -> Result<()> {
+        match self {
+            Place::Azure {
+                endpoint,
+                container,
+            } => azurite::delete_container(endpoint, container).await,
+            Place::Dir(dir) => Ok(std::fs::remove_dir_all(dir)?),
+        }
+    }
+
     fn new_dir(root: &Path, name: &str) -> Result<Self> {
         let dir = root.join(name);
         let _ = std::fs::remove_dir_all(&dir);
@@ -292,16 +304,22 @@ async fn scenario(
     let objects = format!("artifacts/{}", binding.id);
 
     // Best of ROUNDS each, alternating: this machine is shared and noisy. Each stowage
-    // round migrates everything to a fresh binding; each rclone round copies the same
-    // source objects to a fresh place.
+    // round migrates everything from the previous round's binding to a fresh one; each
+    // rclone round copies the source objects to a fresh place. What a round leaves behind
+    // is cleared once no later round reads it, so every round meets an Azurite holding
+    // about as many blobs as the others.
     let disabled: &[&str] = if azure { &["--disable", "Copy"] } else { &[] };
     let (mut stowage, mut rclone_time) = (Duration::MAX, Duration::MAX);
+    let mut previous: Option<Place> = None;
     for round in 0..ROUNDS {
         let target = match new_place(&place(&format!("target-{round}")))? {
             Some(p) => p,
             None => Place::new_azure().await?,
         };
         stowage = stowage.min(migrate(clients, server, &target, count).await?);
+        if let Some(done) = previous.replace(target) {
+            done.clear().await?;
+        }
         let copy_to = match new_place(&place(&format!("rclone-{round}")))? {
             Some(p) => p,
             None => Place::new_azure().await?,
@@ -315,21 +333,25 @@ async fn scenario(
         .await?;
         println!("  rclone copy of {count}: {:.2} s", took.as_secs_f64());
         rclone_time = rclone_time.min(took);
+        copy_to.clear().await?;
     }
     let rclone_server_side = if azure {
         let server_side = Place::new_azure().await?;
-        Some(
-            rclone(
-                sas_url,
-                &source.rclone(&objects),
-                &server_side.rclone(&objects),
-                &[],
-            )
-            .await?,
+        let took = rclone(
+            sas_url,
+            &source.rclone(&objects),
+            &server_side.rclone(&objects),
+            &[],
         )
+        .await?;
+        server_side.clear().await?;
+        Some(took)
     } else {
         None
     };
+    for place in previous.iter().chain([&source]) {
+        place.clear().await?;
+    }
     Ok(Measured {
         name: format!(
             "{count} × {} {}",
