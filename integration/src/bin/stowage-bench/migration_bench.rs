@@ -34,7 +34,7 @@ use super::server::{Server, common_config, machine_cpu};
 
 const MIB: usize = 1 << 20;
 /// Rounds of each measurement; the best counts.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 struct Clients {
     bindings: BindingServiceClient<Bearer>,
@@ -161,6 +161,24 @@ async fn rclone(sas_url: &str, from: &str, to: &str, extra: &[&str]) -> Result<D
         bail!("rclone failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(start.elapsed())
+}
+
+/// One timed rclone copy of `objects` from `source` to `to`, which is cleared afterwards.
+async fn rclone_round(
+    sas_url: &str,
+    source: &Place,
+    objects: &str,
+    to: Place,
+    extra: &[&str],
+) -> Result<Duration> {
+    let took = rclone(sas_url, &source.rclone(objects), &to.rclone(objects), extra).await?;
+    println!(
+        "  rclone copy {}: {:.2} s",
+        extra.join(" "),
+        took.as_secs_f64()
+    );
+    to.clear().await?;
+    Ok(took)
 }
 
 /// Uploads `count` objects of `size` bytes, `parallel` at a time.
@@ -303,15 +321,26 @@ async fn scenario(
     upload(clients, count, size, if size > MIB { 2 } else { 32 }).await?;
     let objects = format!("artifacts/{}", binding.id);
 
-    // Best of ROUNDS each, alternating: this machine is shared and noisy. Each stowage
-    // round migrates everything from the previous round's binding to a fresh one; each
-    // rclone round copies the source objects to a fresh place. What a round leaves behind
-    // is cleared once no later round reads it, so every round meets an Azurite holding
-    // about as many blobs as the others.
+    // Best of ROUNDS each, taking turns at going first: this machine is shared and noisy.
+    // Each stowage round migrates everything from the previous round's binding to a fresh
+    // one; each rclone round copies the source objects to a fresh place. What a round
+    // leaves behind is cleared once no later round reads it, so every round meets an
+    // Azurite holding about as many blobs as the others.
     let disabled: &[&str] = if azure { &["--disable", "Copy"] } else { &[] };
     let (mut stowage, mut rclone_time) = (Duration::MAX, Duration::MAX);
     let mut previous: Option<Place> = None;
     for round in 0..ROUNDS {
+        let new_copy_place = || async {
+            match new_place(&place(&format!("rclone-{round}")))? {
+                Some(p) => Ok::<_, anyhow::Error>(p),
+                None => Place::new_azure().await,
+            }
+        };
+        if round % 2 == 1 {
+            let to = new_copy_place().await?;
+            rclone_time =
+                rclone_time.min(rclone_round(sas_url, &source, &objects, to, disabled).await?);
+        }
         let target = match new_place(&place(&format!("target-{round}")))? {
             Some(p) => p,
             None => Place::new_azure().await?,
@@ -320,32 +349,15 @@ async fn scenario(
         if let Some(done) = previous.replace(target) {
             done.clear().await?;
         }
-        let copy_to = match new_place(&place(&format!("rclone-{round}")))? {
-            Some(p) => p,
-            None => Place::new_azure().await?,
-        };
-        let took = rclone(
-            sas_url,
-            &source.rclone(&objects),
-            &copy_to.rclone(&objects),
-            disabled,
-        )
-        .await?;
-        println!("  rclone copy of {count}: {:.2} s", took.as_secs_f64());
-        rclone_time = rclone_time.min(took);
-        copy_to.clear().await?;
+        if round % 2 == 0 {
+            let to = new_copy_place().await?;
+            rclone_time =
+                rclone_time.min(rclone_round(sas_url, &source, &objects, to, disabled).await?);
+        }
     }
     let rclone_server_side = if azure {
-        let server_side = Place::new_azure().await?;
-        let took = rclone(
-            sas_url,
-            &source.rclone(&objects),
-            &server_side.rclone(&objects),
-            &[],
-        )
-        .await?;
-        server_side.clear().await?;
-        Some(took)
+        let to = Place::new_azure().await?;
+        Some(rclone_round(sas_url, &source, &objects, to, &[]).await?)
     } else {
         None
     };
