@@ -29,11 +29,6 @@ impl TestContainer {
         })
     }
 
-    /// Deletes the container and every blob in it.
-    pub async fn delete(&self) -> Result<()> {
-        delete_container(&self.endpoint, &self.container).await
-    }
-
     /// An account-key connection string for this Azurite.
     pub fn connection_string(&self) -> String {
         format!(

@@ -95,18 +95,7 @@ pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
 
 /// A run, scoped to an organization unless `org` is `None` (the runner).
 pub async fn get(client: &impl GenericClient, org: Option<&str>, id: Uuid) -> Result<Option<Run>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.runs
-             where id = $1 and ($2::text is null or organization_id = $2)"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&id, &org])
-        .await?
-        .as_ref()
-        .map(run)
-        .transpose()
+    select_one(client, org, id, "").await
 }
 
 /// Reads and row-locks a run. Every transaction that changes a run's items locks the run
@@ -116,10 +105,20 @@ pub async fn get_for_update(
     org: Option<&str>,
     id: Uuid,
 ) -> Result<Option<Run>> {
+    select_one(client, org, id, "for update").await
+}
+
+/// One run by id, with `locking` (empty or a locking clause) appended to the query.
+async fn select_one(
+    client: &impl GenericClient,
+    org: Option<&str>,
+    id: Uuid,
+    locking: &str,
+) -> Result<Option<Run>> {
     let statement = client
         .prepare_cached(&format!(
             "select {COLUMNS} from migration.runs
-             where id = $1 and ($2::text is null or organization_id = $2) for update"
+             where id = $1 and ($2::text is null or organization_id = $2) {locking}"
         ))
         .await?;
     client

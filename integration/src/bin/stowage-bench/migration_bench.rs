@@ -117,6 +117,15 @@ impl Place {
         }
     }
 
+    /// A fresh place named `name`: a new Azurite container, or a directory under `root`.
+    async fn fresh(azure: bool, root: &Path, name: &str) -> Result<Self> {
+        if azure {
+            Self::new_azure().await
+        } else {
+            Self::new_dir(root, name)
+        }
+    }
+
     fn new_dir(root: &Path, name: &str) -> Result<Self> {
         let dir = root.join(name);
         let _ = std::fs::remove_dir_all(&dir);
@@ -296,16 +305,10 @@ async fn scenario(
     count: usize,
     size: usize,
 ) -> Result<Measured> {
-    let new_place = |name: &str| -> Result<Option<Place>> {
-        (!azure).then(|| Place::new_dir(root, name)).transpose()
-    };
     let tag = format!("{}-{count}x{size}", if azure { "azure" } else { "file" });
     let clients = &mut Clients::new(&server.channel, minter, &tag)?;
     let place = |suffix: &str| format!("{tag}-{suffix}");
-    let source = match new_place(&place("source"))? {
-        Some(p) => p,
-        None => Place::new_azure().await?,
-    };
+    let source = Place::fresh(azure, root, &place("source")).await?;
     let binding = clients
         .bindings
         .create_binding(source.binding("source"))
@@ -330,29 +333,19 @@ async fn scenario(
     let (mut stowage, mut rclone_time) = (Duration::MAX, Duration::MAX);
     let mut previous: Option<Place> = None;
     for round in 0..ROUNDS {
-        let new_copy_place = || async {
-            match new_place(&place(&format!("rclone-{round}")))? {
-                Some(p) => Ok::<_, anyhow::Error>(p),
-                None => Place::new_azure().await,
+        let rclone_first = round % 2 == 1;
+        for rclone_turn in [rclone_first, !rclone_first] {
+            if rclone_turn {
+                let to = Place::fresh(azure, root, &place(&format!("rclone-{round}"))).await?;
+                let took = rclone_round(sas_url, &source, &objects, to, disabled).await?;
+                rclone_time = rclone_time.min(took);
+            } else {
+                let target = Place::fresh(azure, root, &place(&format!("target-{round}"))).await?;
+                stowage = stowage.min(migrate(clients, server, &target, count).await?);
+                if let Some(done) = previous.replace(target) {
+                    done.clear().await?;
+                }
             }
-        };
-        if round % 2 == 1 {
-            let to = new_copy_place().await?;
-            rclone_time =
-                rclone_time.min(rclone_round(sas_url, &source, &objects, to, disabled).await?);
-        }
-        let target = match new_place(&place(&format!("target-{round}")))? {
-            Some(p) => p,
-            None => Place::new_azure().await?,
-        };
-        stowage = stowage.min(migrate(clients, server, &target, count).await?);
-        if let Some(done) = previous.replace(target) {
-            done.clear().await?;
-        }
-        if round % 2 == 0 {
-            let to = new_copy_place().await?;
-            rclone_time =
-                rclone_time.min(rclone_round(sas_url, &source, &objects, to, disabled).await?);
         }
     }
     let rclone_server_side = if azure {
