@@ -145,13 +145,12 @@ pub async fn eligible(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Sets the archive marker and deletes the hot rows; returns how many scan items and file
-/// records were deleted.
+/// Sets the archive marker; the archive deleted the rows as it read them.
 pub async fn mark_archived(
     client: &impl GenericClient,
     id: Uuid,
     info: &ArchiveInfo,
-) -> Result<(u64, u64)> {
+) -> Result<()> {
     let statement = client
         .prepare_cached(
             "update archive.scan_jobs set archived_at = $2, archive_blob_key = $3,
@@ -179,7 +178,7 @@ pub async fn mark_archived(
             ],
         )
         .await?;
-    delete_rows(client, id).await
+    Ok(())
 }
 
 /// Clears the archive marker; restoring counts as activity.
@@ -198,18 +197,28 @@ pub async fn mark_hot(client: &impl GenericClient, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a job's hot rows; returns how many scan items and file records went.
-pub async fn delete_rows(client: &impl GenericClient, id: Uuid) -> Result<(u64, u64)> {
+/// Whether any hot row of the job is left.
+pub async fn has_rows(client: &impl GenericClient, id: Uuid) -> Result<bool> {
+    let statement = client
+        .prepare_cached(
+            "select exists (select from archive.scan_items where job_id = $1)
+                 or exists (select from archive.file_records where job_id = $1)",
+        )
+        .await?;
+    Ok(client.query_one(&statement, &[&id]).await?.get(0))
+}
+
+/// Deletes a job's hot rows.
+async fn delete_rows(client: &impl GenericClient, id: Uuid) -> Result<()> {
     let items = client
         .prepare_cached("delete from archive.scan_items where job_id = $1")
         .await?;
     let records = client
         .prepare_cached("delete from archive.file_records where job_id = $1")
         .await?;
-    Ok((
-        client.execute(&items, &[&id]).await?,
-        client.execute(&records, &[&id]).await?,
-    ))
+    client.execute(&items, &[&id]).await?;
+    client.execute(&records, &[&id]).await?;
+    Ok(())
 }
 
 pub async fn delete_job(client: &impl GenericClient, id: Uuid) -> Result<()> {
@@ -222,11 +231,15 @@ pub async fn delete_job(client: &impl GenericClient, id: Uuid) -> Result<()> {
 }
 
 /// Records activity on a job, resetting its retention clock.
-pub async fn touch(client: &impl GenericClient, tenant: &str, id: Uuid) -> Result<Option<Job>> {
+pub async fn touch(
+    client: &impl GenericClient,
+    tenant: Option<&str>,
+    id: Uuid,
+) -> Result<Option<Job>> {
     let statement = client
         .prepare_cached(&format!(
             "update archive.scan_jobs set last_activity_at = now()
-             where id = $1 and tenant_id = $2 returning {COLUMNS}"
+             where id = $1 and ($2::text is null or tenant_id = $2) returning {COLUMNS}"
         ))
         .await?;
     client

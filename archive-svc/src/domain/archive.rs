@@ -1,8 +1,11 @@
-//! Archiving a job: stream its rows out with binary COPY from one snapshot, encode them as
-//! the JSON payload, compress, and write them through the verified encrypted layer; then,
-//! in one transaction, re-check that the job is still eligible and untouched, set the
-//! archive marker and delete the rows. A failure anywhere leaves the rows hot; a stray blob
-//! from a failed attempt is overwritten by the next one.
+//! Archiving a job, in one transaction: delete its rows with binary
+//! `COPY (DELETE … RETURNING …) TO STDOUT`, encode what the deletes return as the JSON
+//! payload, compress, and write it through the verified encrypted layer; then re-check that
+//! the job is still eligible and untouched, set the archive marker and commit. The rows
+//! archived are by construction the rows deleted, and PostgreSQL deletes them while
+//! archive-svc encodes, compresses and uploads, rather than after the upload. A failure
+//! anywhere drops the transaction, so the rows stay hot; a stray blob from a failed attempt
+//! is overwritten by the next one.
 
 use std::io::Write;
 
@@ -11,7 +14,7 @@ use chrono::Utc;
 use futures::{StreamExt, pin_mut};
 use stowage_shared::blob::{BlobKey, ObjectError};
 use tokio::sync::mpsc;
-use tokio_postgres::{IsolationLevel, binary_copy::BinaryCopyOutStream};
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
@@ -34,7 +37,8 @@ pub const ROWS_DIGEST_KEY: &str = "rowsDigest";
 /// zstd level of new archives. Archiving is CPU-bound on both sides of the COPY, so the
 /// compressor must stay cheap: on the seeded million-row payload level 1 takes half the
 /// time of level 3 and, because these rows repeat their neighbours rather than distant
-/// rows, also stores less (56.2 against 59.8 bytes a row).
+/// rows, also stores less (56.2 against 59.8 bytes a row). The lazy searches that store
+/// 53.5 take three times as long, and the archive twice its baseline (BENCHMARKS.md).
 const ZSTD_LEVEL: i32 = 1;
 /// zstd hash table size (log2 entries) of new archives: a small table keeps only recent
 /// positions, which suits rows that mostly repeat the previous few rows, and is faster.
@@ -179,14 +183,11 @@ impl Archiver {
         objects: stowage_shared::blob::EncryptedStore,
         started: std::time::Instant,
     ) -> Result<Archived> {
-        // One snapshot for the job and both tables.
-        let snapshot = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let job = db::jobs::get(&snapshot, tenant, job_id)
+        // One transaction deletes the rows as it reads them and commits only once the blob
+        // holding them is written and verified. It holds their row locks until then; the
+        // job row is locked only at the end, so a TouchJob meanwhile is seen, not blocked.
+        let tx = client.transaction().await?;
+        let job = db::jobs::get(&tx, tenant, job_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
         self.check_eligible(&job, mode)?;
@@ -206,10 +207,9 @@ impl Archiver {
             let mut out = JsonOut::new(json_tx);
             out.push(b"{");
             let mut digest = RowsDigest::default();
-            let items = stream_rows::<ScanItem>(&snapshot, job_id, &mut out, &mut digest).await?;
+            let items = take_rows::<ScanItem>(&tx, job_id, &mut out, &mut digest).await?;
             out.push(b",");
-            let records =
-                stream_rows::<FileRecord>(&snapshot, job_id, &mut out, &mut digest).await?;
+            let records = take_rows::<FileRecord>(&tx, job_id, &mut out, &mut digest).await?;
             // The blob carries its own rows digest, so it proves itself without the job row.
             out.push(
                 format!(
@@ -235,7 +235,6 @@ impl Archiver {
         };
         let (items, records, digest, json_bytes) = produced;
         compressed.map_err(|e| Error::Internal(format!("compression failed: {e}")))?;
-        snapshot.commit().await?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "rows written and verified"
@@ -254,29 +253,21 @@ impl Archiver {
             rows_digest: Some(digest.to_bytes()),
         };
 
-        // Commit only if nothing changed since the snapshot.
-        let tx = client.transaction().await?;
+        // Commit only if nothing changed since the job was read.
         let current = db::jobs::get_for_update(&tx, None, job_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id} (deleted while archiving)")))?;
         let untouched = current.status == job.status
             && current.last_activity_at == job.last_activity_at
             && current.terminal_at == job.terminal_at;
-        let touched = || {
-            Error::FailedPrecondition(format!(
+        // Rows written after the deletes began would stay behind an archived job.
+        if !untouched || db::jobs::has_rows(&tx, job_id).await? {
+            return Err(Error::FailedPrecondition(format!(
                 "job {job_id} was touched while it was being archived; it stays hot"
-            ))
-        };
-        if !untouched {
-            return Err(touched());
+            )));
         }
         self.check_eligible(&current, mode)?;
-        // The rows deleted must be the rows archived: a count that differs means rows came
-        // or went since the snapshot, and dropping the transaction keeps them all hot.
-        let deleted = db::jobs::mark_archived(&tx, job_id, &info).await?;
-        if deleted != (items as u64, records as u64) {
-            return Err(touched());
-        }
+        db::jobs::mark_archived(&tx, job_id, &info).await?;
         tx.commit().await?;
         tracing::info!(
             rows = items + records,
@@ -342,17 +333,18 @@ impl JsonOut {
     }
 }
 
-/// Writes `"key":[row,row,…]` for every row of `R` of the job; returns the row count.
-async fn stream_rows<R: Row>(
+/// Deletes every row of `R` of the job and writes them as `"key":[row,row,…]`; returns the
+/// row count. The deletes take effect only if the caller's transaction commits.
+async fn take_rows<R: Row>(
     client: &deadpool_postgres::Transaction<'_>,
     job_id: Uuid,
     out: &mut JsonOut,
     digest: &mut RowsDigest,
 ) -> Result<i64> {
     let copy = format!(
-        "copy (select {} from {} where job_id = '{job_id}') to stdout (format binary)",
-        R::COLUMNS,
-        R::TABLE
+        "copy (delete from {} where job_id = '{job_id}' returning {}) to stdout (format binary)",
+        R::TABLE,
+        R::COLUMNS
     );
     let stream = client.copy_out(&copy).await?;
     let rows = BinaryCopyOutStream::new(stream, R::TYPES);

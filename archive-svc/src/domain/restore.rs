@@ -1,7 +1,9 @@
 //! Restoring a job: fetch its blob, decrypt, decompress, parse the JSON as a stream and
 //! bulk-insert the rows with binary COPY, check row counts and the rows digest, and clear
 //! the archive marker, all in one transaction: every row or none. The job's row lock makes
-//! concurrent restores insert once; restoring a hot job is a successful no-op.
+//! concurrent restores insert once. Restoring a hot job inserts nothing and succeeds; it
+//! records activity, since the caller is about to use the rows, so an archive of the job in
+//! flight rolls back rather than take the rows from under the caller.
 
 use std::{fmt, io::Read};
 
@@ -82,6 +84,10 @@ impl Restorer {
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
         let Some(info) = job.archive else {
+            // The caller is about to use the rows: that is activity. An archive of this job
+            // still in flight sees it at its final check and rolls its deletes back.
+            db::jobs::touch(&tx, None, job_id).await?;
+            tx.commit().await?;
             let done = Progress {
                 phase: Phase::Done,
                 rows_done: 0,

@@ -156,7 +156,7 @@ impl Archives {
 
     pub async fn touch(&self, caller: &Principal, id: Uuid) -> Result<Job> {
         let client = self.pool.get().await?;
-        db::jobs::touch(&client, &caller.organization, id)
+        db::jobs::touch(&client, Some(&caller.organization), id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))
     }

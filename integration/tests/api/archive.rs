@@ -422,6 +422,156 @@ async fn activity_resets_the_retention_clock() {
     app.stop().await.unwrap();
 }
 
+/// Waits (up to 10 s) until `count` sessions of the test database wait on a lock.
+async fn wait_for_lock_waiters(db: &tokio_postgres::Client, count: i64) {
+    for _ in 0..200 {
+        let row = db
+            .query_one(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{count} sessions never waited on a lock");
+}
+
+#[tokio::test]
+async fn restoring_a_hot_job_records_activity() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 3, 2)
+        .await
+        .unwrap();
+    let user = app.token("acme", &[Role::Member]);
+    let mut client = app.archive(Some(&user)).await;
+    let seen = restore(&mut client, job).await.unwrap();
+    assert!(seen.last().unwrap().already_hot);
+    let state = client
+        .get_job_archive(pb::GetJobArchiveRequest {
+            job_id: job.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let eligible = state.eligible_time.unwrap();
+    let in_days = (eligible.seconds - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
+    assert!(
+        (13.9..=14.0).contains(&in_days),
+        "eligible again in {in_days} days"
+    );
+    assert!(archive_due(&app, 100).await.is_empty());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_row_write_during_an_archive_waits_and_lands_on_hot_rows() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 30, 40)
+        .await
+        .unwrap();
+    // Hold the job's row lock so the archive stops at its final re-check, its deletes done.
+    let mut blocker = app.db.client().await.unwrap();
+    let tx = blocker.transaction().await.unwrap();
+    tx.execute(
+        "select 1 from archive.scan_jobs where id = $1 for update",
+        &[&job],
+    )
+    .await
+    .unwrap();
+    let admin = app.token("acme", &[Role::SuperAdmin]);
+    let mut client = app.archive_admin(Some(&admin)).await;
+    let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
+    wait_for_lock_waiters(&db, 1).await;
+    // A retry writes the job's rows: it waits on the rows the archive has deleted.
+    let writer = app.db.client().await.unwrap();
+    let write = tokio::spawn(async move {
+        writer
+            .execute(
+                "update archive.file_records set attempts = attempts + 1 where job_id = $1",
+                &[&job],
+            )
+            .await
+    });
+    wait_for_lock_waiters(&db, 2).await;
+    // The retry's RestoreJob records activity: the archive rolls back and the write lands.
+    tx.execute(
+        "update archive.scan_jobs set last_activity_at = now() where id = $1",
+        &[&job],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let refused = archive.await.unwrap().unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
+    assert_eq!(write.await.unwrap().unwrap(), 40, "every record updated");
+    let (_, items, records) = scans::table_digest(&db, job).await.unwrap();
+    assert_eq!((items, records), (30, 40), "rows stay hot");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_archive_whose_connection_dies_before_commit_leaves_every_row_hot() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 300, 200)
+        .await
+        .unwrap();
+    let before = scans::table_digest(&db, job).await.unwrap();
+    // Hold the job's row lock: the archive stops at its final check, rows deleted, blob
+    // written; then its session dies, as it would with the process.
+    let mut blocker = app.db.client().await.unwrap();
+    let tx = blocker.transaction().await.unwrap();
+    tx.execute(
+        "select 1 from archive.scan_jobs where id = $1 for update",
+        &[&job],
+    )
+    .await
+    .unwrap();
+    let admin = app.token("acme", &[Role::SuperAdmin]);
+    let mut client = app.archive_admin(Some(&admin)).await;
+    let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
+    wait_for_lock_waiters(&db, 1).await;
+    let killed = db
+        .query_one(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.get::<_, i64>(0), 1);
+    assert!(archive.await.unwrap().is_err());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        scans::table_digest(&db, job).await.unwrap(),
+        before,
+        "every row hot and unchanged"
+    );
+
+    // The next archive overwrites the stray blob and restores losslessly.
+    let mut client = app.archive_admin(Some(&admin)).await;
+    let archived = client.archive_job(archive_request(job)).await.unwrap();
+    assert_eq!(archived.into_inner().state(), pb::ArchiveState::Archived);
+    let user = app.token("acme", &[Role::Member]);
+    restore(&mut app.archive(Some(&user)).await, job)
+        .await
+        .unwrap();
+    assert_eq!(scans::table_digest(&db, job).await.unwrap(), before);
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn an_archive_racing_a_touch_leaves_the_job_hot() {
     let app = spawn_app().await.unwrap();
@@ -441,23 +591,7 @@ async fn an_archive_racing_a_touch_leaves_the_job_hot() {
     let admin = app.token("acme", &[Role::SuperAdmin]);
     let mut client = app.archive_admin(Some(&admin)).await;
     let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
-    let mut waiting = false;
-    for _ in 0..200 {
-        let row = db
-            .query_one(
-                "select count(*) from pg_stat_activity
-                 where datname = current_database() and wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap();
-        if row.get::<_, i64>(0) > 0 {
-            waiting = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(waiting, "the archive never reached its final check");
+    wait_for_lock_waiters(&db, 1).await;
     // The user touches the job while it is being archived.
     tx.execute(
         "update archive.scan_jobs set last_activity_at = now() where id = $1",
