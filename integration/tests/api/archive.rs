@@ -412,14 +412,19 @@ async fn activity_resets_the_retention_clock() {
         .await
         .unwrap()
         .into_inner();
-    let eligible = touched.eligible_time.unwrap();
+    assert_clock_restarted(&app, &touched).await;
+    app.stop().await.unwrap();
+}
+
+/// The job is eligible again a full COMPLETED window (14 days) from now, so not due now.
+async fn assert_clock_restarted(app: &stowage_integration::TestApp, state: &pb::JobArchive) {
+    let eligible = state.eligible_time.clone().unwrap();
     let in_days = (eligible.seconds - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
     assert!(
         (13.9..=14.0).contains(&in_days),
         "eligible again in {in_days} days"
     );
-    assert!(archive_due(&app, 100).await.is_empty());
-    app.stop().await.unwrap();
+    assert!(archive_due(app, 100).await.is_empty());
 }
 
 /// Waits (up to 10 s) until `count` sessions of the test database wait on a lock.
@@ -441,6 +446,53 @@ async fn wait_for_lock_waiters(db: &tokio_postgres::Client, count: i64) {
     panic!("{count} sessions never waited on a lock");
 }
 
+/// An admin `ArchiveJob` call in flight.
+type HeldArchive = tokio::task::JoinHandle<Result<tonic::Response<pb::JobArchive>, tonic::Status>>;
+
+/// Starts an admin archive of `job` while another session holds the job's row lock, and
+/// returns once the archive waits on it: at its final check, rows deleted and blob written.
+/// The holder (in an open transaction) decides what the archive then sees.
+async fn archive_held_at_final_check(
+    app: &stowage_integration::TestApp,
+    db: &tokio_postgres::Client,
+    job: uuid::Uuid,
+) -> (tokio_postgres::Client, HeldArchive) {
+    let blocker = app.db.client().await.unwrap();
+    blocker
+        .batch_execute(&format!(
+            "begin; select 1 from archive.scan_jobs where id = '{job}' for update"
+        ))
+        .await
+        .unwrap();
+    let admin = app.token("acme", &[Role::SuperAdmin]);
+    let mut client = app.archive_admin(Some(&admin)).await;
+    let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
+    wait_for_lock_waiters(db, 1).await;
+    (blocker, archive)
+}
+
+/// Touches the job through the session holding its row lock, commits, and checks that the
+/// held archive then refuses: it saw the activity and rolled back.
+async fn touch_and_see_the_archive_roll_back(
+    blocker: tokio_postgres::Client,
+    archive: HeldArchive,
+    job: uuid::Uuid,
+) {
+    blocker
+        .batch_execute(&format!(
+            "update archive.scan_jobs set last_activity_at = now() where id = '{job}'; commit"
+        ))
+        .await
+        .unwrap();
+    let refused = archive.await.unwrap().unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
+}
+
 #[tokio::test]
 async fn restoring_a_hot_job_records_activity() {
     let app = spawn_app().await.unwrap();
@@ -459,13 +511,7 @@ async fn restoring_a_hot_job_records_activity() {
         .await
         .unwrap()
         .into_inner();
-    let eligible = state.eligible_time.unwrap();
-    let in_days = (eligible.seconds - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
-    assert!(
-        (13.9..=14.0).contains(&in_days),
-        "eligible again in {in_days} days"
-    );
-    assert!(archive_due(&app, 100).await.is_empty());
+    assert_clock_restarted(&app, &state).await;
     app.stop().await.unwrap();
 }
 
@@ -476,19 +522,7 @@ async fn a_row_write_during_an_archive_waits_and_lands_on_hot_rows() {
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 30, 40)
         .await
         .unwrap();
-    // Hold the job's row lock so the archive stops at its final re-check, its deletes done.
-    let mut blocker = app.db.client().await.unwrap();
-    let tx = blocker.transaction().await.unwrap();
-    tx.execute(
-        "select 1 from archive.scan_jobs where id = $1 for update",
-        &[&job],
-    )
-    .await
-    .unwrap();
-    let admin = app.token("acme", &[Role::SuperAdmin]);
-    let mut client = app.archive_admin(Some(&admin)).await;
-    let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
-    wait_for_lock_waiters(&db, 1).await;
+    let (blocker, archive) = archive_held_at_final_check(&app, &db, job).await;
     // A retry writes the job's rows: it waits on the rows the archive has deleted.
     let writer = app.db.client().await.unwrap();
     let write = tokio::spawn(async move {
@@ -501,20 +535,7 @@ async fn a_row_write_during_an_archive_waits_and_lands_on_hot_rows() {
     });
     wait_for_lock_waiters(&db, 2).await;
     // The retry's RestoreJob records activity: the archive rolls back and the write lands.
-    tx.execute(
-        "update archive.scan_jobs set last_activity_at = now() where id = $1",
-        &[&job],
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    let refused = archive.await.unwrap().unwrap_err();
-    assert_eq!(
-        refused.code(),
-        Code::FailedPrecondition,
-        "{}",
-        refused.message()
-    );
+    touch_and_see_the_archive_roll_back(blocker, archive, job).await;
     assert_eq!(write.await.unwrap().unwrap(), 40, "every record updated");
     let (_, items, records) = scans::table_digest(&db, job).await.unwrap();
     assert_eq!((items, records), (30, 40), "rows stay hot");
@@ -529,20 +550,9 @@ async fn an_archive_whose_connection_dies_before_commit_leaves_every_row_hot() {
         .await
         .unwrap();
     let before = scans::table_digest(&db, job).await.unwrap();
-    // Hold the job's row lock: the archive stops at its final check, rows deleted, blob
-    // written; then its session dies, as it would with the process.
-    let mut blocker = app.db.client().await.unwrap();
-    let tx = blocker.transaction().await.unwrap();
-    tx.execute(
-        "select 1 from archive.scan_jobs where id = $1 for update",
-        &[&job],
-    )
-    .await
-    .unwrap();
-    let admin = app.token("acme", &[Role::SuperAdmin]);
-    let mut client = app.archive_admin(Some(&admin)).await;
-    let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
-    wait_for_lock_waiters(&db, 1).await;
+    // The archive stops at its final check, rows deleted, blob written; then its session
+    // dies, as it would with the process.
+    let (blocker, archive) = archive_held_at_final_check(&app, &db, job).await;
     let killed = db
         .query_one(
             "select count(pg_terminate_backend(pid)) from pg_stat_activity
@@ -553,7 +563,7 @@ async fn an_archive_whose_connection_dies_before_commit_leaves_every_row_hot() {
         .unwrap();
     assert_eq!(killed.get::<_, i64>(0), 1);
     assert!(archive.await.unwrap().is_err());
-    tx.commit().await.unwrap();
+    blocker.batch_execute("commit").await.unwrap();
     assert_eq!(
         scans::table_digest(&db, job).await.unwrap(),
         before,
@@ -561,6 +571,7 @@ async fn an_archive_whose_connection_dies_before_commit_leaves_every_row_hot() {
     );
 
     // The next archive overwrites the stray blob and restores losslessly.
+    let admin = app.token("acme", &[Role::SuperAdmin]);
     let mut client = app.archive_admin(Some(&admin)).await;
     let archived = client.archive_job(archive_request(job)).await.unwrap();
     assert_eq!(archived.into_inner().state(), pb::ArchiveState::Archived);
@@ -579,34 +590,9 @@ async fn an_archive_racing_a_touch_leaves_the_job_hot() {
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 50, 50)
         .await
         .unwrap();
-    // Hold the job's row lock so the archive stops at its final re-check.
-    let mut blocker = app.db.client().await.unwrap();
-    let tx = blocker.transaction().await.unwrap();
-    tx.execute(
-        "select 1 from archive.scan_jobs where id = $1 for update",
-        &[&job],
-    )
-    .await
-    .unwrap();
-    let admin = app.token("acme", &[Role::SuperAdmin]);
-    let mut client = app.archive_admin(Some(&admin)).await;
-    let archive = tokio::spawn(async move { client.archive_job(archive_request(job)).await });
-    wait_for_lock_waiters(&db, 1).await;
+    let (blocker, archive) = archive_held_at_final_check(&app, &db, job).await;
     // The user touches the job while it is being archived.
-    tx.execute(
-        "update archive.scan_jobs set last_activity_at = now() where id = $1",
-        &[&job],
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    let refused = archive.await.unwrap().unwrap_err();
-    assert_eq!(
-        refused.code(),
-        Code::FailedPrecondition,
-        "{}",
-        refused.message()
-    );
+    touch_and_see_the_archive_roll_back(blocker, archive, job).await;
     assert_eq!(
         scans::table_digest(&db, job).await.unwrap().1,
         50,
