@@ -418,7 +418,7 @@ async fn activity_resets_the_retention_clock() {
 
 /// The job is eligible again a full COMPLETED window (14 days) from now, so not due now.
 async fn assert_clock_restarted(app: &stowage_integration::TestApp, state: &pb::JobArchive) {
-    let eligible = state.eligible_time.clone().unwrap();
+    let eligible = state.eligible_time.unwrap();
     let in_days = (eligible.seconds - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
     assert!(
         (13.9..=14.0).contains(&in_days),
