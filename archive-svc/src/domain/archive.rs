@@ -37,7 +37,7 @@ pub const ROWS_DIGEST_KEY: &str = "rowsDigest";
 /// zstd level of new archives. Archiving is CPU-bound on both sides of the COPY, so the
 /// compressor must stay cheap: on the seeded million-row payload level 1 takes half the
 /// time of level 3 and, because these rows repeat their neighbours rather than distant
-/// rows, also stores less (56.2 against 59.8 bytes a row). The lazy searches that store
+/// rows, also stores less (56.2 against 59.4 bytes a row). The lazy searches that store
 /// 53.5 take three times as long, and the archive twice its baseline (BENCHMARKS.md).
 const ZSTD_LEVEL: i32 = 1;
 /// zstd hash table size (log2 entries) of new archives: a small table keeps only recent
