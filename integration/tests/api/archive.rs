@@ -534,7 +534,8 @@ async fn a_row_write_during_an_archive_waits_and_lands_on_hot_rows() {
             .await
     });
     wait_for_lock_waiters(&db, 2).await;
-    // The retry's RestoreJob records activity: the archive rolls back and the write lands.
+    // Activity on the job (what the retry's RestoreJob records): the archive rolls back
+    // and the write lands.
     touch_and_see_the_archive_roll_back(blocker, archive, job).await;
     assert_eq!(write.await.unwrap().unwrap(), 40, "every record updated");
     let (_, items, records) = scans::table_digest(&db, job).await.unwrap();

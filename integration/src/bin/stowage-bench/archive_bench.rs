@@ -29,6 +29,19 @@ const RECORDS: &str = "job_id, id, scan_item_id, source_path, destination_path, 
 /// the tables in the same state.
 const VACUUM: &str = "vacuum analyze archive.scan_items;\nvacuum analyze archive.file_records;\n";
 
+/// A psql script that opens a transaction, binary-COPYs each query's rows to its file, then
+/// runs `end` (which closes the transaction).
+fn copy_out_script(queries: [String; 2], files: [&Path; 2], end: &str) -> String {
+    let mut script = String::from("begin;\n");
+    for (query, file) in queries.iter().zip(files) {
+        script += &format!(
+            "\\copy ({query}) to '{}' with (format binary)\n",
+            file.display()
+        );
+    }
+    script + end
+}
+
 /// Runs a psql script (through a file, so `\\copy` lines work) and times it.
 async fn psql(url: &str, script: &str, dir: &Path) -> Result<Duration> {
     let file = dir.join("script.sql");
@@ -110,13 +123,16 @@ pub async fn run(rows: u64) -> Result<()> {
         // Baseline archive: binary COPY TO a client file, then DELETE, in one transaction.
         let out = psql(
             &db.url,
-            &format!(
-                "begin;\n\\copy (select {ITEMS} from archive.scan_items where job_id = '{job}') to '{}' with (format binary)\n\
-                 \\copy (select {RECORDS} from archive.file_records where job_id = '{job}') to '{}' with (format binary)\n\
-                 delete from archive.scan_items where job_id = '{job}';\n\
-                 delete from archive.file_records where job_id = '{job}';\ncommit;\n",
-                items_file.display(),
-                records_file.display()
+            &copy_out_script(
+                [
+                    format!("select {ITEMS} from archive.scan_items where job_id = '{job}'"),
+                    format!("select {RECORDS} from archive.file_records where job_id = '{job}'"),
+                ],
+                [&items_file, &records_file],
+                &format!(
+                    "delete from archive.scan_items where job_id = '{job}';\n\
+                     delete from archive.file_records where job_id = '{job}';\ncommit;\n"
+                ),
             ),
             &dir,
         )
@@ -138,12 +154,15 @@ pub async fn run(rows: u64) -> Result<()> {
         // deletes return, rolled back (so the rows need no restore).
         let single = psql(
             &db.url,
-            &format!(
-                "begin;\n\\copy (delete from archive.scan_items where job_id = '{job}' returning {ITEMS}) to '{}' with (format binary)\n\
-                 \\copy (delete from archive.file_records where job_id = '{job}' returning {RECORDS}) to '{}' with (format binary)\n\
-                 rollback;\n",
-                items_file.display(),
-                records_file.display()
+            &copy_out_script(
+                [
+                    format!("delete from archive.scan_items where job_id = '{job}' returning {ITEMS}"),
+                    format!(
+                        "delete from archive.file_records where job_id = '{job}' returning {RECORDS}"
+                    ),
+                ],
+                [&items_file, &records_file],
+                "rollback;\n",
             ),
             &dir,
         )
