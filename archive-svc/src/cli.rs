@@ -74,6 +74,7 @@ pub async fn archive(
         job_id: job.to_owned(),
         reason: reason.to_owned(),
         compression: pb::Compression::Zstd.into(),
+        request_id: String::new(),
     };
     let archived = ArchiveAdminServiceClient::new(channel)
         .archive_job(authorized(request, &authorization)?)

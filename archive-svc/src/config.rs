@@ -1,12 +1,16 @@
 //! archive-svc configuration: the common sections (gRPC on 50052, metrics on 9452) and
-//! `[archive]`: retention per terminal status, the schedule, and the store used until an
-//! admin sets one in `admin_config`.
+//! `[archive]`: retention per terminal status, the schedule, the store that becomes store
+//! version 1 when there is none yet, and how often blobs of deleted or moved jobs are
+//! swept.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use stowage_shared::config::{self, Common};
+use stowage_shared::{
+    blob::StoreOptions,
+    config::{self, Common, humantime_secs},
+};
 
 use crate::domain::{jobs::JobStatus, policy::RetentionPolicy};
 
@@ -42,9 +46,19 @@ pub struct ArchiveConfig {
     pub schedule: String,
     #[serde(default = "default_jobs_per_tick")]
     pub jobs_per_tick: u32,
-    /// The archive store until `SetArchiveStore` writes one to `admin_config`.
+    /// Becomes archive store version 1 at start when no version exists yet; later stores
+    /// are added with `SetArchiveStore`.
     #[serde(default)]
     pub default_store: Option<ArchiveStoreConfig>,
+    /// How often blobs of deleted and moved jobs that could not be deleted at once are
+    /// tried again (also the first retry's backoff, growing with each failure).
+    #[serde(default = "default_sweep_interval", with = "humantime_secs")]
+    pub sweep_interval: Duration,
+    /// Retries of one archive store request (object_store's own, with backoff).
+    #[serde(default = "default_store_retries")]
+    pub store_retries: usize,
+    #[serde(default = "default_store_retry_timeout", with = "humantime_secs")]
+    pub store_retry_timeout: Duration,
 }
 
 impl Default for ArchiveConfig {
@@ -54,6 +68,9 @@ impl Default for ArchiveConfig {
             schedule: default_schedule(),
             jobs_per_tick: default_jobs_per_tick(),
             default_store: None,
+            sweep_interval: default_sweep_interval(),
+            store_retries: default_store_retries(),
+            store_retry_timeout: default_store_retry_timeout(),
         }
     }
 }
@@ -63,6 +80,14 @@ impl ArchiveConfig {
     pub fn policy(&self) -> Result<RetentionPolicy, String> {
         RetentionPolicy::with_overrides(&self.retention_days)
     }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_retries: self.store_retries,
+            retry_timeout: self.store_retry_timeout,
+            ..StoreOptions::default()
+        }
+    }
 }
 
 fn default_schedule() -> String {
@@ -71,6 +96,18 @@ fn default_schedule() -> String {
 
 fn default_jobs_per_tick() -> u32 {
     100
+}
+
+fn default_sweep_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_store_retries() -> usize {
+    5
+}
+
+fn default_store_retry_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// An archive store: a connection string (Azure account-key or SAS form, or

@@ -4,12 +4,13 @@
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Duration, Utc};
 use futures::pin_mut;
+use stowage_shared::api::InvalidArgument;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use uuid::Uuid;
 
 use crate::{
     domain::{
-        jobs::JobStatus,
+        jobs::{JobStatus, tenant_id_problem},
         rows::{FileRecord, Row, ScanItem},
     },
     error::{Error, Result},
@@ -134,6 +135,12 @@ fn path_of(rng: &mut Rng, job_seed: u64, id: i64) -> (String, String, &'static s
 
 /// Inserts the jobs and their rows; returns the job ids.
 pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec<Uuid>> {
+    if let Some(problem) = tenant_id_problem(&spec.tenant) {
+        return Err(Error::InvalidArgument(InvalidArgument::new(
+            "tenant",
+            format!("{problem}: a tenant id names its archive blobs ({{tenant}}/{{job}}…)"),
+        )));
+    }
     let mut ids = Vec::with_capacity(spec.jobs as usize);
     let now = Utc::now();
     let terminal = spec.status.is_terminal();

@@ -1,23 +1,21 @@
 //! Wiring: `App::build` connects, migrates, binds and registers the services;
 //! `run_until_stopped` serves until shutdown.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use stowage_proto::archive::v1::{
     archive_admin_service_server::ArchiveAdminServiceServer,
     archive_service_server::ArchiveServiceServer,
 };
-use stowage_shared::{
-    blob::StoreOptions,
-    startup::{self, Foundation, StartupError},
-};
+use stowage_shared::startup::{self, Foundation, StartupError};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
     config::Config,
     db,
     domain::{
-        archive::Archiver, restore::Restorer, scheduler::Scheduler, service::Archives,
-        store::ArchiveStores,
+        archive::Archiver, garbage::Sweeper, restore::Restorer, scheduler::Scheduler,
+        service::Archives, stores::ArchiveStores,
     },
     grpc::{admin::AdminApi, archive::ArchiveApi},
 };
@@ -25,6 +23,9 @@ use crate::{
 pub struct App {
     foundation: Foundation,
     scheduler: Scheduler,
+    sweeper: Sweeper,
+    sweep_interval: Duration,
+    drain_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum AppError {
     Startup(#[from] StartupError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("archive stores: {0}")]
+    Stores(#[from] crate::error::Error),
 }
 
 impl App {
@@ -46,18 +49,23 @@ impl App {
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
         let pool = foundation.pool.clone();
         let stores = ArchiveStores::new(
-            pool.clone(),
             foundation.keys.clone(),
             config.archive.default_store.as_ref(),
-            StoreOptions::default(),
+            config.archive.store_options(),
         );
+        stores
+            .adopt(&mut pool.get().await.map_err(crate::error::Error::from)?)
+            .await?;
         let archiver = Archiver::new(pool.clone(), stores.clone(), policy.clone());
         let restorer = Restorer::new(pool.clone(), stores.clone());
+        let sweep_interval = config.archive.sweep_interval;
+        let sweeper = Sweeper::new(pool.clone(), stores.clone(), sweep_interval);
         let archives = Archives::new(
             pool.clone(),
             archiver,
             restorer,
             stores,
+            sweeper.clone(),
             config.archive.jobs_per_tick,
         );
         let authenticate = foundation.auth.interceptor();
@@ -83,6 +91,9 @@ impl App {
         Ok(Self {
             foundation,
             scheduler,
+            sweeper,
+            sweep_interval,
+            drain_timeout: config.common.grpc.drain_timeout,
         })
     }
 
@@ -98,9 +109,14 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let schedule = tokio::spawn(self.scheduler.run(self.foundation.grpc.drain()));
+        let drain = self.foundation.grpc.drain();
+        let workers = [
+            AbortOnDropHandle::new(tokio::spawn(self.scheduler.run(drain.clone()))),
+            AbortOnDropHandle::new(tokio::spawn(self.sweeper.run(self.sweep_interval, drain))),
+        ];
         let served = self.foundation.run_until_stopped(shutdown).await;
-        schedule.abort();
+        // Both stop at the drain; a tick or sweep under way gets the drain timeout to end.
+        let _ = tokio::time::timeout(self.drain_timeout, futures::future::join_all(workers)).await;
         served
     }
 

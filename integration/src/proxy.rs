@@ -21,6 +21,7 @@ use tokio::{
 #[derive(Debug)]
 pub struct TcpProxy {
     pub addr: SocketAddr,
+    upstream: SocketAddr,
     to_upstream: Arc<AtomicU64>,
     from_upstream: Arc<AtomicU64>,
     kill: watch::Sender<bool>,
@@ -30,7 +31,29 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Listens on 127.0.0.1:0 and forwards every connection to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream).await
+    }
+
+    /// Listens again on the same address after [`TcpProxy::kill`]: the store is back.
+    pub async fn revive(&mut self) -> Result<()> {
+        self.kill();
+        *self = Self::start_on(self.addr, self.upstream).await?;
+        Ok(())
+    }
+
+    async fn start_on(listen: SocketAddr, upstream: SocketAddr) -> Result<Self> {
+        // The killed listener closes as its task winds down: give it a moment.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(listen).await {
+                Ok(listener) => break listener,
+                Err(_) if tries < 40 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
         let addr = listener.local_addr()?;
         let to_upstream = Arc::new(AtomicU64::new(0));
         let from_upstream = Arc::new(AtomicU64::new(0));
@@ -62,6 +85,7 @@ impl TcpProxy {
         });
         Ok(Self {
             addr,
+            upstream,
             to_upstream,
             from_upstream,
             kill,

@@ -1,35 +1,32 @@
-//! `archive.admin_config`: settings operators change at run time.
+//! `archive.admin_config`: settings operators changed at run time. An earlier release kept
+//! its one archive store setting here; `domain::stores` adopts it as a store version.
 
+use chrono::{DateTime, Utc};
 use stowage_shared::db::GenericClient;
 
-pub async fn get(
-    client: &impl GenericClient,
-    key: &str,
-) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("select value from archive.admin_config where key = $1")
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&key])
-        .await?
-        .map(|row| row.get(0)))
-}
+use crate::error::Result;
 
-pub async fn put(
+/// A sealed value with when and by whom it was last set.
+pub async fn get_with_time(
     client: &impl GenericClient,
     key: &str,
-    sealed: &[u8],
-    actor: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Option<(Vec<u8>, DateTime<Utc>, String)>> {
     let statement = client
         .prepare_cached(
-            "insert into archive.admin_config (key, value, sealed, update_time, updated_by)
-             values ($1, $2, true, now(), $3)
-             on conflict (key) do update
-             set value = excluded.value, sealed = true, update_time = now(),
-                 updated_by = excluded.updated_by",
+            "select value, update_time, updated_by from archive.admin_config where key = $1",
         )
         .await?;
-    client.execute(&statement, &[&key, &sealed, &actor]).await?;
+    client
+        .query_opt(&statement, &[&key])
+        .await?
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .transpose()
+}
+
+pub async fn delete(client: &impl GenericClient, key: &str) -> Result<()> {
+    let statement = client
+        .prepare_cached("delete from archive.admin_config where key = $1")
+        .await?;
+    client.execute(&statement, &[&key]).await?;
     Ok(())
 }

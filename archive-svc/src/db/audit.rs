@@ -8,6 +8,8 @@ use uuid::Uuid;
 pub struct Entry<'a> {
     pub tenant_id: &'a str,
     pub actor: &'a str,
+    /// The actor's organization, where it is not `tenant_id`.
+    pub actor_tenant: Option<&'a str>,
     pub action: &'a str,
     pub job_id: Option<Uuid>,
     pub reason: Option<&'a str>,
@@ -15,14 +17,12 @@ pub struct Entry<'a> {
     pub detail: serde_json::Value,
 }
 
-pub async fn record(
-    client: &impl GenericClient,
-    entry: &Entry<'_>,
-) -> Result<(), tokio_postgres::Error> {
+pub async fn record(client: &impl GenericClient, entry: &Entry<'_>) -> crate::error::Result<()> {
     let statement = client
         .prepare_cached(
-            "insert into archive.audit_log (tenant_id, actor, action, job_id, reason, outcome, detail)
-             values ($1, $2, $3, $4, $5, $6, $7)",
+            "insert into archive.audit_log (tenant_id, actor, actor_tenant, action, job_id,
+                 reason, outcome, detail)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .await?;
     client
@@ -31,6 +31,7 @@ pub async fn record(
             &[
                 &entry.tenant_id,
                 &entry.actor,
+                &entry.actor_tenant,
                 &entry.action,
                 &entry.job_id,
                 &entry.reason,

@@ -14,43 +14,45 @@ use crate::{
 const COLUMNS: &str = "id, tenant_id, owner_id, name, status, file_count, byte_count,
     error_count, terminal_at, last_activity_at, archived_at, archive_blob_key, archive_format,
     archive_stored_bytes, archive_plaintext_bytes, archive_plaintext_sha256, archive_kek_id,
-    archive_scan_items, archive_file_records, archive_rows_digest";
+    archive_scan_items, archive_file_records, archive_rows_digest, archive_store_version";
 
+/// Maps a row; a column the scanning application changed is an error, never a panic.
 fn job(row: &Row) -> Result<Job> {
-    let status: &str = row.get("status");
-    let archived_at: Option<DateTime<Utc>> = row.get("archived_at");
+    let status: String = row.try_get("status")?;
+    let archived_at: Option<DateTime<Utc>> = row.try_get("archived_at")?;
     let archive = match archived_at {
         None => None,
         Some(archived_at) => {
-            let format: &str = row
-                .get::<_, Option<&str>>("archive_format")
+            let format: String = row
+                .try_get::<_, Option<String>>("archive_format")?
                 .unwrap_or_default();
             Some(ArchiveInfo {
                 archived_at,
-                blob_key: row.get("archive_blob_key"),
-                format: BlobFormat::parse(format)
+                blob_key: row.try_get("archive_blob_key")?,
+                format: BlobFormat::parse(&format)
                     .ok_or_else(|| Error::Internal(format!("archive format {format:?}")))?,
-                stored_bytes: row.get("archive_stored_bytes"),
-                plaintext_bytes: row.get("archive_plaintext_bytes"),
-                plaintext_sha256: row.get("archive_plaintext_sha256"),
-                kek_id: row.get("archive_kek_id"),
-                scan_items: row.get("archive_scan_items"),
-                file_records: row.get("archive_file_records"),
-                rows_digest: row.get("archive_rows_digest"),
+                stored_bytes: row.try_get("archive_stored_bytes")?,
+                plaintext_bytes: row.try_get("archive_plaintext_bytes")?,
+                plaintext_sha256: row.try_get("archive_plaintext_sha256")?,
+                kek_id: row.try_get("archive_kek_id")?,
+                scan_items: row.try_get("archive_scan_items")?,
+                file_records: row.try_get("archive_file_records")?,
+                rows_digest: row.try_get("archive_rows_digest")?,
+                store_version: row.try_get("archive_store_version")?,
             })
         }
     };
     Ok(Job {
-        id: row.get("id"),
-        tenant_id: row.get("tenant_id"),
-        owner_id: row.get("owner_id"),
-        name: row.get("name"),
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        owner_id: row.try_get("owner_id")?,
+        name: row.try_get("name")?,
         status: status.parse().map_err(Error::Internal)?,
-        file_count: row.get("file_count"),
-        byte_count: row.get("byte_count"),
-        error_count: row.get("error_count"),
-        terminal_at: row.get("terminal_at"),
-        last_activity_at: row.get("last_activity_at"),
+        file_count: row.try_get("file_count")?,
+        byte_count: row.try_get("byte_count")?,
+        error_count: row.try_get("error_count")?,
+        terminal_at: row.try_get("terminal_at")?,
+        last_activity_at: row.try_get("last_activity_at")?,
         archive,
     })
 }
@@ -142,7 +144,9 @@ pub async fn eligible(
     let rows = client
         .query(&statement, &[&statuses, &days, &now, &limit])
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// Sets the archive marker; the archive deleted the rows as it read them.
@@ -156,7 +160,8 @@ pub async fn mark_archived(
             "update archive.scan_jobs set archived_at = $2, archive_blob_key = $3,
                  archive_format = $4, archive_stored_bytes = $5, archive_plaintext_bytes = $6,
                  archive_plaintext_sha256 = $7, archive_kek_id = $8, archive_scan_items = $9,
-                 archive_file_records = $10, archive_rows_digest = $11
+                 archive_file_records = $10, archive_rows_digest = $11,
+                 archive_store_version = $12
              where id = $1",
         )
         .await?;
@@ -175,6 +180,7 @@ pub async fn mark_archived(
                 &info.scan_items,
                 &info.file_records,
                 &info.rows_digest,
+                &info.store_version,
             ],
         )
         .await?;
@@ -189,7 +195,8 @@ pub async fn mark_hot(client: &impl GenericClient, id: Uuid) -> Result<()> {
                  archive_format = null, archive_stored_bytes = null,
                  archive_plaintext_bytes = null, archive_plaintext_sha256 = null,
                  archive_kek_id = null, archive_scan_items = null, archive_file_records = null,
-                 archive_rows_digest = null, last_activity_at = now()
+                 archive_rows_digest = null, archive_store_version = null,
+                 last_activity_at = now()
              where id = $1",
         )
         .await?;
@@ -205,7 +212,7 @@ pub async fn has_rows(client: &impl GenericClient, id: Uuid) -> Result<bool> {
                  or exists (select from archive.file_records where job_id = $1)",
         )
         .await?;
-    Ok(client.query_one(&statement, &[&id]).await?.get(0))
+    Ok(client.query_one(&statement, &[&id]).await?.try_get(0)?)
 }
 
 /// Deletes a job's hot rows.
@@ -248,4 +255,74 @@ pub async fn touch(
         .as_ref()
         .map(job)
         .transpose()
+}
+
+/// Points an archived job at a copy of its blob in another store version.
+pub async fn repoint(client: &impl GenericClient, id: Uuid, info: &ArchiveInfo) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "update archive.scan_jobs set archive_store_version = $2, archive_format = $3,
+                 archive_stored_bytes = $4, archive_plaintext_sha256 = $5, archive_kek_id = $6
+             where id = $1 and archived_at is not null",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &id,
+                &info.store_version,
+                &info.format.as_str(),
+                &info.stored_bytes,
+                &info.plaintext_sha256,
+                &info.kek_id,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Archived jobs in store versions other than `target`: (version, jobs, stored bytes).
+pub async fn archived_off(
+    client: &impl GenericClient,
+    target: i64,
+) -> Result<Vec<(Option<i64>, i64, i64)>> {
+    let statement = client
+        .prepare_cached(
+            "select archive_store_version, count(*),
+                 coalesce(sum(archive_stored_bytes), 0)::bigint
+             from archive.scan_jobs
+             where archived_at is not null and archive_store_version is distinct from $1
+             group by 1 order by 1",
+        )
+        .await?;
+    client
+        .query(&statement, &[&target])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect()
+}
+
+/// The next `limit` archived jobs after `after` (by id) not in store version `target`.
+pub async fn archived_off_page(
+    client: &impl GenericClient,
+    target: i64,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    let statement = client
+        .prepare_cached(
+            "select id from archive.scan_jobs
+             where archived_at is not null and archive_store_version is distinct from $1
+               and ($2::uuid is null or id > $2)
+             order by id limit $3",
+        )
+        .await?;
+    client
+        .query(&statement, &[&target, &after, &limit])
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
 }

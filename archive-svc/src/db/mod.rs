@@ -3,7 +3,9 @@
 
 pub mod admin_config;
 pub mod audit;
+pub mod garbage;
 pub mod jobs;
+pub mod stores;
 
 /// The PostgreSQL schema that holds every table of this service.
 pub const SCHEMA: &str = "archive";

@@ -12,18 +12,25 @@ use std::io::Write;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::{StreamExt, pin_mut};
-use stowage_shared::blob::{BlobKey, ObjectError};
+use serde_json::json;
+use stowage_shared::{
+    api::{Claim, RequestId},
+    blob::{BlobKey, EncryptedStore, ObjectError, Receipt},
+};
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::{
-    jobs::{ArchiveInfo, BlobFormat, Job},
+    IDEMPOTENCY,
+    audit::Audit,
+    job_lock,
+    jobs::{ArchiveInfo, BlobFormat, Job, tenant_id_problem},
     pipe::{CHUNK, ChannelWriter},
     policy::RetentionPolicy,
     rows::{Canonical, FileRecord, Row, RowsDigest, ScanItem},
-    store::ArchiveStores,
+    stores::ArchiveStores,
 };
 use crate::{
     db,
@@ -59,11 +66,35 @@ pub enum Compression {
     Gzip,
 }
 
-/// What an archive wrote.
-#[derive(Clone, Debug)]
-pub struct Archived {
-    pub job: Uuid,
-    pub info: ArchiveInfo,
+/// How, by whom and why a job is archived.
+#[derive(Clone, Copy, Debug)]
+pub struct ArchiveRequest<'a> {
+    pub mode: Mode,
+    pub compression: Compression,
+    pub audit: Audit<'a>,
+    /// The caller's idempotency key; none for the schedule.
+    pub request_id: &'a RequestId,
+}
+
+impl ArchiveRequest<'_> {
+    /// What a repeat of the request must match.
+    fn fingerprint(&self, job: Uuid) -> serde_json::Value {
+        json!({ "job": job, "compression": format!("{:?}", self.compression),
+                "reason": self.audit.reason })
+    }
+}
+
+/// The blob key of `job`'s archive. A tenant id that cannot name one (empty, a path step,
+/// a slash) is a precondition the job fails, never an internal error.
+pub fn archive_key(format: BlobFormat, job: &Job) -> Result<BlobKey> {
+    if let Some(problem) = tenant_id_problem(&job.tenant_id) {
+        return Err(Error::FailedPrecondition(format!(
+            "job {} cannot be archived: its tenant id {:?} {problem}",
+            job.id, job.tenant_id
+        )));
+    }
+    BlobKey::new(format.blob_key(&job.tenant_id, job.id))
+        .map_err(|e| Error::FailedPrecondition(format!("job {}: {e}", job.id)))
 }
 
 #[derive(Clone, Debug)]
@@ -123,134 +154,83 @@ impl Archiver {
     }
 
     /// Archives one job. `tenant` scopes the lookup (`None` for the scheduler and admins).
-    #[tracing::instrument(skip_all, fields(job = %job_id, mode = ?mode))]
+    /// Returns the job as archived; a repeated request id returns the first result.
+    #[tracing::instrument(skip_all, fields(job = %job_id, mode = ?request.mode))]
     pub async fn archive(
         &self,
         tenant: Option<&str>,
         job_id: Uuid,
-        mode: Mode,
-        compression: Compression,
-    ) -> Result<Archived> {
+        request: &ArchiveRequest<'_>,
+    ) -> Result<Job> {
         let started = std::time::Instant::now();
-        // The store first: it reads admin_config with a connection of its own.
-        let objects = self.stores.current().await?;
         let mut client = self.pool.get().await?;
         // One archive of a job at a time: they would write the same blob key.
-        let locked: bool = client
-            .query_one(
-                "select pg_try_advisory_lock(hashtext($1))",
-                &[&job_lock(job_id)],
-            )
-            .await?
-            .get(0);
-        if !locked {
+        if !job_lock::try_lock(&client, job_id).await? {
             return Err(Error::FailedPrecondition(format!(
                 "job {job_id} is already being archived"
             )));
         }
         let result = self
-            .archive_locked(
-                &mut client,
-                tenant,
-                job_id,
-                mode,
-                compression,
-                objects,
-                started,
-            )
+            .archive_locked(&mut client, tenant, job_id, request, started)
             .await;
-        let unlocked = client
-            .execute(
-                "select pg_advisory_unlock(hashtext($1))",
-                &[&job_lock(job_id)],
-            )
-            .await;
-        if unlocked.is_err() {
-            // A connection that may still hold the lock must not go back to the pool.
-            drop(deadpool_postgres::Object::take(client));
-        }
+        job_lock::unlock(client, job_id).await;
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn archive_locked(
         &self,
         client: &mut deadpool_postgres::Object,
         tenant: Option<&str>,
         job_id: Uuid,
-        mode: Mode,
-        compression: Compression,
-        objects: stowage_shared::blob::EncryptedStore,
+        request: &ArchiveRequest<'_>,
         started: std::time::Instant,
-    ) -> Result<Archived> {
+    ) -> Result<Job> {
         // One transaction deletes the rows as it reads them and commits only once the blob
         // holding them is written and verified. It holds their row locks until then; the
         // job row is locked only at the end, so a TouchJob meanwhile is seen, not blocked.
         let tx = client.transaction().await?;
+        let scope = request.audit.actor.scope();
+        if let Claim::Replay(job) = IDEMPOTENCY
+            .begin(
+                &tx,
+                scope,
+                "ArchiveJob",
+                request.request_id,
+                &request.fingerprint(job_id),
+            )
+            .await?
+        {
+            return Ok(job);
+        }
         let job = db::jobs::get(&tx, tenant, job_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
-        self.check_eligible(&job, mode)?;
-        let format = match compression {
+        self.check_eligible(&job, request.mode)?;
+        let format = match request.compression {
             Compression::Zstd => BlobFormat::JsonZstd,
             Compression::Gzip => BlobFormat::JsonGzip,
         };
-        let key = BlobKey::new(format.blob_key(&job.tenant_id, job.id))
-            .map_err(|e| Error::Internal(format!("blob key of job {job_id}: {e}")))?;
-
-        // rows → JSON (here) → compressor thread → verified encrypted upload, concurrently.
-        let (json_tx, json_rx) = mpsc::channel::<Vec<u8>>(4);
-        let (packed_tx, packed_rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
-        let compressor =
-            tokio::task::spawn_blocking(move || compress(json_rx, packed_tx, compression));
-        let produce = async {
-            let mut out = JsonOut::new(json_tx);
-            out.push(b"{");
-            let mut digest = RowsDigest::default();
-            let items = take_rows::<ScanItem>(&tx, job_id, &mut out, &mut digest).await?;
-            out.push(b",");
-            let records = take_rows::<FileRecord>(&tx, job_id, &mut out, &mut digest).await?;
-            // The blob carries its own rows digest, so it proves itself without the job row.
-            out.push(
-                format!(
-                    ",\"{ROWS_DIGEST_KEY}\":\"{}\"}}",
-                    hex::encode(digest.to_bytes())
-                )
-                .as_bytes(),
-            );
-            out.finish().await?;
-            Ok::<_, Error>((items, records, digest, out.bytes))
-        };
-        let upload = objects.put(&key, ReceiverStream::new(packed_rx));
-        let (produced, uploaded) = tokio::join!(produce, upload);
-        let compressed = compressor
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        // Name the cause, not its echo: a failed producer makes the upload fail with a
-        // source error; a failed store makes the producer see a closed channel.
-        let (produced, receipt) = match (produced, uploaded) {
-            (Ok(produced), Ok(receipt)) => (produced, receipt),
-            (Err(error), Ok(_) | Err(ObjectError::Source(_))) => return Err(error),
-            (_, Err(error)) => return Err(write_failed(error)),
-        };
-        let (items, records, digest, json_bytes) = produced;
-        compressed.map_err(|e| Error::Internal(format!("compression failed: {e}")))?;
+        let key = archive_key(format, &job)?;
+        // The newest store version as this transaction sees it; the job records it.
+        let store = self.stores.current(&tx).await?;
+        let written = write_payload(&tx, job_id, &key, request.compression, &store.objects).await?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "rows written and verified"
         );
-
+        let (items, records) = (written.items, written.records);
         let info = ArchiveInfo {
             archived_at: stowage_shared::db::now(),
             blob_key: key.to_string(),
             format,
-            stored_bytes: Some(receipt.stored_len as i64),
-            plaintext_bytes: Some(json_bytes as i64),
-            plaintext_sha256: Some(receipt.sha256.clone()),
-            kek_id: Some(receipt.kek_id.clone()),
+            stored_bytes: Some(written.receipt.stored_len as i64),
+            plaintext_bytes: Some(written.json_bytes as i64),
+            plaintext_sha256: Some(written.receipt.sha256.clone()),
+            kek_id: Some(written.receipt.kek_id.clone()),
             scan_items: Some(items),
             file_records: Some(records),
-            rows_digest: Some(digest.to_bytes()),
+            rows_digest: Some(written.digest.to_bytes()),
+            store_version: Some(store.version),
         };
 
         // Commit only if nothing changed since the job was read.
@@ -266,21 +246,96 @@ impl Archiver {
                 "job {job_id} was touched while it was being archived; it stays hot"
             )));
         }
-        self.check_eligible(&current, mode)?;
+        self.check_eligible(&current, request.mode)?;
         db::jobs::mark_archived(&tx, job_id, &info).await?;
+        let detail = json!({ "blob": info.blob_key, "format": info.format.as_str(),
+                             "store_version": store.version, "rows": items + records });
+        request
+            .audit
+            .record(&tx, Some((job_id, &job.tenant_id)), true, detail)
+            .await?;
+        let archived = Job {
+            archive: Some(info),
+            ..current
+        };
+        IDEMPOTENCY
+            .finish(&tx, scope, "ArchiveJob", request.request_id, &archived)
+            .await?;
         tx.commit().await?;
         tracing::info!(
             rows = items + records,
-            json_bytes,
-            stored_bytes = receipt.stored_len,
+            json_bytes = written.json_bytes,
+            stored_bytes = written.receipt.stored_len,
             seconds = started.elapsed().as_secs_f64(),
             "job archived"
         );
         metrics::counter!("archive_jobs_archived_total").increment(1);
         metrics::counter!("archive_rows_archived_total").increment((items + records) as u64);
         metrics::histogram!("archive_job_seconds").record(started.elapsed().as_secs_f64());
-        Ok(Archived { job: job_id, info })
+        Ok(archived)
     }
+}
+
+/// What [`write_payload`] wrote.
+struct Written {
+    items: i64,
+    records: i64,
+    digest: RowsDigest,
+    json_bytes: usize,
+    receipt: Receipt,
+}
+
+/// Takes the job's rows (deleting them in `tx`) and writes them as one verified blob.
+async fn write_payload(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job_id: Uuid,
+    key: &BlobKey,
+    compression: Compression,
+    objects: &EncryptedStore,
+) -> Result<Written> {
+    // rows → JSON (here) → compressor thread → verified encrypted upload, concurrently.
+    let (json_tx, json_rx) = mpsc::channel::<Vec<u8>>(4);
+    let (packed_tx, packed_rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    let compressor = tokio::task::spawn_blocking(move || compress(json_rx, packed_tx, compression));
+    let produce = async {
+        let mut out = JsonOut::new(json_tx);
+        out.push(b"{");
+        let mut digest = RowsDigest::default();
+        let items = take_rows::<ScanItem>(tx, job_id, &mut out, &mut digest).await?;
+        out.push(b",");
+        let records = take_rows::<FileRecord>(tx, job_id, &mut out, &mut digest).await?;
+        // The blob carries its own rows digest, so it proves itself without the job row.
+        out.push(
+            format!(
+                ",\"{ROWS_DIGEST_KEY}\":\"{}\"}}",
+                hex::encode(digest.to_bytes())
+            )
+            .as_bytes(),
+        );
+        out.finish().await?;
+        Ok::<_, Error>((items, records, digest, out.bytes))
+    };
+    let upload = objects.put(key, ReceiverStream::new(packed_rx));
+    let (produced, uploaded) = tokio::join!(produce, upload);
+    let compressed = compressor
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    // Name the cause, not its echo: a failed producer makes the upload fail with a
+    // source error; a failed store makes the producer see a closed channel.
+    let (produced, receipt) = match (produced, uploaded) {
+        (Ok(produced), Ok(receipt)) => (produced, receipt),
+        (Err(error), Ok(_) | Err(ObjectError::Source(_))) => return Err(error),
+        (_, Err(error)) => return Err(write_failed(error)),
+    };
+    compressed.map_err(|e| Error::Internal(format!("compression failed: {e}")))?;
+    let (items, records, digest, json_bytes) = produced;
+    Ok(Written {
+        items,
+        records,
+        digest,
+        json_bytes,
+        receipt,
+    })
 }
 
 /// JSON text in `CHUNK`-sized pieces on its way to the compressor.
@@ -388,11 +443,6 @@ fn write_failed(error: ObjectError) -> Error {
             "the archive blob did not verify; the rows stay hot: {other}"
         )),
     }
-}
-
-/// Advisory-lock key of a job's archive.
-fn job_lock(job: Uuid) -> String {
-    format!("stowage.archive.job/{job}")
 }
 
 /// The compressor thread: JSON chunks in, compressed chunks out.

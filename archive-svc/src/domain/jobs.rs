@@ -60,8 +60,28 @@ impl std::str::FromStr for JobStatus {
     }
 }
 
+/// Longest tenant id, in characters.
+pub const MAX_TENANT_ID: usize = 128;
+
+/// Why `tenant` cannot name archive blobs (`{tenant}/{job}.json.zst`), if it cannot.
+pub fn tenant_id_problem(tenant: &str) -> Option<&'static str> {
+    if tenant.is_empty() {
+        Some("is empty")
+    } else if tenant.chars().count() > MAX_TENANT_ID {
+        Some("is longer than 128 characters")
+    } else if tenant.contains(['/', '\\']) {
+        Some("contains a slash")
+    } else if tenant == "." || tenant == ".." {
+        Some("is a path step")
+    } else if tenant.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else {
+        None
+    }
+}
+
 /// A scan job's summary, which always stays hot.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: uuid::Uuid,
     pub tenant_id: String,
@@ -77,7 +97,7 @@ pub struct Job {
 }
 
 /// Where and how a job's rows were archived; present while the job is archived.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArchiveInfo {
     pub archived_at: chrono::DateTime<chrono::Utc>,
     pub blob_key: String,
@@ -89,10 +109,13 @@ pub struct ArchiveInfo {
     pub scan_items: Option<i64>,
     pub file_records: Option<i64>,
     pub rows_digest: Option<Vec<u8>>,
+    /// The archive store version that holds the blob (`None` only for a job archived by
+    /// an earlier release whose store was never adopted).
+    pub store_version: Option<i64>,
 }
 
 /// How an archive blob is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlobFormat {
     /// JSON, zstd, encrypted: `{tenant}/{job}.json.zst`.
     JsonZstd,

@@ -10,6 +10,7 @@ use std::{fmt, io::Read};
 use bytes::Bytes;
 use futures::{StreamExt, pin_mut, stream::BoxStream};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::json;
 use stowage_shared::blob::{BlobKey, ObjectError, encrypted::Expected};
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -17,10 +18,11 @@ use uuid::Uuid;
 
 use super::{
     archive::ROWS_DIGEST_KEY,
+    audit::Audit,
     jobs::{ArchiveInfo, BlobFormat},
     pipe::ChannelReader,
     rows::{Canonical, FileRecord, Row, RowsDigest, ScanItem},
-    store::ArchiveStores,
+    stores::ArchiveStores,
 };
 use crate::{
     db,
@@ -74,19 +76,23 @@ impl Restorer {
         tenant: Option<&str>,
         job_id: Uuid,
         progress: &mpsc::Sender<Progress>,
+        audit: &Audit<'_>,
+        trigger: &str,
     ) -> Result<Progress> {
         let started = std::time::Instant::now();
-        // The store first: it reads admin_config with a connection of its own.
-        let objects = self.stores.current().await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let job = db::jobs::get_for_update(&tx, tenant, job_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
-        let Some(info) = job.archive else {
+        let Some(info) = job.archive.clone() else {
             // The caller is about to use the rows: that is activity. An archive of this job
             // still in flight sees it at its final check and rolls its deletes back.
             db::jobs::touch(&tx, None, job_id).await?;
+            let detail = json!({ "trigger": trigger, "rows": 0, "already_hot": true });
+            audit
+                .record(&tx, Some((job_id, &job.tenant_id)), true, detail)
+                .await?;
             tx.commit().await?;
             let done = Progress {
                 phase: Phase::Done,
@@ -98,6 +104,8 @@ impl Restorer {
             let _ = progress.send(done.clone()).await;
             return Ok(done);
         };
+        // The job's own store version, whatever the newest is now.
+        let objects = self.stores.open(&tx, info.store_version).await?.objects;
         let total = info.scan_items.unwrap_or(0) + info.file_records.unwrap_or(0);
         let mut state = Progress {
             phase: Phase::Fetching,
@@ -197,6 +205,11 @@ impl Restorer {
             ));
         }
         db::jobs::mark_hot(&tx, job_id).await?;
+        let detail = json!({ "trigger": trigger, "rows": item_count + record_count,
+                             "already_hot": false, "store_version": info.store_version });
+        audit
+            .record(&tx, Some((job_id, &job.tenant_id)), true, detail)
+            .await?;
         tx.commit().await?;
         state.phase = Phase::Done;
         state.rows_done = (item_count + record_count) as u64;

@@ -7,7 +7,7 @@ use croner::Cron;
 use stowage_shared::shutdown::Drain;
 use tokio::sync::mpsc;
 
-use super::service::{Archives, Outcome};
+use super::{admin::Outcome, audit::Actor, service::Archives};
 use crate::error::{Error, Result};
 
 /// Advisory lock key of the tick (any 64-bit constant unique to this purpose).
@@ -92,7 +92,7 @@ impl Scheduler {
         let result = self
             .archives
             .archive_due(
-                "scheduler",
+                &Actor::scheduler(),
                 "retention schedule",
                 self.jobs_per_tick,
                 &outcomes,

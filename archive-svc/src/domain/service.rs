@@ -1,25 +1,30 @@
 //! What callers can do with scan jobs' archives, with tenancy, roles and the audit trail:
-//! look, list, restore, touch, delete, and (admins) archive now, archive what is due, and
-//! replace the archive store.
+//! look, list, restore, touch and delete. The SUPER_ADMIN operations are in
+//! [`super::admin`].
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::{
+    api::{Claim, RequestId},
     auth::{Principal, Role},
-    blob::{BlobError, BlobKey},
+    blob::BlobKey,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    Page,
-    archive::{Archiver, Compression, Mode},
+    IDEMPOTENCY, Page,
+    archive::Archiver,
+    audit::{Actor, Audit},
+    garbage::Sweeper,
     jobs::{BlobFormat, Job},
+    relocate::Relocator,
     restore::{Progress, Restorer},
-    store::{ArchiveStores, StoreSetting},
+    stores::ArchiveStores,
 };
 use crate::{
-    db::{self, audit::Entry},
+    db::{self, garbage::Cause},
     error::{Error, Result},
 };
 
@@ -43,25 +48,33 @@ impl Trigger {
     }
 }
 
-/// The tenant and subject an audit entry names for a caller.
-fn who(caller: &Principal) -> (&str, &str) {
-    (&caller.organization, &caller.subject)
+/// What a delete did with the job's blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub job_id: Uuid,
+    /// The archive blob is gone from its store.
+    pub blob_deleted: bool,
+    /// The blob could not be deleted yet: it stays recorded and the sweeper retries.
+    pub blob_delete_pending: bool,
 }
 
-/// One job's result in a bulk archive.
-#[derive(Debug)]
-pub struct Outcome {
-    pub job_id: Uuid,
-    pub result: Result<Job>,
+/// What a delete records before it touches a store; a repeat answers from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DeleteRecord {
+    job_id: Uuid,
+    archive_garbage: Option<i64>,
+    garbage: Vec<i64>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Archives {
-    pool: deadpool_postgres::Pool,
-    archiver: Archiver,
-    restorer: Restorer,
-    stores: ArchiveStores,
-    jobs_per_tick: u32,
+    pub(super) pool: deadpool_postgres::Pool,
+    pub(super) archiver: Archiver,
+    pub(super) restorer: Restorer,
+    pub(super) stores: ArchiveStores,
+    pub(super) sweeper: Sweeper,
+    pub(super) relocator: Relocator,
+    pub(super) jobs_per_tick: u32,
 }
 
 impl Archives {
@@ -70,19 +83,27 @@ impl Archives {
         archiver: Archiver,
         restorer: Restorer,
         stores: ArchiveStores,
+        sweeper: Sweeper,
         jobs_per_tick: u32,
     ) -> Self {
+        let relocator = Relocator::new(pool.clone(), stores.clone(), sweeper.clone());
         Self {
             pool,
             archiver,
             restorer,
             stores,
+            sweeper,
+            relocator,
             jobs_per_tick,
         }
     }
 
     pub fn archiver(&self) -> &Archiver {
         &self.archiver
+    }
+
+    pub fn sweeper(&self) -> &Sweeper {
+        &self.sweeper
     }
 
     /// When a hot terminal job becomes due for the schedule.
@@ -136,21 +157,21 @@ impl Archives {
         } else {
             Some(caller.organization.as_str())
         };
-        let result = self.restorer.restore(tenant, id, progress).await;
-        let detail = match &result {
-            Ok(done) => json!({ "trigger": trigger.as_str(), "rows": done.rows_done,
-                                "already_hot": done.already_hot }),
-            Err(error) => json!({ "trigger": trigger.as_str(), "error": error.to_string() }),
+        let actor = Actor::caller(caller);
+        let audit = Audit {
+            actor: &actor,
+            action: "restore",
+            reason: None,
         };
-        self.audit(
-            who(caller),
-            "restore",
-            Some(id),
-            None,
-            result.is_ok(),
-            detail,
-        )
-        .await;
+        let result = self
+            .restorer
+            .restore(tenant, id, progress, &audit, trigger.as_str())
+            .await;
+        if let Err(error) = &result {
+            let tenant = self.tenant_of(id).await;
+            let job = tenant.as_deref().map(|tenant| (id, tenant));
+            audit.record_failure(&self.pool, job, error).await;
+        }
         result
     }
 
@@ -161,203 +182,115 @@ impl Archives {
             .ok_or_else(|| Error::NotFound(format!("job {id}")))
     }
 
-    /// Deletes the job, its hot rows and its blob. Returns whether a blob was deleted.
-    pub async fn delete(&self, caller: &Principal, id: Uuid, reason: &str) -> Result<bool> {
-        caller.require(Role::OrgAdmin)?;
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let job = db::jobs::get_for_update(&tx, Some(&caller.organization), id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-        db::jobs::delete_job(&tx, id).await?;
-        tx.commit().await?;
-        // The rows are gone; now the blob (a leftover blob is only unreclaimed space).
-        let mut keys: Vec<String> = job.archive.iter().map(|a| a.blob_key.clone()).collect();
-        for format in [BlobFormat::JsonZstd, BlobFormat::JsonGzip] {
-            keys.push(format.blob_key(&job.tenant_id, id));
-        }
-        keys.dedup();
-        let store = self.stores.current().await?;
-        let mut deleted = false;
-        for key in keys {
-            match store.store().delete(&BlobKey::new(key)?).await {
-                Ok(()) => deleted = true,
-                Err(BlobError::NotFound(_)) => {}
-                Err(error) => {
-                    self.audit(
-                        who(caller),
-                        "delete",
-                        Some(id),
-                        Some(reason),
-                        false,
-                        json!({ "error": error.to_string() }),
-                    )
-                    .await;
-                    return Err(error.into());
-                }
-            }
-        }
-        self.audit(
-            who(caller),
-            "delete",
-            Some(id),
-            Some(reason),
-            true,
-            json!({ "blob_deleted": deleted }),
-        )
-        .await;
-        Ok(deleted)
-    }
-
-    /// Archives one job now; it must be terminal. SUPER_ADMIN only.
-    pub async fn archive_now(
+    /// Deletes the job and its hot rows, and records its blobs as garbage, in one
+    /// transaction with the audit entry; then deletes the blobs from the job's own store.
+    /// A blob that cannot be deleted now stays recorded and the sweeper retries it, so a
+    /// deleted job never leaves a blob that nothing points at.
+    pub async fn delete(
         &self,
         caller: &Principal,
         id: Uuid,
         reason: &str,
-        compression: Compression,
-    ) -> Result<Job> {
-        caller.require(Role::SuperAdmin)?;
-        let result = self
-            .archiver
-            .archive(None, id, Mode::Forced, compression)
-            .await;
-        let detail = match &result {
-            Ok(archived) => {
-                json!({ "blob": archived.info.blob_key, "format": archived.info.format.as_str() })
-            }
-            Err(error) => json!({ "error": error.to_string() }),
-        };
-        self.audit(
-            who(caller),
-            "archive",
-            Some(id),
-            Some(reason),
-            result.is_ok(),
-            detail,
-        )
-        .await;
-        result?;
-        self.job(id).await
-    }
-
-    /// The schedule's logic: up to `limit` due jobs, oldest terminal first; each outcome
-    /// goes to `outcomes` as it happens. A job's failure never stops the rest.
-    pub async fn archive_due(
-        &self,
-        actor: &str,
-        reason: &str,
-        limit: u32,
-        outcomes: &mpsc::Sender<Outcome>,
-    ) -> Result<(u32, u32)> {
-        let limit = if limit == 0 {
-            self.jobs_per_tick
-        } else {
-            limit
-        };
-        let windows: Vec<_> = self
-            .archiver
-            .policy()
-            .idle_days()
-            .map(|(status, days)| (status, i32::try_from(days).unwrap_or(i32::MAX)))
-            .collect();
-        let due = {
-            let client = self.pool.get().await?;
-            db::jobs::eligible(&client, &windows, Utc::now(), i64::from(limit)).await?
-        };
-        let (mut archived, mut failed) = (0, 0);
-        for (job_id, tenant) in due {
-            let result = match self
-                .archiver
-                .archive(None, job_id, Mode::Scheduled, Compression::Zstd)
-                .await
-            {
-                Ok(_) => {
-                    archived += 1;
-                    self.job(job_id).await
-                }
-                Err(error) => {
-                    failed += 1;
-                    tracing::warn!(job = %job_id, %error, "job not archived");
-                    metrics::counter!("archive_jobs_failed_total").increment(1);
-                    Err(error)
-                }
-            };
-            let detail = match &result {
-                Ok(job) => json!({ "blob": job.archive.as_ref().map(|a| a.blob_key.clone()) }),
-                Err(error) => json!({ "error": error.to_string() }),
-            };
-            let ok = result.is_ok();
-            self.audit(
-                (&tenant, actor),
-                "archive",
-                Some(job_id),
-                Some(reason),
-                ok,
-                detail,
-            )
-            .await;
-            let _ = outcomes.send(Outcome { job_id, result }).await;
-        }
-        Ok((archived, failed))
-    }
-
-    pub async fn set_store(
-        &self,
-        caller: &Principal,
-        setting: &StoreSetting,
-        reason: &str,
-    ) -> Result<()> {
-        caller.require(Role::SuperAdmin)?;
-        let result = self.stores.set(setting, &caller.subject).await;
-        self.audit(
-            who(caller),
-            "set_archive_store",
-            None,
-            Some(reason),
-            result.is_ok(),
-            json!({ "container": setting.container }),
-        )
-        .await;
-        result
-    }
-
-    /// Any tenant's job, for admins and the schedule.
-    async fn job(&self, id: Uuid) -> Result<Job> {
-        let client = self.pool.get().await?;
-        db::jobs::get(&client, None, id)
+        request_id: &RequestId,
+    ) -> Result<Deleted> {
+        caller.require(Role::OrgAdmin)?;
+        let org = caller.organization.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let record = match IDEMPOTENCY
+            .begin(&tx, org, "DeleteJob", request_id, &(id, reason))
             .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+        {
+            Claim::Replay(record) => record,
+            Claim::Fresh => {
+                let job = db::jobs::get_for_update(&tx, Some(org), id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+                let record = self.record_delete(&tx, &job).await?;
+                db::jobs::delete_job(&tx, id).await?;
+                let actor = Actor::caller(caller);
+                let audit = Audit {
+                    actor: &actor,
+                    action: "delete",
+                    reason: Some(reason),
+                };
+                let detail = json!({ "archived": record.archive_garbage.is_some(),
+                    "store_version": job.archive.as_ref().and_then(|a| a.store_version) });
+                audit
+                    .record(&tx, Some((id, &job.tenant_id)), true, detail)
+                    .await?;
+                IDEMPOTENCY
+                    .finish(&tx, org, "DeleteJob", request_id, &record)
+                    .await?;
+                record
+            }
+        };
+        tx.commit().await?;
+        drop(client);
+        if let Err(error) = self.sweeper.sweep(Some(&record.garbage)).await {
+            tracing::warn!(job = %id, %error, "a deleted job's blobs wait for the next sweep");
+        }
+        let client = self.pool.get().await?;
+        let pending = db::garbage::pending(&client, &record.garbage).await?;
+        Ok(Deleted {
+            job_id: id,
+            blob_deleted: record.archive_garbage.is_some() && pending == 0,
+            blob_delete_pending: pending > 0,
+        })
     }
 
-    /// Records an audit entry for `(tenant, actor)`; a failure to record is logged, not
-    /// returned.
-    async fn audit(
+    /// Records as garbage the job's archive blob, in its own store version, and any blob a
+    /// failed archive of it may have left in the newest.
+    async fn record_delete(
         &self,
-        caller: (&str, &str),
-        action: &str,
-        job_id: Option<Uuid>,
-        reason: Option<&str>,
-        ok: bool,
-        detail: serde_json::Value,
-    ) {
-        let (tenant_id, actor) = caller;
-        let entry = Entry {
-            tenant_id,
-            actor,
-            action,
-            job_id,
-            reason,
-            outcome: if ok { "ok" } else { "failed" },
-            detail,
+        tx: &impl stowage_shared::db::GenericClient,
+        job: &Job,
+    ) -> Result<DeleteRecord> {
+        let owner = (job.id, job.tenant_id.as_str());
+        let mut record = DeleteRecord {
+            job_id: job.id,
+            archive_garbage: None,
+            garbage: Vec::new(),
         };
-        let recorded = async {
-            let client = self.pool.get().await?;
-            db::audit::record(&client, &entry).await?;
-            Ok::<_, Error>(())
+        let archived_in = match job.archive.as_ref().map(|a| a.store_version) {
+            None => None,
+            Some(Some(version)) => Some(version),
+            // Archived by the earlier system: in the first version.
+            Some(None) => db::stores::oldest(tx).await?.map(|s| s.version),
         };
-        if let Err(error) = recorded.await {
-            tracing::error!(%error, action, "could not record an audit entry");
+        if let Some(info) = &job.archive
+            && let Some(version) = archived_in
+        {
+            let id =
+                db::garbage::record(tx, version, &info.blob_key, owner, Cause::JobDeleted).await?;
+            record.archive_garbage = Some(id);
+            record.garbage.push(id);
         }
+        if let Some(newest) = db::stores::get(tx, None).await? {
+            for format in [BlobFormat::JsonZstd, BlobFormat::JsonGzip] {
+                let key = format.blob_key(&job.tenant_id, job.id);
+                let archived_here = job
+                    .archive
+                    .as_ref()
+                    .is_some_and(|a| a.blob_key == key && a.store_version == Some(newest.version));
+                if BlobKey::new(key.clone()).is_ok() && !archived_here {
+                    let id =
+                        db::garbage::record(tx, newest.version, &key, owner, Cause::JobDeleted)
+                            .await?;
+                    record.garbage.push(id);
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    /// The tenant of any job, for evidence.
+    pub(super) async fn tenant_of(&self, id: Uuid) -> Option<String> {
+        let client = self.pool.get().await.ok()?;
+        db::jobs::get(&client, None, id)
+            .await
+            .ok()
+            .flatten()
+            .map(|job| job.tenant_id)
     }
 }

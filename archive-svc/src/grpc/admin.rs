@@ -1,19 +1,21 @@
 //! `stowage.archive.v1.ArchiveAdminService` (SUPER_ADMIN only).
 
-use std::pin::Pin;
-
-use futures::Stream;
 use stowage_proto::archive::v1::{self as pb, archive_admin_service_server::ArchiveAdminService};
-use stowage_shared::auth::{self, Role};
+use stowage_shared::{
+    api::{self, InvalidArgument, RequestId},
+    auth::{self, Role},
+};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{job_archive, parse_id, reason};
+use super::{ResponseStream, job_archive, parse_id, reason, server_stream};
 use crate::domain::{
+    admin::Outcome,
     archive::Compression,
-    service::{Archives, Outcome},
-    store::StoreSetting,
+    audit::Actor,
+    relocate::{MoveEvent, MoveMode, MoveResult},
+    service::Archives,
+    stores::{StoreSetting, StoreVersion},
 };
 
 #[derive(Debug, Clone)]
@@ -27,8 +29,6 @@ impl AdminApi {
     }
 }
 
-type OutcomeStream = Pin<Box<dyn Stream<Item = Result<pb::ArchiveOutcome, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl ArchiveAdminService for AdminApi {
     async fn archive_job(
@@ -40,21 +40,20 @@ impl ArchiveAdminService for AdminApi {
         let request = request.into_inner();
         let id = parse_id("job_id", &request.job_id)?;
         let reason = reason(&request.reason)?;
+        let request_id = RequestId::parse(&request.request_id)?;
         let compression = match pb::Compression::try_from(request.compression) {
             Ok(pb::Compression::Unspecified | pb::Compression::Zstd) => Compression::Zstd,
             Ok(pb::Compression::Gzip) => Compression::Gzip,
-            Err(_) => {
-                return Err(Status::invalid_argument("compression: unknown value"));
-            }
+            Err(_) => return Err(InvalidArgument::new("compression", "unknown value").into()),
         };
         let job = self
             .archives
-            .archive_now(&caller, id, reason, compression)
+            .archive_now(&caller, id, reason, compression, &request_id)
             .await?;
         Ok(Response::new(job_archive(&self.archives, job)))
     }
 
-    type ArchiveEligibleJobsStream = OutcomeStream;
+    type ArchiveEligibleJobsStream = ResponseStream<pb::ArchiveOutcome>;
 
     async fn archive_eligible_jobs(
         &self,
@@ -65,44 +64,22 @@ impl ArchiveAdminService for AdminApi {
         let request = request.into_inner();
         let reason = reason(&request.reason)?.to_owned();
         let limit = u32::try_from(request.limit)
-            .map_err(|_| Status::invalid_argument("limit: must not be negative"))?;
-        let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(16);
-        let (tx, rx) = mpsc::channel::<Result<pb::ArchiveOutcome, Status>>(16);
+            .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
+        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(16);
         let archives = self.archives.clone();
-        tokio::spawn(async move {
-            let forward = {
-                let archives = archives.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    while let Some(outcome) = outcome_rx.recv().await {
-                        let message = match outcome.result {
-                            Ok(job) => pb::ArchiveOutcome {
-                                job_id: outcome.job_id.to_string(),
-                                archived: true,
-                                error: String::new(),
-                                job: Some(job_archive(&archives, job)),
-                            },
-                            Err(error) => pb::ArchiveOutcome {
-                                job_id: outcome.job_id.to_string(),
-                                archived: false,
-                                error: error.to_string(),
-                                job: None,
-                            },
-                        };
-                        let _ = tx.send(Ok(message)).await;
-                    }
-                })
-            };
-            let result = archives
-                .archive_due(&caller.subject, &reason, limit, &outcome_tx)
-                .await;
-            drop(outcome_tx);
-            let _ = forward.await;
-            if let Err(error) = result {
-                let _ = tx.send(Err(error.into())).await;
+        let work = tokio::spawn({
+            let archives = archives.clone();
+            async move {
+                let actor = Actor::caller(&caller);
+                archives
+                    .archive_due(&actor, &reason, limit, &outcome_tx)
+                    .await
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let each = move |outcome: Outcome| Some(archive_outcome(&archives, outcome));
+        Ok(Response::new(server_stream(outcome_rx, work, each, |_| {
+            None
+        })))
     }
 
     async fn set_archive_store(
@@ -112,12 +89,180 @@ impl ArchiveAdminService for AdminApi {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
         let request = request.into_inner();
-        let reason = reason(&request.reason)?.to_owned();
+        let reason = reason(&request.reason)?;
+        let request_id = RequestId::parse(&request.request_id)?;
         let setting = StoreSetting {
             connection_string: request.connection_string,
             container: request.container,
         };
-        self.archives.set_store(&caller, &setting, &reason).await?;
-        Ok(Response::new(pb::SetArchiveStoreResponse {}))
+        let store = self
+            .archives
+            .set_store(&caller, &setting, reason, &request_id)
+            .await?;
+        Ok(Response::new(pb::SetArchiveStoreResponse {
+            store: Some(archive_store(store, true)),
+        }))
     }
+
+    async fn update_archive_store_credential(
+        &self,
+        request: Request<pb::UpdateArchiveStoreCredentialRequest>,
+    ) -> Result<Response<pb::ArchiveStore>, Status> {
+        let caller = auth::principal(&request)?;
+        caller.require(Role::SuperAdmin)?;
+        let request = request.into_inner();
+        if request.version < 1 {
+            return Err(
+                InvalidArgument::new("version", "must be a store version (1 or more)").into(),
+            );
+        }
+        let reason = reason(&request.reason)?;
+        let setting = StoreSetting {
+            connection_string: request.connection_string,
+            container: request.container,
+        };
+        let store = self
+            .archives
+            .update_store_credential(&caller, request.version, &setting, reason)
+            .await?;
+        let current = self
+            .archives
+            .list_stores(&caller)
+            .await?
+            .first()
+            .map(|s| s.version);
+        let is_current = current == Some(store.version);
+        Ok(Response::new(archive_store(store, is_current)))
+    }
+
+    async fn list_archive_stores(
+        &self,
+        request: Request<pb::ListArchiveStoresRequest>,
+    ) -> Result<Response<pb::ListArchiveStoresResponse>, Status> {
+        let caller = auth::principal(&request)?;
+        let stores = self.archives.list_stores(&caller).await?;
+        Ok(Response::new(pb::ListArchiveStoresResponse {
+            stores: stores
+                .into_iter()
+                .enumerate()
+                .map(|(i, store)| archive_store(store, i == 0))
+                .collect(),
+        }))
+    }
+
+    type MigrateArchivesStream = ResponseStream<pb::MigrateArchivesProgress>;
+
+    async fn migrate_archives(
+        &self,
+        request: Request<pb::MigrateArchivesRequest>,
+    ) -> Result<Response<Self::MigrateArchivesStream>, Status> {
+        let caller = auth::principal(&request)?;
+        caller.require(Role::SuperAdmin)?;
+        let request = request.into_inner();
+        let mode = match pb::MoveMode::try_from(request.mode) {
+            Ok(pb::MoveMode::DryRun) => MoveMode::DryRun,
+            Ok(pb::MoveMode::Live) => MoveMode::Live,
+            Ok(pb::MoveMode::Unspecified) | Err(_) => {
+                return Err(InvalidArgument::new(
+                    "mode",
+                    "is required (MOVE_MODE_DRY_RUN or MOVE_MODE_LIVE)",
+                )
+                .into());
+            }
+        };
+        let reason = reason(&request.reason)?.to_owned();
+        let limit = u64::try_from(request.limit)
+            .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
+        let limit = (limit > 0).then_some(limit);
+        let (events_tx, events_rx) = mpsc::channel::<MoveEvent>(16);
+        let archives = self.archives.clone();
+        // The work goes on to its end if the caller goes away: each job commits or not.
+        let work = tokio::spawn(async move {
+            archives
+                .migrate_archives(&caller, mode, &reason, limit, &events_tx)
+                .await
+        });
+        let each = |event| Some(move_progress(event));
+        Ok(Response::new(server_stream(events_rx, work, each, |_| {
+            None
+        })))
+    }
+}
+
+fn archive_outcome(archives: &Archives, outcome: Outcome) -> pb::ArchiveOutcome {
+    match outcome.result {
+        Ok(job) => pb::ArchiveOutcome {
+            job_id: outcome.job_id.to_string(),
+            archived: true,
+            error: String::new(),
+            job: Some(job_archive(archives, job)),
+        },
+        Err(error) => pb::ArchiveOutcome {
+            job_id: outcome.job_id.to_string(),
+            archived: false,
+            error: Status::from(error).message().to_owned(),
+            job: None,
+        },
+    }
+}
+
+fn archive_store(store: StoreVersion, current: bool) -> pb::ArchiveStore {
+    pb::ArchiveStore {
+        version: store.version,
+        provider: store.provider,
+        location: store.location,
+        credential_kind: store.credential_kind,
+        credential_version: store.credential_version,
+        current,
+        archived_jobs: store.archived_jobs,
+        pending_deletes: store.pending_deletes,
+        create_time: Some(api::timestamp(store.created_at)),
+        created_by: store.created_by,
+        credential_update_time: api::optional_timestamp(store.credential_updated_at),
+        credential_updated_by: store.credential_updated_by.unwrap_or_default(),
+    }
+}
+
+fn move_progress(event: MoveEvent) -> pb::MigrateArchivesProgress {
+    use pb::migrate_archives_progress::Event;
+    let event = match event {
+        MoveEvent::Plan {
+            target_version,
+            sources,
+        } => Event::Plan(pb::MovePlan {
+            target_version,
+            sources: sources
+                .into_iter()
+                .map(|s| pb::StoreVersionCount {
+                    store_version: s.store_version.unwrap_or_default(),
+                    jobs: s.jobs,
+                    stored_bytes: s.stored_bytes,
+                })
+                .collect(),
+        }),
+        MoveEvent::Job(moved) => {
+            let (outcome, detail, stored_bytes) = match moved.result {
+                MoveResult::Moved { stored_bytes } => {
+                    (pb::MoveOutcome::Moved, String::new(), stored_bytes)
+                }
+                MoveResult::Skipped(why) => (pb::MoveOutcome::Skipped, why, 0),
+                MoveResult::Failed(why) => (pb::MoveOutcome::Failed, why, 0),
+            };
+            Event::Job(pb::ArchiveMove {
+                job_id: moved.job_id.to_string(),
+                from_version: moved.from_version.unwrap_or_default(),
+                to_version: moved.to_version,
+                outcome: outcome.into(),
+                detail,
+                stored_bytes,
+            })
+        }
+        MoveEvent::Done(totals) => Event::Done(pb::MoveTotals {
+            moved: totals.moved,
+            skipped: totals.skipped,
+            failed: totals.failed,
+            stored_bytes: totals.stored_bytes,
+        }),
+    };
+    pb::MigrateArchivesProgress { event: Some(event) }
 }

@@ -1,18 +1,14 @@
 //! `stowage.archive.v1.ArchiveService`.
 
-use std::pin::Pin;
-
-use futures::Stream;
 use stowage_proto::archive::v1::{self as pb, archive_service_server::ArchiveService};
 use stowage_shared::{
-    api::{self, InvalidArgument},
+    api::{self, InvalidArgument, RequestId},
     auth,
 };
 use tokio::sync::mpsc;
-use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::{job_archive, parse_id};
+use super::{ResponseStream, job_archive, parse_id, server_stream};
 use crate::domain::{
     policy::RetentionPolicy,
     restore::{Phase, Progress},
@@ -42,8 +38,6 @@ impl ArchiveApi {
         }
     }
 }
-
-type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RestoreProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ArchiveService for ArchiveApi {
@@ -106,7 +100,7 @@ impl ArchiveService for ArchiveApi {
         }))
     }
 
-    type RestoreJobStream = ProgressStream;
+    type RestoreJobStream = ResponseStream<pb::RestoreProgress>;
 
     async fn restore_job(
         &self,
@@ -128,31 +122,15 @@ impl ArchiveService for ArchiveApi {
             }
         };
         let (progress_tx, progress_rx) = mpsc::channel::<Progress>(64);
-        let (result_tx, result_rx) = mpsc::channel::<Result<pb::RestoreProgress, Status>>(64);
         let archives = self.archives.clone();
         // The restore runs to its end even if the caller goes away: it commits or rolls back.
-        tokio::spawn(async move {
-            let forward = {
-                let result_tx = result_tx.clone();
-                tokio::spawn(async move {
-                    let mut progress_rx = ReceiverStream::new(progress_rx);
-                    while let Some(progress) = progress_rx.next().await {
-                        if progress.phase == Phase::Done {
-                            continue;
-                        }
-                        let _ = result_tx.send(Ok(restore_progress(&progress))).await;
-                    }
-                })
-            };
-            let outcome = archives.restore(&caller, id, trigger, &progress_tx).await;
-            drop(progress_tx);
-            let _ = forward.await;
-            let last = outcome
-                .map(|done| restore_progress(&done))
-                .map_err(Status::from);
-            let _ = result_tx.send(last).await;
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(result_rx))))
+        let work =
+            tokio::spawn(async move { archives.restore(&caller, id, trigger, &progress_tx).await });
+        let each = |progress: Progress| {
+            (progress.phase != Phase::Done).then(|| restore_progress(&progress))
+        };
+        let last = |done: Progress| Some(restore_progress(&done));
+        Ok(Response::new(server_stream(progress_rx, work, each, last)))
     }
 
     async fn touch_job(
@@ -173,10 +151,15 @@ impl ArchiveService for ArchiveApi {
         let request = request.into_inner();
         let id = parse_id("job_id", &request.job_id)?;
         let reason = super::reason(&request.reason)?;
-        let blob_deleted = self.archives.delete(&caller, id, reason).await?;
+        let request_id = RequestId::parse(&request.request_id)?;
+        let deleted = self
+            .archives
+            .delete(&caller, id, reason, &request_id)
+            .await?;
         Ok(Response::new(pb::DeleteJobResponse {
-            job_id: id.to_string(),
-            blob_deleted,
+            job_id: deleted.job_id.to_string(),
+            blob_deleted: deleted.blob_deleted,
+            blob_delete_pending: deleted.blob_delete_pending,
         }))
     }
 }

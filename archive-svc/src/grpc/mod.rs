@@ -4,26 +4,76 @@
 pub mod admin;
 pub mod archive;
 
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
 use stowage_proto::archive::v1 as pb;
 use stowage_shared::api::{self, InvalidArgument};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 use uuid::Uuid;
 
-use crate::domain::{
-    jobs::{Job, JobStatus},
-    service::Archives,
+use crate::{
+    domain::{
+        jobs::{Job, JobStatus},
+        service::Archives,
+    },
+    error::Error,
 };
+
+/// A server-streaming response.
+pub type ResponseStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
+
+/// The stream of what a spawned domain task reports: `each(event)` for every event it
+/// sends, then `last(value)` when it succeeds, or its error as the final status.
+fn server_stream<E, T, M>(
+    events: mpsc::Receiver<E>,
+    work: JoinHandle<Result<T, Error>>,
+    each: impl FnMut(E) -> Option<M> + Send + 'static,
+    last: impl FnOnce(T) -> Option<M> + Send + 'static,
+) -> ResponseStream<M>
+where
+    E: Send + 'static,
+    T: Send + 'static,
+    M: Send + 'static,
+{
+    let mut each = each;
+    let events = ReceiverStream::new(events).filter_map(move |event| {
+        let message = each(event).map(Ok);
+        async move { message }
+    });
+    let end = futures::stream::once(async move {
+        match work.await {
+            Ok(Ok(value)) => last(value).map(Ok),
+            Ok(Err(error)) => Some(Err(Status::from(error))),
+            Err(_) => Some(Err(Status::internal("internal error"))),
+        }
+    })
+    .filter_map(|message| async move { message });
+    Box::pin(events.chain(end))
+}
 
 fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, InvalidArgument> {
     Uuid::parse_str(raw.trim()).map_err(|_| InvalidArgument::new(field, "must be a UUID"))
 }
 
-/// A required, bounded free-text reason (audited).
+/// A required, bounded free-text reason (audited); no control characters.
 fn reason(raw: &str) -> Result<&str, InvalidArgument> {
     let reason = raw.trim();
-    if reason.is_empty() || reason.len() > 1000 {
+    if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(InvalidArgument::new(
             "reason",
             "is required (1 to 1000 characters)",
+        ));
+    }
+    if reason
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(InvalidArgument::new(
+            "reason",
+            "must not contain NUL or other control characters",
         ));
     }
     Ok(reason)
@@ -52,6 +102,7 @@ fn job_archive(archives: &Archives, job: Job) -> pb::JobArchive {
         scan_items: archive.and_then(|a| a.scan_items).unwrap_or_default(),
         file_records: archive.and_then(|a| a.file_records).unwrap_or_default(),
         archive_time: archive.map(|a| api::timestamp(a.archived_at)),
+        store_version: archive.and_then(|a| a.store_version).unwrap_or_default(),
         eligible_time,
         last_activity_time: Some(api::timestamp(job.last_activity_at)),
         terminal_time: api::optional_timestamp(job.terminal_at),

@@ -13,6 +13,7 @@ fn archive_request(job: uuid::Uuid) -> pb::ArchiveJobRequest {
         job_id: job.to_string(),
         reason: "test".into(),
         compression: 0,
+        request_id: String::new(),
     }
 }
 
@@ -147,6 +148,7 @@ async fn admin_calls_need_super_admin() {
             connection_string: "memory://elsewhere".into(),
             container: "x".into(),
             reason: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -801,6 +803,7 @@ async fn a_new_archive_store_takes_effect_without_a_restart() {
             connection_string: format!("memory://{rotated}"),
             container: "archives".into(),
             reason: "key rotation".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -832,6 +835,7 @@ async fn a_new_archive_store_takes_effect_without_a_restart() {
             connection_string: "AccountName=x".into(),
             container: "archives".into(),
             reason: "typo".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

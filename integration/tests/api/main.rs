@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod archive_stores;
 mod artifacts;
 mod auth;
 mod bindings;

@@ -2,14 +2,13 @@
 //! posture check, which disables the binding it replaces. Credentials are sealed by
 //! [`Stores`] and never leave in clear.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
-    blob::{BlobKey, Credential, Location, Provider, StoreConfig},
+    blob::{Credential, Location, Provider, StoreConfig, posture},
 };
 use uuid::Uuid;
 
@@ -217,7 +216,9 @@ impl Bindings {
         let org = caller.organization.as_str();
         let (binding, store) = self.stores.open(org, command.id).await?;
         if binding.state != BindingState::Active
-            && let Err(error) = posture_check(&store).await
+            && let Err(error) = posture::check(&store)
+                .await
+                .map_err(|e| Error::FailedPrecondition(e.to_string()))
         {
             self.evidence
                 .audit(
@@ -264,29 +265,4 @@ impl Bindings {
             .await;
         Ok(activated)
     }
-}
-
-/// Writes a probe object through the verified layer (which reads it back), then deletes
-/// it. Any failure names its cause.
-async fn posture_check(store: &stowage_shared::blob::EncryptedStore) -> Result<()> {
-    let key = BlobKey::new(format!("_stowage/posture/{}", Uuid::new_v4()))?;
-    let probe = Bytes::from(format!("stowage posture check {}", Uuid::new_v4()));
-    let fail = |step: &str, error: &dyn std::fmt::Display| {
-        Error::FailedPrecondition(format!(
-            "posture check failed to {step} a probe object: {error}"
-        ))
-    };
-    store
-        .put(
-            &key,
-            futures::stream::iter([Ok::<_, std::io::Error>(probe)]),
-        )
-        .await
-        .map_err(|e| fail("write and read back", &e))?;
-    store
-        .store()
-        .delete(&key)
-        .await
-        .map_err(|e| fail("delete", &e))?;
-    Ok(())
 }

@@ -7,10 +7,12 @@ pub mod config;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod encrypted;
+pub mod posture;
 pub mod store;
 
 pub use config::{Credential, Location, Provider, StoreConfig};
 pub use encrypted::{EncryptedStore, ObjectError, Receipt};
+pub use posture::PostureError;
 pub use store::{BlobError, BlobKey, BlobRead, BlobStore, StoreOptions};
 
 #[cfg(test)]

@@ -175,6 +175,7 @@ pub async fn run(rows: u64) -> Result<()> {
             job_id: job.to_string(),
             reason: "benchmark".into(),
             compression: pb::Compression::Zstd.into(),
+            request_id: String::new(),
         };
         let archived = admin
             .archive_job(authorized(request, &token)?)

@@ -1,0 +1,261 @@
+//! The SUPER_ADMIN operations on [`Archives`]: archive one job now, archive what is due,
+//! and manage the archive store's versions (add one, replace a version's credential, list
+//! them, move older archives to the newest).
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use stowage_shared::{
+    api::{Claim, RequestId},
+    auth::{Principal, Role},
+};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{
+    IDEMPOTENCY,
+    archive::{ArchiveRequest, Compression, Mode},
+    audit::{Actor, Audit},
+    jobs::Job,
+    relocate::{MoveEvent, MoveMode, Totals},
+    service::Archives,
+    stores::{StoreSetting, StoreVersion},
+};
+use crate::{
+    db,
+    error::{Error, Result},
+};
+
+/// One job's result in a bulk archive.
+#[derive(Debug)]
+pub struct Outcome {
+    pub job_id: Uuid,
+    pub result: Result<Job>,
+}
+
+/// The store version an idempotent store change made.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct StoreChange {
+    version: i64,
+}
+
+impl Archives {
+    /// Archives one job now; it must be terminal. SUPER_ADMIN only. Audited under the
+    /// job's tenant, with the caller's organization beside it.
+    pub async fn archive_now(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        reason: &str,
+        compression: Compression,
+        request_id: &RequestId,
+    ) -> Result<Job> {
+        caller.require(Role::SuperAdmin)?;
+        let actor = Actor::caller(caller);
+        let request = ArchiveRequest {
+            mode: Mode::Forced,
+            compression,
+            audit: Audit {
+                actor: &actor,
+                action: "archive",
+                reason: Some(reason),
+            },
+            request_id,
+        };
+        let result = self.archiver.archive(None, id, &request).await;
+        if let Err(error) = &result {
+            let tenant = self.tenant_of(id).await;
+            let job = tenant.as_deref().map(|tenant| (id, tenant));
+            request.audit.record_failure(&self.pool, job, error).await;
+        }
+        result
+    }
+
+    /// The schedule's logic: up to `limit` due jobs, oldest terminal first; each outcome
+    /// goes to `outcomes` as it happens. A job's failure never stops the rest.
+    pub async fn archive_due(
+        &self,
+        actor: &Actor,
+        reason: &str,
+        limit: u32,
+        outcomes: &mpsc::Sender<Outcome>,
+    ) -> Result<(u32, u32)> {
+        let limit = if limit == 0 {
+            self.jobs_per_tick
+        } else {
+            limit
+        };
+        let windows: Vec<_> = self
+            .archiver
+            .policy()
+            .idle_days()
+            .map(|(status, days)| (status, i32::try_from(days).unwrap_or(i32::MAX)))
+            .collect();
+        let due = {
+            let client = self.pool.get().await?;
+            db::jobs::eligible(&client, &windows, Utc::now(), i64::from(limit)).await?
+        };
+        let request = ArchiveRequest {
+            mode: Mode::Scheduled,
+            compression: Compression::Zstd,
+            audit: Audit {
+                actor,
+                action: "archive",
+                reason: Some(reason),
+            },
+            request_id: &RequestId::none(),
+        };
+        let (mut archived, mut failed) = (0, 0);
+        for (job_id, tenant) in due {
+            let result = self.archiver.archive(None, job_id, &request).await;
+            match &result {
+                Ok(_) => archived += 1,
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(job = %job_id, %error, "job not archived");
+                    metrics::counter!("archive_jobs_failed_total").increment(1);
+                    request
+                        .audit
+                        .record_failure(&self.pool, Some((job_id, &tenant)), error)
+                        .await;
+                }
+            }
+            let _ = outcomes.send(Outcome { job_id, result }).await;
+        }
+        Ok((archived, failed))
+    }
+
+    /// Adds a store version after a posture check (write, read back and delete a probe);
+    /// new archives go to it, earlier ones stay where they are. A failed check changes
+    /// nothing.
+    pub async fn set_store(
+        &self,
+        caller: &Principal,
+        setting: &StoreSetting,
+        reason: &str,
+        request_id: &RequestId,
+    ) -> Result<StoreVersion> {
+        caller.require(Role::SuperAdmin)?;
+        let actor = Actor::caller(caller);
+        let audit = Audit {
+            actor: &actor,
+            action: "set_archive_store",
+            reason: Some(reason),
+        };
+        let fingerprint = json!({ "connection_string": setting.connection_string,
+                                  "container": setting.container, "reason": reason });
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let claim = IDEMPOTENCY
+            .begin(
+                &tx,
+                actor.scope(),
+                "SetArchiveStore",
+                request_id,
+                &fingerprint,
+            )
+            .await?;
+        let version = match claim {
+            Claim::Replay(StoreChange { version }) => version,
+            Claim::Fresh => {
+                let parsed = match self.stores.check(setting).await {
+                    Ok(parsed) => parsed,
+                    Err(error) => {
+                        drop(tx);
+                        audit.record_failure(&self.pool, None, &error).await;
+                        return Err(error);
+                    }
+                };
+                let version = self
+                    .stores
+                    .add(&tx, setting, &parsed, (None, &caller.subject), Some(reason))
+                    .await?;
+                let detail = json!({ "version": version, "location": parsed.location,
+                                     "credential_kind": parsed.credential_kind });
+                audit.record(&tx, None, true, detail).await?;
+                IDEMPOTENCY
+                    .finish(
+                        &tx,
+                        actor.scope(),
+                        "SetArchiveStore",
+                        request_id,
+                        &StoreChange { version },
+                    )
+                    .await?;
+                version
+            }
+        };
+        tx.commit().await?;
+        self.store_version(version).await
+    }
+
+    /// Replaces the credential of one store version (its old key revoked, say) with one
+    /// for the same store, after a posture check. Audited.
+    pub async fn update_store_credential(
+        &self,
+        caller: &Principal,
+        version: i64,
+        setting: &StoreSetting,
+        reason: &str,
+    ) -> Result<StoreVersion> {
+        caller.require(Role::SuperAdmin)?;
+        let actor = Actor::caller(caller);
+        let audit = Audit {
+            actor: &actor,
+            action: "update_archive_store_credential",
+            reason: Some(reason),
+        };
+        let checked = self.stores.check(setting).await;
+        let parsed = match checked {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                audit.record_failure(&self.pool, None, &error).await;
+                return Err(error);
+            }
+        };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let updated = self
+            .stores
+            .replace_credential(&tx, version, setting, &parsed, &caller.subject)
+            .await?;
+        let detail = json!({ "version": version, "credential_version": updated.credential_version,
+                             "credential_kind": parsed.credential_kind });
+        audit.record(&tx, None, true, detail).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Every store version, newest first, with the jobs in each.
+    pub async fn list_stores(&self, caller: &Principal) -> Result<Vec<StoreVersion>> {
+        caller.require(Role::SuperAdmin)?;
+        let client = self.pool.get().await?;
+        db::stores::list(&client).await
+    }
+
+    /// Moves (or counts, in a dry run) archives in older store versions to the newest.
+    pub async fn migrate_archives(
+        &self,
+        caller: &Principal,
+        mode: MoveMode,
+        reason: &str,
+        limit: Option<u64>,
+        events: &mpsc::Sender<MoveEvent>,
+    ) -> Result<Totals> {
+        caller.require(Role::SuperAdmin)?;
+        let actor = Actor::caller(caller);
+        let audit = Audit {
+            actor: &actor,
+            action: "migrate_archives",
+            reason: Some(reason),
+        };
+        self.relocator.run(audit, mode, limit, events).await
+    }
+
+    async fn store_version(&self, version: i64) -> Result<StoreVersion> {
+        let client = self.pool.get().await?;
+        db::stores::get(&client, Some(version))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("archive store version {version}")))
+    }
+}
