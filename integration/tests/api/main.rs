@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod archive_crash;
 mod archive_stores;
 mod artifacts;
 mod auth;
