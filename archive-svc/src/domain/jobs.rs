@@ -155,3 +155,28 @@ impl BlobFormat {
         format!("{tenant}/{job}.{}", self.extension())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_that_cannot_name_a_blob_say_why() {
+        for tenant in ["acme", "tenant-42", "Ünïcode", "a.b"] {
+            assert_eq!(tenant_id_problem(tenant), None, "{tenant:?}");
+        }
+        let long = "x".repeat(MAX_TENANT_ID + 1);
+        for (tenant, problem) in [
+            ("", "is empty"),
+            ("..", "is a path step"),
+            (".", "is a path step"),
+            ("../escape", "contains a slash"),
+            ("acme/", "contains a slash"),
+            ("a\\b", "contains a slash"),
+            ("tab\there", "contains control characters"),
+            (long.as_str(), "is longer than 128 characters"),
+        ] {
+            assert_eq!(tenant_id_problem(tenant), Some(problem), "{tenant:?}");
+        }
+    }
+}

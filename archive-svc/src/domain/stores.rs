@@ -404,3 +404,63 @@ impl ArchiveStores {
 }
 
 const SEAL_CONTEXT: &[u8] = b"archive.stores/sealed_setting";
+
+#[cfg(test)]
+mod tests {
+    use stowage_shared::blob::azure::{DEV_ACCOUNT, DEV_KEY};
+
+    use super::*;
+
+    fn setting(connection_string: &str, container: &str) -> StoreSetting {
+        StoreSetting {
+            connection_string: connection_string.to_owned(),
+            container: container.to_owned(),
+        }
+    }
+
+    #[test]
+    fn settings_name_their_store_without_the_secret() {
+        let azure = format!(
+            "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};\
+             BlobEndpoint=http://127.0.0.1:10000/{DEV_ACCOUNT};"
+        );
+        let parsed = setting(&azure, "scans").parse().unwrap();
+        assert_eq!(parsed.config.provider, Provider::Azure);
+        assert_eq!(
+            parsed.location,
+            format!("http://127.0.0.1:10000/{DEV_ACCOUNT}/scans")
+        );
+        assert_eq!(parsed.credential_kind, "account_key");
+        let development = setting("UseDevelopmentStorage=true", "scans").parse().unwrap();
+        assert_eq!(development.location, parsed.location, "one store, two spellings");
+
+        let file = setting("file:///var/lib/stowage/", "").parse().unwrap();
+        assert_eq!(file.location, "file:///var/lib/stowage");
+        assert_eq!(file.config.location.container, "/var/lib/stowage");
+        let memory = setting("memory://scratch", "ignored").parse().unwrap();
+        assert_eq!(memory.location, "memory://scratch");
+    }
+
+    #[test]
+    fn bad_settings_name_the_field_and_never_the_secret() {
+        let cases = [
+            ("", "scans", "connection_string: is required"),
+            ("file://relative", "", "connection_string: a file store needs"),
+            ("no store at all", "scans", "connection_string: is neither"),
+            ("UseDevelopmentStorage=true", "", "container: is required"),
+        ];
+        for (text, container, expected) in cases {
+            let error = setting(text, container).parse().unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{text:?}: {error}");
+        }
+        let pasted = format!("AccountName={DEV_ACCOUNT};AccountKey:{DEV_KEY}");
+        let error = setting(&pasted, "scans").parse().unwrap_err().to_string();
+        assert!(!error.contains(&DEV_KEY[..12]), "{error}");
+    }
+
+    #[test]
+    fn a_setting_prints_without_its_connection_string() {
+        let printed = format!("{:?}", setting("AccountKey=secret-key", "scans"));
+        assert!(!printed.contains("secret-key"), "{printed}");
+    }
+}

@@ -667,3 +667,76 @@ async fn archives_are_audited_under_the_jobs_tenant_with_the_actor_beside_it() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_earlier_releases_store_setting_becomes_a_version_and_keeps_its_jobs() {
+    use stowage_integration::{app::spawn_app_with, db::TestDb};
+
+    let test_db = TestDb::migrated().await.unwrap();
+    let common = stowage_integration::app::test_common(&test_db).unwrap();
+    let db = test_db.client().await.unwrap();
+    // What an earlier release left: its one store setting, set a day ago, and two jobs
+    // archived before and after that.
+    let dir = file_dir();
+    let setting = serde_json::json!({ "connection_string": file_url(&dir), "container": "" });
+    let keys = stowage_shared::keyring::KeyRing::from_config(&common.keys).unwrap();
+    let sealed = keys
+        .seal(
+            b"archive.admin_config/archive_store",
+            setting.to_string().as_bytes(),
+        )
+        .unwrap();
+    db.execute(
+        "insert into archive.admin_config (key, value, sealed, update_time, updated_by)
+         values ('archive_store', $1, true, now() - interval '1 day', 'ops-7')",
+        &[&sealed],
+    )
+    .await
+    .unwrap();
+    let mut jobs = Vec::new();
+    for archived_days_ago in [2, 0] {
+        let job = scans::insert_job(&db, "acme", "COMPLETED", 30.0, 0, 0)
+            .await
+            .unwrap();
+        db.execute(
+            "update archive.scan_jobs set archived_at = now() - make_interval(days => $2),
+                 archive_blob_key = 'acme/' || id || '.json.zst', archive_format = 'json.zst'
+             where id = $1",
+            &[&job, &archived_days_ago],
+        )
+        .await
+        .unwrap();
+        jobs.push(job);
+    }
+
+    let app = spawn_app_with(test_db, common, |_| {}).await.unwrap();
+    let listed = stores(&mut admin(&app).await).await;
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|s| (s.version, s.provider.as_str(), s.created_by.as_str(), s.archived_jobs))
+        .collect();
+    assert_eq!(
+        summary,
+        [(2, "file", "ops-7", 1), (1, "memory", "configuration", 1)],
+        "the configured default is version 1, the earlier setting version 2"
+    );
+    let versions: Vec<Option<i64>> = db
+        .query(
+            "select archive_store_version from archive.scan_jobs where id = any($1)
+             order by archived_at",
+            &[&jobs],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [Some(1), Some(2)]);
+    let left: i64 = db
+        .query_one("select count(*) from archive.admin_config", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the earlier setting is adopted once");
+    app.stop().await.unwrap();
+}
