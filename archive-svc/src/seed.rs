@@ -3,12 +3,11 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Duration, Utc};
-use futures::pin_mut;
 use stowage_shared::api::InvalidArgument;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use uuid::Uuid;
 
 use crate::{
+    db,
     domain::{
         jobs::{JobStatus, tenant_id_problem},
         rows::{FileRecord, Row, ScanItem},
@@ -259,18 +258,10 @@ async fn copy<R: Row>(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: impl Iterator<Item = R>,
 ) -> Result<()> {
-    let sink = tx
-        .copy_in(&format!(
-            "copy {} ({}) from stdin (format binary)",
-            R::TABLE,
-            R::COLUMNS
-        ))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, R::TYPES);
-    pin_mut!(writer);
+    let mut copy = db::rows::CopyIn::<R>::open(tx).await?;
     for row in rows {
-        writer.as_mut().write(&row.params()).await?;
+        copy.write(&row).await?;
     }
-    writer.finish().await.map_err(Error::from)?;
+    copy.finish().await?;
     Ok(())
 }

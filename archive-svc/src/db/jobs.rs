@@ -7,7 +7,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    domain::jobs::{ArchiveInfo, BlobFormat, Job, JobStatus},
+    domain::{
+        jobs::{ArchiveInfo, Job, JobStatus},
+        payload::BlobFormat,
+    },
     error::{Error, Result},
 };
 

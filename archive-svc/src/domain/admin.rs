@@ -14,9 +14,10 @@ use uuid::Uuid;
 
 use super::{
     IDEMPOTENCY,
-    archive::{ArchiveRequest, Compression, Mode},
+    archive::{ArchiveRequest, Mode},
     audit::{Actor, Audit},
     jobs::Job,
+    payload::Compression,
     relocate::{MoveEvent, MoveMode, Totals},
     service::Archives,
     stores::{StoreSetting, StoreVersion},

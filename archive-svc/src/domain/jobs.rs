@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::payload::BlobFormat;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
@@ -112,48 +114,6 @@ pub struct ArchiveInfo {
     /// The archive store version that holds the blob (`None` only for a job archived by
     /// an earlier release whose store was never adopted).
     pub store_version: Option<i64>,
-}
-
-/// How an archive blob is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BlobFormat {
-    /// JSON, zstd, encrypted: `{tenant}/{job}.json.zst`.
-    JsonZstd,
-    /// JSON, gzip, encrypted: `{tenant}/{job}.json.gz`.
-    JsonGzip,
-    /// JSON, gzip, unencrypted, written by the earlier system: `{tenant}/{job}.json.gz`.
-    LegacyJsonGzip,
-}
-
-impl BlobFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BlobFormat::JsonZstd => "json.zst",
-            BlobFormat::JsonGzip => "json.gz",
-            BlobFormat::LegacyJsonGzip => "legacy.json.gz",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "json.zst" => BlobFormat::JsonZstd,
-            "json.gz" => BlobFormat::JsonGzip,
-            "legacy.json.gz" => BlobFormat::LegacyJsonGzip,
-            _ => return None,
-        })
-    }
-
-    /// The file extension of the blob key.
-    pub fn extension(self) -> &'static str {
-        match self {
-            BlobFormat::JsonZstd => "json.zst",
-            BlobFormat::JsonGzip | BlobFormat::LegacyJsonGzip => "json.gz",
-        }
-    }
-
-    pub fn blob_key(self, tenant: &str, job: uuid::Uuid) -> String {
-        format!("{tenant}/{job}.{}", self.extension())
-    }
 }
 
 #[cfg(test)]

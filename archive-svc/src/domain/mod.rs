@@ -7,6 +7,7 @@ pub mod audit;
 pub mod garbage;
 pub mod job_lock;
 pub mod jobs;
+pub mod payload;
 pub mod pipe;
 pub mod policy;
 pub mod relocate;

@@ -16,7 +16,8 @@ use super::{
     audit::Audit,
     garbage::Sweeper,
     job_lock,
-    jobs::{ArchiveInfo, BlobFormat},
+    jobs::ArchiveInfo,
+    payload::BlobFormat,
     stores::{ArchiveStores, OpenStore},
 };
 use crate::{

@@ -5,32 +5,27 @@
 //! records activity, since the caller is about to use the rows, so an archive of the job in
 //! flight rolls back rather than take the rows from under the caller.
 
-use std::{fmt, io::Read};
-
 use bytes::Bytes;
 use futures::{StreamExt, pin_mut, stream::BoxStream};
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::json;
 use stowage_shared::blob::{BlobKey, ObjectError, encrypted::Expected};
 use tokio::sync::mpsc;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use uuid::Uuid;
 
 use super::{
-    archive::ROWS_DIGEST_KEY,
     audit::Audit,
-    jobs::{ArchiveInfo, BlobFormat},
-    pipe::ChannelReader,
+    jobs::ArchiveInfo,
+    payload::{
+        BlobFormat,
+        reader::{self, Batch},
+    },
     rows::{Canonical, FileRecord, Row, RowsDigest, ScanItem},
     stores::ArchiveStores,
 };
 use crate::{
-    db,
+    db::{self, rows::CopyIn},
     error::{Error, Result},
 };
-
-/// Rows per message from the parser thread.
-const BATCH: usize = 2048;
 
 /// Where a restore is; sent as it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,12 +45,6 @@ pub struct Progress {
     pub bytes_read: u64,
     /// The job was hot already: nothing was inserted.
     pub already_hot: bool,
-}
-
-/// A batch of rows of one table, or the end of the payload.
-enum Batch {
-    Items(Vec<ScanItem>),
-    Records(Vec<FileRecord>),
 }
 
 #[derive(Clone, Debug)]
@@ -120,7 +109,8 @@ impl Restorer {
         let fetch = fetch(&objects, &info, plain_tx);
         let (rows_tx, rows_rx) = mpsc::channel::<Batch>(4);
         let format = info.format;
-        let parser = tokio::task::spawn_blocking(move || parse(plain_rx, format, job_id, rows_tx));
+        let parser =
+            tokio::task::spawn_blocking(move || reader::parse(plain_rx, format, job_id, rows_tx));
 
         let insert = async {
             // Owned here, so a failed insert drops it and unblocks the parser.
@@ -129,42 +119,31 @@ impl Restorer {
             let _ = progress.send(state.clone()).await;
             let mut digest = RowsDigest::default();
             let mut scratch = Canonical::default();
-            let mut items: Option<std::pin::Pin<Box<BinaryCopyInWriter>>> = None;
-            let mut records: Option<std::pin::Pin<Box<BinaryCopyInWriter>>> = None;
+            let mut items: Option<CopyIn<ScanItem>> = None;
+            let mut records: Option<CopyIn<FileRecord>> = None;
             let (mut item_count, mut record_count) = (0i64, 0i64);
             while let Some(batch) = rows_rx.recv().await {
+                let mut sink = Sink {
+                    tx: &tx,
+                    digest: &mut digest,
+                    scratch: &mut scratch,
+                };
                 match batch {
                     Batch::Items(rows) => {
-                        if let Some(mut writer) = records.take() {
-                            writer.as_mut().finish().await?;
-                        }
-                        let writer = match &mut items {
-                            Some(writer) => writer,
-                            None => items.insert(Box::pin(copy_in::<ScanItem>(&tx).await?)),
-                        };
-                        item_count +=
-                            write(writer.as_mut(), &rows, &mut digest, &mut scratch).await?;
+                        item_count += sink.insert(&mut items, &mut records, &rows).await?;
                     }
                     Batch::Records(rows) => {
-                        if let Some(mut writer) = items.take() {
-                            writer.as_mut().finish().await?;
-                        }
-                        let writer = match &mut records {
-                            Some(writer) => writer,
-                            None => records.insert(Box::pin(copy_in::<FileRecord>(&tx).await?)),
-                        };
-                        record_count +=
-                            write(writer.as_mut(), &rows, &mut digest, &mut scratch).await?;
+                        record_count += sink.insert(&mut records, &mut items, &rows).await?;
                     }
                 }
                 state.rows_done = (item_count + record_count) as u64;
                 let _ = progress.try_send(state.clone());
             }
-            if let Some(mut writer) = items.take() {
-                writer.as_mut().finish().await?;
+            if let Some(copy) = items.take() {
+                copy.finish().await?;
             }
-            if let Some(mut writer) = records.take() {
-                writer.as_mut().finish().await?;
+            if let Some(copy) = records.take() {
+                copy.finish().await?;
             }
             Ok::<_, Error>((item_count, record_count, digest))
         };
@@ -296,192 +275,32 @@ fn blob_error(error: stowage_shared::blob::BlobError, key: &BlobKey) -> Error {
     }
 }
 
-async fn copy_in<R: Row>(tx: &deadpool_postgres::Transaction<'_>) -> Result<BinaryCopyInWriter> {
-    let sink = tx
-        .copy_in(&format!(
-            "copy {} ({}) from stdin (format binary)",
-            R::TABLE,
-            R::COLUMNS
-        ))
-        .await?;
-    Ok(BinaryCopyInWriter::new(sink, R::TYPES))
+/// Where restored rows go: one COPY per table, one table at a time, every row digested.
+struct Sink<'a, 't> {
+    tx: &'a deadpool_postgres::Transaction<'t>,
+    digest: &'a mut RowsDigest,
+    scratch: &'a mut Canonical,
 }
 
-async fn write<R: Row>(
-    mut writer: std::pin::Pin<&mut BinaryCopyInWriter>,
-    rows: &[R],
-    digest: &mut RowsDigest,
-    scratch: &mut Canonical,
-) -> Result<i64> {
-    for row in rows {
-        digest.add(row, scratch);
-        writer.as_mut().write(&row.params()).await?;
-    }
-    Ok(rows.len() as i64)
-}
-
-/// The parser thread: decompress and parse `{"scanItems": […], "fileRecords": […]}`
-/// (either order, unknown keys ignored), sending rows in batches. Returns the rows digest
-/// the payload carries (`"rowsDigest"`, written since archives carry one), if any.
-fn parse(
-    plaintext: mpsc::Receiver<std::io::Result<Bytes>>,
-    format: BlobFormat,
-    job_id: Uuid,
-    rows: mpsc::Sender<Batch>,
-) -> Result<Option<RowsDigest>> {
-    let reader = ChannelReader::new(plaintext);
-    let decoded: Box<dyn Read> = match format {
-        BlobFormat::JsonZstd => Box::new(
-            zstd::stream::read::Decoder::new(reader)
-                .map_err(|e| Error::DataLoss(format!("zstd: {e}")))?,
-        ),
-        BlobFormat::JsonGzip | BlobFormat::LegacyJsonGzip => {
-            Box::new(flate2::read::GzDecoder::new(reader))
+impl Sink<'_, '_> {
+    /// Inserts `rows` through `mine` (opened on first use) after ending `other`'s COPY.
+    async fn insert<R: Row, O: Row>(
+        &mut self,
+        mine: &mut Option<CopyIn<R>>,
+        other: &mut Option<CopyIn<O>>,
+        rows: &[R],
+    ) -> Result<i64> {
+        if let Some(copy) = other.take() {
+            copy.finish().await?;
         }
-    };
-    let mut deserializer =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 20, decoded));
-    let seen = std::cell::Cell::new((false, false));
-    let carried = std::cell::RefCell::new(None);
-    let payload = Payload {
-        rows: &rows,
-        job_id,
-        seen: &seen,
-        digest: &carried,
-    };
-    payload
-        .deserialize(&mut deserializer)
-        .map_err(|e| Error::DataLoss(format!("payload: {e}")))?;
-    deserializer
-        .end()
-        .map_err(|e| Error::DataLoss(format!("payload: {e}")))?;
-    if seen.get() != (true, true) {
-        return Err(Error::DataLoss(
-            "the payload lacks scanItems or fileRecords".into(),
-        ));
-    }
-    carried
-        .into_inner()
-        .map(|hex: String| {
-            hex::decode(&hex)
-                .ok()
-                .and_then(|bytes| RowsDigest::from_bytes(&bytes))
-                .ok_or_else(|| Error::DataLoss("the payload's rowsDigest is malformed".into()))
-        })
-        .transpose()
-}
-
-struct Payload<'a> {
-    rows: &'a mpsc::Sender<Batch>,
-    job_id: Uuid,
-    /// Whether scanItems and fileRecords were read.
-    seen: &'a std::cell::Cell<(bool, bool)>,
-    /// The `rowsDigest` the payload carries.
-    digest: &'a std::cell::RefCell<Option<String>>,
-}
-
-impl<'de> DeserializeSeed<'de> for Payload<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Payload<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object with scanItems and fileRecords arrays")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "scanItems" | "fileRecords" => {
-                    let items = key == "scanItems";
-                    let (seen_items, seen_records) = self.seen.get();
-                    if (items && seen_items) || (!items && seen_records) {
-                        return Err(serde::de::Error::custom(format!("{key} appears twice")));
-                    }
-                    self.seen.set((seen_items || items, seen_records || !items));
-                    let payload = Payload {
-                        rows: self.rows,
-                        job_id: self.job_id,
-                        seen: self.seen,
-                        digest: self.digest,
-                    };
-                    if items {
-                        map.next_value_seed(Rows::<ScanItem> {
-                            payload,
-                            wrap: Batch::Items,
-                        })?;
-                    } else {
-                        map.next_value_seed(Rows::<FileRecord> {
-                            payload,
-                            wrap: Batch::Records,
-                        })?;
-                    }
-                }
-                ROWS_DIGEST_KEY => {
-                    *self.digest.borrow_mut() = Some(map.next_value::<String>()?);
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+        let copy = match mine {
+            Some(copy) => copy,
+            None => mine.insert(CopyIn::open(self.tx).await?),
+        };
+        for row in rows {
+            self.digest.add(row, self.scratch);
+            copy.write(row).await?;
         }
-        Ok(())
-    }
-}
-
-/// One array of rows, forwarded in batches as it is parsed.
-struct Rows<'a, R> {
-    payload: Payload<'a>,
-    wrap: fn(Vec<R>) -> Batch,
-}
-
-impl<'de, R: Row> DeserializeSeed<'de> for Rows<'_, R> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de, R: Row> Visitor<'de> for Rows<'_, R> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an array of {}", R::JSON_KEY)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        use serde::de::Error as _;
-        let mut batch = Vec::with_capacity(BATCH);
-        while let Some(row) = seq.next_element::<R>()? {
-            if row.job_id() != self.payload.job_id {
-                return Err(A::Error::custom(format!(
-                    "a row of job {} in the archive of job {}",
-                    row.job_id(),
-                    self.payload.job_id
-                )));
-            }
-            batch.push(row);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                self.payload
-                    .rows
-                    .blocking_send((self.wrap)(full))
-                    .map_err(|_| A::Error::custom("the inserter stopped"))?;
-            }
-        }
-        if !batch.is_empty() {
-            self.payload
-                .rows
-                .blocking_send((self.wrap)(batch))
-                .map_err(|_| A::Error::custom("the inserter stopped"))?;
-        }
-        Ok(())
+        Ok(rows.len() as i64)
     }
 }

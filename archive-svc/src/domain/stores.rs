@@ -431,8 +431,13 @@ mod tests {
             format!("http://127.0.0.1:10000/{DEV_ACCOUNT}/scans")
         );
         assert_eq!(parsed.credential_kind, "account_key");
-        let development = setting("UseDevelopmentStorage=true", "scans").parse().unwrap();
-        assert_eq!(development.location, parsed.location, "one store, two spellings");
+        let development = setting("UseDevelopmentStorage=true", "scans")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            development.location, parsed.location,
+            "one store, two spellings"
+        );
 
         let file = setting("file:///var/lib/stowage/", "").parse().unwrap();
         assert_eq!(file.location, "file:///var/lib/stowage");
@@ -445,7 +450,11 @@ mod tests {
     fn bad_settings_name_the_field_and_never_the_secret() {
         let cases = [
             ("", "scans", "connection_string: is required"),
-            ("file://relative", "", "connection_string: a file store needs"),
+            (
+                "file://relative",
+                "",
+                "connection_string: a file store needs",
+            ),
             ("no store at all", "scans", "connection_string: is neither"),
             ("UseDevelopmentStorage=true", "", "container: is required"),
         ];

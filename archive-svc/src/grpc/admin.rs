@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 use super::{ResponseStream, job_archive, parse_id, reason, server_stream};
 use crate::domain::{
     admin::Outcome,
-    archive::Compression,
     audit::Actor,
+    payload::Compression,
     relocate::{MoveEvent, MoveMode, MoveResult},
     service::Archives,
     stores::{StoreSetting, StoreVersion},

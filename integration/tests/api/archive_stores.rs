@@ -713,7 +713,14 @@ async fn an_earlier_releases_store_setting_becomes_a_version_and_keeps_its_jobs(
     let listed = stores(&mut admin(&app).await).await;
     let summary: Vec<_> = listed
         .iter()
-        .map(|s| (s.version, s.provider.as_str(), s.created_by.as_str(), s.archived_jobs))
+        .map(|s| {
+            (
+                s.version,
+                s.provider.as_str(),
+                s.created_by.as_str(),
+                s.archived_jobs,
+            )
+        })
         .collect();
     assert_eq!(
         summary,
