@@ -123,7 +123,9 @@ pub async fn list(
         .collect()
 }
 
-/// Hot terminal jobs idle past their window at `now`, oldest terminal timestamp first.
+/// Hot terminal jobs idle past their window at `now`, oldest terminal timestamp first: the
+/// rule of `RetentionPolicy::due_at`, in SQL (`greatest` skips a missing terminal
+/// timestamp, as `due_at` does).
 pub async fn eligible(
     client: &impl GenericClient,
     windows: &[(JobStatus, i32)],
@@ -137,10 +139,10 @@ pub async fn eligible(
             "select j.id, j.tenant_id from archive.scan_jobs j
              join unnest($1::text[], $2::int4[]) as policy(status, days)
                on policy.status = j.status
-             where j.archived_at is null and j.terminal_at is not null
+             where j.archived_at is null
                and greatest(j.terminal_at, j.last_activity_at)
                    <= $3::timestamptz - make_interval(days => policy.days)
-             order by j.terminal_at, j.id
+             order by coalesce(j.terminal_at, j.last_activity_at), j.id
              limit $4",
         )
         .await?;

@@ -104,25 +104,24 @@ impl Archiver {
                 job.id
             )));
         }
-        let Some(idle) = self.policy.idle(job.status) else {
+        if self.policy.idle(job.status).is_none() {
             return Err(Error::FailedPrecondition(format!(
                 "job {} is {}: only CANCELLED, FAILED, SCAN_COMPLETE and COMPLETED jobs are \
                  archived; cancel it first",
                 job.id,
                 job.status.as_str()
             )));
-        };
+        }
         if mode == Mode::Scheduled {
-            let since = job
-                .terminal_at
-                .map_or(job.last_activity_at, |t| t.max(job.last_activity_at));
-            let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
-            if Utc::now() < since + idle {
-                return Err(Error::FailedPrecondition(format!(
-                    "job {} is within its retention window until {}",
-                    job.id,
-                    since + idle
-                )));
+            match self.policy.due_at(job) {
+                Some(due) if due <= Utc::now() => {}
+                due => {
+                    let until = due.map_or_else(|| "ever".to_owned(), |due| due.to_string());
+                    return Err(Error::FailedPrecondition(format!(
+                        "job {} is within its retention window until {until}",
+                        job.id
+                    )));
+                }
             }
         }
         Ok(())

@@ -3,7 +3,9 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use super::jobs::JobStatus;
+use chrono::{DateTime, Utc};
+
+use super::jobs::{Job, JobStatus};
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// Longest configurable idle window (a hundred years).
@@ -60,6 +62,22 @@ impl RetentionPolicy {
     pub fn idle_days(&self) -> impl Iterator<Item = (JobStatus, u32)> + '_ {
         self.idle_days.iter().map(|(status, days)| (*status, *days))
     }
+
+    /// When a hot job becomes due for the schedule: its status's idle window after the
+    /// later of its terminal timestamp and its last activity (a terminal job the scanner
+    /// gave no terminal timestamp counts from its last activity). `None` for an archived
+    /// job and for statuses that are never archived. `db::jobs::eligible` is the same rule
+    /// in SQL.
+    pub fn due_at(&self, job: &Job) -> Option<DateTime<Utc>> {
+        if job.archive.is_some() {
+            return None;
+        }
+        let idle = chrono::Duration::from_std(self.idle(job.status)?).ok()?;
+        let since = job
+            .terminal_at
+            .map_or(job.last_activity_at, |t| t.max(job.last_activity_at));
+        since.checked_add_signed(idle)
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +99,54 @@ mod tests {
         ] {
             assert_eq!(policy.idle(active), None);
         }
+    }
+
+    fn job(status: JobStatus, terminal_days_ago: Option<i64>, active_days_ago: i64) -> Job {
+        let now = Utc::now();
+        Job {
+            id: uuid::Uuid::nil(),
+            tenant_id: "acme".into(),
+            owner_id: "owner".into(),
+            name: "scan".into(),
+            status,
+            file_count: 0,
+            byte_count: 0,
+            error_count: 0,
+            terminal_at: terminal_days_ago.map(|d| now - chrono::Duration::days(d)),
+            last_activity_at: now - chrono::Duration::days(active_days_ago),
+            archive: None,
+        }
+    }
+
+    #[test]
+    fn a_job_is_due_its_window_after_the_later_of_terminal_and_last_activity() {
+        let policy = RetentionPolicy::default();
+        let due = |job: &Job| {
+            let days =
+                |at: DateTime<Utc>| ((at - Utc::now()).num_seconds() as f64 / 86_400.0).round();
+            policy.due_at(job).map(|at| days(at) as i64)
+        };
+        assert_eq!(due(&job(JobStatus::Completed, Some(20), 20)), Some(-6));
+        assert_eq!(due(&job(JobStatus::Completed, Some(20), 1)), Some(13));
+        assert_eq!(due(&job(JobStatus::Cancelled, Some(3), 3)), Some(-2));
+        // No terminal timestamp: idle since the last activity.
+        assert_eq!(due(&job(JobStatus::Failed, None, 10)), Some(-3));
+        assert_eq!(due(&job(JobStatus::Paused, Some(400), 400)), None);
+        let mut archived = job(JobStatus::Completed, Some(20), 20);
+        archived.archive = Some(crate::domain::jobs::ArchiveInfo {
+            archived_at: Utc::now(),
+            blob_key: "acme/x.json.zst".into(),
+            format: crate::domain::payload::BlobFormat::JsonZstd,
+            stored_bytes: None,
+            plaintext_bytes: None,
+            plaintext_sha256: None,
+            kek_id: None,
+            scan_items: None,
+            file_records: None,
+            rows_digest: None,
+            store_version: Some(1),
+        });
+        assert_eq!(due(&archived), None);
     }
 
     #[test]

@@ -109,12 +109,7 @@ impl Archives {
 
     /// When a hot terminal job becomes due for the schedule.
     pub fn eligible_at(&self, job: &Job) -> Option<DateTime<Utc>> {
-        if job.archive.is_some() {
-            return None;
-        }
-        let idle = self.archiver.policy().idle(job.status)?;
-        let since = job.terminal_at?.max(job.last_activity_at);
-        Some(since + chrono::Duration::from_std(idle).ok()?)
+        self.archiver.policy().due_at(job)
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Job> {

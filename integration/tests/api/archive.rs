@@ -842,3 +842,109 @@ async fn a_new_archive_store_takes_effect_without_a_restart() {
     assert_eq!(bad.code(), Code::InvalidArgument);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_schedule_archives_exactly_the_jobs_whose_eligible_time_has_passed() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let mut jobs = Vec::new();
+    for (status, idle_days) in [
+        ("COMPLETED", 15.0),
+        ("COMPLETED", 13.0),
+        ("SCAN_COMPLETE", 14.5),
+        ("CANCELLED", 2.0),
+        ("CANCELLED", 0.5),
+        ("FAILED", 8.0),
+        ("FAILED", 6.0),
+        ("SCANNING", 400.0),
+        ("PAUSED", 400.0),
+    ] {
+        jobs.push(
+            scans::insert_job(&db, "acme", status, idle_days, 2, 2)
+                .await
+                .unwrap(),
+        );
+    }
+    // A terminal job the scanner gave no terminal timestamp: idle since its last activity.
+    let untimed = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 2, 2)
+        .await
+        .unwrap();
+    db.execute(
+        "update archive.scan_jobs set terminal_at = null where id = $1",
+        &[&untimed],
+    )
+    .await
+    .unwrap();
+    // Terminal long ago, but touched yesterday.
+    let touched = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 2, 2)
+        .await
+        .unwrap();
+    db.execute(
+        "update archive.scan_jobs set last_activity_at = now() - interval '1 day' where id = $1",
+        &[&touched],
+    )
+    .await
+    .unwrap();
+    jobs.extend([untimed, touched]);
+
+    let user = app.token("acme", &[Role::Member]);
+    let mut client = app.archive(Some(&user)).await;
+    let now = std::time::SystemTime::now();
+    let mut due = std::collections::BTreeSet::new();
+    for job in &jobs {
+        let state = client
+            .get_job_archive(pb::GetJobArchiveRequest {
+                job_id: job.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(at) = state.eligible_time {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.seconds as u64);
+            if at <= now {
+                due.insert(job.to_string());
+            }
+        }
+    }
+    assert!(
+        due.contains(&untimed.to_string()),
+        "due from its last activity"
+    );
+    assert!(
+        !due.contains(&touched.to_string()),
+        "activity restarts the clock"
+    );
+    assert_eq!(due.len(), 5);
+    let archived: std::collections::BTreeSet<String> = archive_due(&app, 100)
+        .await
+        .into_iter()
+        .filter(|outcome| outcome.archived)
+        .map(|outcome| outcome.job_id)
+        .collect();
+    assert_eq!(archived, due, "the schedule's SQL and the rule agree");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_scan_table_changed_under_the_service_is_an_error_not_a_crash() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 2, 2)
+        .await
+        .unwrap();
+    // The scanning application's migration narrowed a column archive-svc reads.
+    db.batch_execute("alter table archive.scan_jobs alter column file_count type integer")
+        .await
+        .unwrap();
+    let user = app.token("acme", &[Role::Member]);
+    let mut client = app.archive(Some(&user)).await;
+    let request = pb::GetJobArchiveRequest {
+        job_id: job.to_string(),
+    };
+    let status = client.get_job_archive(request.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{}", status.message());
+    // The server is still there for the next call.
+    let again = client.get_job_archive(request).await.unwrap_err();
+    assert_eq!(again.code(), Code::Internal);
+    app.stop().await.unwrap();
+}
