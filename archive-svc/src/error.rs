@@ -64,7 +64,7 @@ impl From<ObjectError> for Error {
             ObjectError::Format(_)
             | ObjectError::ChecksumMismatch { .. }
             | ObjectError::LengthMismatch { .. } => Error::DataLoss(error.to_string()),
-            ObjectError::Source(_) => Error::Internal(error.to_string()),
+            ObjectError::Source(_) | ObjectError::Hashing(_) => Error::Internal(error.to_string()),
         }
     }
 }

@@ -69,6 +69,7 @@ impl From<ObjectError> for Error {
             ObjectError::Source(_) => {
                 Error::InvalidArgument(InvalidArgument::new("chunk", error.to_string()))
             }
+            ObjectError::Hashing(_) => Error::Internal(error.to_string()),
         }
     }
 }

@@ -35,9 +35,8 @@ impl CopyError {
             | CopyError::Target(
                 O::ChecksumMismatch { .. } | O::LengthMismatch { .. } | O::Format(_),
             ) => Some(ItemCause::ChecksumMismatch),
-            CopyError::Source(O::Source(_)) | CopyError::Target(O::Source(_)) => {
-                Some(ItemCause::Internal)
-            }
+            CopyError::Source(O::Source(_) | O::Hashing(_))
+            | CopyError::Target(O::Source(_) | O::Hashing(_)) => Some(ItemCause::Internal),
             CopyError::Target(O::Blob(_)) => None,
         }
     }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{BlobError, BlobKey, BlobStore};
 use crate::{
-    digest::Sha256Pipe,
+    digest::{HashingStopped, Sha256Pipe},
     format::{self, Decryptor, Encryptor, FormatError},
     keyring::KeyRing,
 };
@@ -51,6 +51,9 @@ pub enum ObjectError {
     LengthMismatch { expected: u64, actual: u64 },
     #[error("reading the plaintext to store failed: {0}")]
     Source(String),
+    /// Ours, not the object's: its digest could not be computed.
+    #[error(transparent)]
+    Hashing(#[from] HashingStopped),
 }
 
 impl ObjectError {
@@ -150,7 +153,7 @@ impl EncryptedStore {
     {
         let (mut encryptor, mut sealed) = Encryptor::new(&self.keys, self.segment_size)?;
         let kek_id = encryptor.kek_id().to_owned();
-        let hasher = Sha256Pipe::new();
+        let mut hasher = Sha256Pipe::new();
         let mut plaintext_len = 0u64;
         let mut stored_len = 0u64;
         let mut upload = None;
@@ -186,10 +189,7 @@ impl EncryptedStore {
         }
         encryptor.finish(&mut sealed)?;
         stored_len += sealed.len() as u64;
-        let digest = hasher
-            .finish()
-            .await
-            .ok_or_else(|| ObjectError::Source("hashing stopped".into()))?;
+        let digest = hasher.finish().await?;
         let sha256 = hex::encode(digest);
         match upload {
             Some(mut upload) => {
@@ -269,7 +269,7 @@ impl EncryptedStore {
         }
         let kek_id = decryptor.kek_id().map(str::to_owned);
         let stream = try_stream! {
-            let hasher = Sha256Pipe::new();
+            let mut hasher = Sha256Pipe::new();
             let mut plaintext_len = 0u64;
             if !first.is_empty() {
                 let chunk = Bytes::from(first);
@@ -291,7 +291,7 @@ impl EncryptedStore {
             let last = Bytes::from(out);
             plaintext_len += last.len() as u64;
             hasher.update(last.clone()).await;
-            let actual = hex::encode(hasher.finish().await.unwrap_or_default());
+            let actual = hex::encode(hasher.finish().await?);
             if let Some(expected) = expected {
                 if let Some(len) = expected.plaintext_len && len != plaintext_len {
                     Err(ObjectError::LengthMismatch { expected: len, actual: plaintext_len })?;

@@ -80,7 +80,7 @@ fn encrypt_and_hash(keys: &KeyRing, data: &Bytes, part: usize) -> Result<(usize,
     let (mut encryptor, header) = Encryptor::new(keys, DEFAULT_SEGMENT_SIZE)?;
     let mut sealed_len = header.len();
     let mut part_buffer = Vec::with_capacity(part + 2 * CHUNK);
-    let hasher = Sha256Pipe::new();
+    let mut hasher = Sha256Pipe::new();
     for start in (0..data.len()).step_by(CHUNK) {
         let chunk = data.slice(start..(start + CHUNK).min(data.len()));
         encryptor.update(&chunk, &mut part_buffer)?;
@@ -99,7 +99,7 @@ fn encrypt_and_hash(keys: &KeyRing, data: &Bytes, part: usize) -> Result<(usize,
 /// path.
 fn decrypt_and_verify(keys: &KeyRing, sealed: &[u8], expected: &[u8; 32]) -> Result<usize> {
     let mut decryptor = Decryptor::new(keys.clone());
-    let hasher = Sha256Pipe::new();
+    let mut hasher = Sha256Pipe::new();
     let mut plaintext_len = 0;
     let mut out = Vec::with_capacity(2 * CHUNK);
     for piece in sealed.chunks(CHUNK) {
