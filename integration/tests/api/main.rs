@@ -10,3 +10,4 @@ mod blob_contract;
 mod foundation;
 mod runs;
 mod shutdown;
+mod validation;
