@@ -13,7 +13,7 @@ use stowage_shared::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{IDEMPOTENCY, Page, evidence::Evidence, text_enum};
+use super::{IDEMPOTENCY, Page, evidence, text_enum};
 use crate::{
     db::{self, evidence::AuditEntry},
     error::{Error, Result},
@@ -183,21 +183,18 @@ pub struct ListItems {
     pub limit: i64,
 }
 
+/// Runs as callers see them. Every mutation records its audit entry in its own
+/// transaction.
 #[derive(Clone, Debug)]
 pub struct Runs {
     pool: deadpool_postgres::Pool,
-    evidence: Evidence,
     /// Wakes this replica's runner when a run is queued here.
     wake: Arc<Notify>,
 }
 
 impl Runs {
-    pub fn new(pool: deadpool_postgres::Pool, evidence: Evidence, wake: Arc<Notify>) -> Self {
-        Self {
-            pool,
-            evidence,
-            wake,
-        }
+    pub fn new(pool: deadpool_postgres::Pool, wake: Arc<Notify>) -> Self {
+        Self { pool, wake }
     }
 
     #[tracing::instrument(skip_all, fields(org = %caller.organization, target = %command.target))]
@@ -224,21 +221,21 @@ impl Runs {
             None,
         );
         insert_open(&tx, &run).await?;
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "StartRun")
+                .run(run.id)
+                .binding(run.target_binding_id)
+                .mode(run.mode)
+                .reason(&run.reason)
+                .detail(json!({ "limit": run.limit })),
+        )
+        .await?;
         IDEMPOTENCY
             .finish(&tx, org, "StartRun", &command.request_id, &run)
             .await?;
         tx.commit().await?;
         tracing::info!(run = %run.id, mode = run.mode.as_str(), "run queued");
-        self.evidence
-            .audit(
-                AuditEntry::new(caller, "StartRun")
-                    .run(run.id)
-                    .binding(run.target_binding_id)
-                    .mode(run.mode)
-                    .reason(&run.reason)
-                    .detail(json!({ "limit": run.limit })),
-            )
-            .await;
         self.wake.notify_one();
         Ok(run)
     }
@@ -320,20 +317,20 @@ impl Runs {
             Some(failed.id),
         );
         insert_open(&tx, &run).await?;
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "RetryRun")
+                .run(run.id)
+                .binding(run.target_binding_id)
+                .mode(run.mode)
+                .reason(&run.reason)
+                .detail(json!({ "retry_of": failed.id })),
+        )
+        .await?;
         IDEMPOTENCY
             .finish(&tx, org, "RetryRun", &command.request_id, &run)
             .await?;
         tx.commit().await?;
-        self.evidence
-            .audit(
-                AuditEntry::new(caller, "RetryRun")
-                    .run(run.id)
-                    .binding(run.target_binding_id)
-                    .mode(run.mode)
-                    .reason(&run.reason)
-                    .detail(json!({ "retry_of": failed.id })),
-            )
-            .await;
         self.wake.notify_one();
         Ok(run)
     }
@@ -362,16 +359,16 @@ impl Runs {
         if run.state.is_terminal() {
             record_end(&tx, &run).await?;
         }
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "CancelRun")
+                .run(id)
+                .binding(run.target_binding_id)
+                .mode(run.mode)
+                .reason(reason),
+        )
+        .await?;
         tx.commit().await?;
-        self.evidence
-            .audit(
-                AuditEntry::new(caller, "CancelRun")
-                    .run(id)
-                    .binding(run.target_binding_id)
-                    .mode(run.mode)
-                    .reason(reason),
-            )
-            .await;
         Ok(run)
     }
 }
