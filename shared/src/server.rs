@@ -30,6 +30,12 @@ use crate::{
     shutdown::{self, Drain, DrainTrigger},
 };
 
+/// The largest HTTP/2 header list a server takes, in bytes: well above
+/// [`crate::auth::MAX_TOKEN_LEN`], so an oversized token reaches authentication and is
+/// refused as UNAUTHENTICATED instead of by HTTP/2 (status 431, which clients see as
+/// UNKNOWN).
+pub const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
@@ -148,6 +154,7 @@ impl GrpcServer {
         let mut builder = Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_max_header_list_size(MAX_HEADER_LIST_SIZE)
             .tcp_nodelay(true);
         if let Some(tls) = &config.tls {
             builder = builder.tls_config(tls_config(tls).await?)?;
