@@ -7,6 +7,7 @@ mod artifacts;
 mod auth;
 mod bindings;
 mod blob_contract;
+mod connections;
 mod evidence;
 mod foundation;
 mod runs;
