@@ -656,12 +656,47 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
         .into_inner();
     assert_eq!(events.events[0].r#type, "storageMigrationRunFailed");
 
+    // Nothing is left open behind the failed run: items never started end FAILED with
+    // RUN_FAILED, those cut off mid-write with TARGET_UNAVAILABLE, and the counts add up.
+    assert_eq!((counts.queued, counts.running), (0, 0), "{counts:?}");
+    assert_eq!(counts.migrated + counts.skipped + counts.failed, 24);
     let all = migration::items(&mut runs, &run.id, pb::ItemState::Unspecified)
         .await
         .unwrap();
-    for item in all.iter().filter(|i| i.state() == pb::ItemState::Failed) {
-        assert_eq!(item.cause(), pb::ItemCause::TargetUnavailable);
+    assert_eq!(all.len(), 24);
+    for item in &all {
+        assert!(
+            matches!(
+                item.state(),
+                pb::ItemState::Migrated | pb::ItemState::Failed
+            ),
+            "{item:?}"
+        );
     }
+    let never_started = all
+        .iter()
+        .filter(|i| i.cause() == pb::ItemCause::RunFailed)
+        .count();
+    assert!(never_started > 0, "{all:?}");
+    for item in all.iter().filter(|i| i.state() == pb::ItemState::Failed) {
+        assert!(
+            matches!(
+                item.cause(),
+                pb::ItemCause::TargetUnavailable | pb::ItemCause::RunFailed
+            ),
+            "{item:?}"
+        );
+    }
+    // Only what was leased when the target first refused a write (a batch of 8 and the 4
+    // workers' items) was cut off: no batch is leased after that sign.
+    let cut_off = all
+        .iter()
+        .filter(|i| i.cause() == pb::ItemCause::TargetUnavailable)
+        .count();
+    assert!(
+        cut_off <= 8 + 4,
+        "{cut_off} items were started against a failing target"
+    );
     let mut artifacts = app.artifacts(Some(&token)).await;
     let mut on_target = 0;
     for (artifact, data) in &uploaded {

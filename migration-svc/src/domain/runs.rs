@@ -72,6 +72,8 @@ text_enum! {
         ChecksumMismatch = "checksum_mismatch",
         TargetUnavailable = "target_unavailable",
         Internal = "internal",
+        /// Never started: the run failed first.
+        RunFailed = "run_failed",
     }
 }
 

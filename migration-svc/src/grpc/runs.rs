@@ -260,6 +260,7 @@ impl From<ItemCause> for pb::ItemCause {
             ItemCause::ChecksumMismatch => pb::ItemCause::ChecksumMismatch,
             ItemCause::TargetUnavailable => pb::ItemCause::TargetUnavailable,
             ItemCause::Internal => pb::ItemCause::Internal,
+            ItemCause::RunFailed => pb::ItemCause::RunFailed,
         }
     }
 }
