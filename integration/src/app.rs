@@ -291,6 +291,22 @@ impl TestApp {
     }
 }
 
+/// Path of a workspace binary next to the running test executable (`target/<profile>/`).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (`cargo build --bins`; deploy/dev/test does)",
+        binary.display()
+    );
+    binary
+}
+
 /// A migration-svc replica started by [`TestApp::replica`].
 pub struct Replica {
     pub addr: SocketAddr,

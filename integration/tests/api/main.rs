@@ -7,6 +7,7 @@ mod artifacts;
 mod auth;
 mod bindings;
 mod blob_contract;
+mod cli;
 mod connections;
 mod evidence;
 mod foundation;

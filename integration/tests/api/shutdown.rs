@@ -2,7 +2,11 @@
 
 use std::{process::Stdio, time::Duration};
 
-use stowage_integration::{app::test_common, db::TestDb, spawn_app};
+use stowage_integration::{
+    app::{test_common, workspace_binary},
+    db::TestDb,
+    spawn_app,
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -37,19 +41,6 @@ async fn stopping_ends_open_watch_streams_and_returns_cleanly() {
         .unwrap()
         .unwrap()
         .unwrap();
-}
-
-/// Path of a workspace binary next to this test executable (`target/<profile>/`).
-fn workspace_binary(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir.join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: build it first (`cargo build --bins`; deploy/dev/test does)",
-        binary.display()
-    );
-    binary
 }
 
 fn free_port() -> u16 {
