@@ -278,8 +278,9 @@ impl Runs {
         Ok(Page::from_rows(items, query.limit, |i| i.artifact_id))
     }
 
-    /// A new run for a FAILED (or COMPLETED_WITH_ERRORS) run's target: its planning takes
-    /// every artifact not yet on the target, so what migrated is skipped.
+    /// A new run for a FAILED run's target: its planning takes every artifact not yet on
+    /// the target, so what migrated is skipped. A COMPLETED_WITH_ERRORS run is not retried:
+    /// a new run (StartRun) picks its failures up through planning.
     #[tracing::instrument(skip_all, fields(org = %caller.organization, run = %command.id))]
     pub async fn retry(&self, caller: &Principal, command: RetryRun) -> Result<Run> {
         caller.require(Role::OrgAdmin)?;
@@ -295,15 +296,24 @@ impl Runs {
         let failed = db::runs::get_for_update(&tx, Some(org), command.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {}", command.id)))?;
-        if !matches!(
-            failed.state,
-            RunState::Failed | RunState::CompletedWithErrors
-        ) {
-            return Err(Error::FailedPrecondition(format!(
-                "run {} is {}: only FAILED and COMPLETED_WITH_ERRORS runs are retried",
-                failed.id,
-                failed.state.as_str().to_uppercase()
-            )));
+        match failed.state {
+            RunState::Failed => {}
+            RunState::CompletedWithErrors => {
+                return Err(Error::FailedPrecondition(format!(
+                    "run {} is COMPLETED_WITH_ERRORS: only FAILED runs are retried; start a new \
+                     run (StartRun) to the same target, whose planning picks up every artifact \
+                     not yet on it",
+                    failed.id
+                )));
+            }
+            other => {
+                return Err(Error::FailedPrecondition(format!(
+                    "run {} is {}: only FAILED runs are retried; to migrate what is left, start \
+                     a new run",
+                    failed.id,
+                    other.as_str().to_uppercase()
+                )));
+            }
         }
         let reason = if command.reason.is_empty() {
             format!("retry of run {}", failed.id)
