@@ -27,6 +27,8 @@ fn main() -> anyhow::Result<()> {
         .emit_rerun_if_changed(false)
         // Artifact chunks pass through without copies.
         .bytes(".stowage.migration")
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::StowageCodec")
         .compile_fds(file_descriptors)?;
     Ok(())
 }

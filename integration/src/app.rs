@@ -222,6 +222,7 @@ impl TestApp {
         Endpoint::from_shared(format!("http://{addr}"))
             .expect("loopback URL")
             .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
             .connect()
             .await
             .expect("connecting to the service under test")

@@ -1,7 +1,9 @@
 //! Client subcommands: start a run (and follow it), follow a run with a live progress bar
 //! fed by `WatchRun` (rejoining with its cursor if the stream drops), and print a run.
+//! A followed run's end state is the exit status (see [`exit_code`]), so scripts can
+//! trust it.
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use stowage_proto::migration::v1::{
@@ -77,7 +79,25 @@ async fn client(
     Ok((MigrationServiceClient::new(channel), authorization))
 }
 
-pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<()> {
+/// The exit status of a command that followed a run to its end: 0 COMPLETED,
+/// 3 COMPLETED_WITH_ERRORS, 4 FAILED, 5 CANCELLED (1 is an error of the command itself,
+/// 2 a usage error).
+pub fn exit_code(state: pb::RunState) -> u8 {
+    match state {
+        pb::RunState::Completed => 0,
+        pb::RunState::CompletedWithErrors => 3,
+        pb::RunState::Failed => 4,
+        pb::RunState::Cancelled => 5,
+        // The stream ended before the run did: the command could not tell the outcome.
+        pb::RunState::Unspecified
+        | pb::RunState::Queued
+        | pb::RunState::Planning
+        | pb::RunState::Running => 1,
+    }
+}
+
+/// Runs a client subcommand; its exit status is [`exit_code`] of a followed run, else 0.
+pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<ExitCode> {
     match command {
         RunCommand::Start {
             target,
@@ -110,13 +130,15 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<()> {
             eprintln!("run {} queued", run.id);
             if no_watch {
                 println!("{}", run.id);
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
-            watch(&mut runs, &authorization, &run.id).await
+            let state = watch(&mut runs, &authorization, &run.id).await?;
+            Ok(ExitCode::from(exit_code(state)))
         }
         RunCommand::Watch { run, client: args } => {
             let (mut runs, authorization) = client(config, &args).await?;
-            watch(&mut runs, &authorization, &run).await
+            let state = watch(&mut runs, &authorization, &run).await?;
+            Ok(ExitCode::from(exit_code(state)))
         }
         RunCommand::Get { run, client: args } => {
             let (mut runs, authorization) = client(config, &args).await?;
@@ -125,17 +147,18 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             print_run(&run);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// Follows a run until it ends, rejoining a dropped stream from its last cursor.
+/// Follows a run until it ends, rejoining a dropped stream from its last cursor; the
+/// run's last state seen.
 async fn watch(
     runs: &mut MigrationServiceClient<Channel>,
     authorization: &str,
     id: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<pb::RunState> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} {msg:28} [{bar:40}] {pos}/{len} items {elapsed} eta {eta}",
@@ -190,10 +213,16 @@ async fn watch(
         }
     }
     bar.finish();
+    let state = last
+        .as_ref()
+        .map_or(pb::RunState::Unspecified, pb::Run::state);
     if let Some(run) = last {
         print_run(&run);
     }
-    Ok(())
+    if state == pb::RunState::Failed {
+        eprintln!("run {id} FAILED");
+    }
+    Ok(state)
 }
 
 fn show(bar: &ProgressBar, run: &pb::Run) {

@@ -1,7 +1,7 @@
 //! `migration-svc`: serve (default), apply schema migrations, mint a development token, or
 //! act as a client: start, watch and print migration runs.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,7 +35,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
                 stowage_shared::cli::mint_token(&config.common.auth, &args)?
             );
         }
-        Command::Run(command) => migration_svc::cli::run(&config, command).await?,
+        Command::Run(command) => return migration_svc::cli::run(&config, command).await,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

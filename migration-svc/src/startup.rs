@@ -44,7 +44,7 @@ impl App {
         let wake = Arc::new(Notify::new());
         let bindings = Bindings::new(pool.clone(), stores.clone(), evidence.clone());
         let artifacts = Artifacts::new(pool.clone(), stores.clone());
-        let runs = Runs::new(pool.clone(), evidence.clone(), wake.clone());
+        let runs = Runs::new(pool.clone(), wake.clone());
         let watcher = Watcher::new(pool.clone(), config.migration.watch_heartbeat);
         let drain = foundation.grpc.drain();
         let authenticate = foundation.auth.interceptor();

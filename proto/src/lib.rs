@@ -1,7 +1,10 @@
-//! Generated gRPC types and clients/servers of stowage, plus the encoded file descriptor
-//! set that servers register for reflection.
+//! Generated gRPC types and clients/servers of stowage, the codec they use (prost's, with
+//! undecodable messages as `INVALID_ARGUMENT`), and the encoded file descriptor set that
+//! servers register for reflection.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+pub mod codec;
 
 /// `stowage.migration.v1`: bindings, artifacts, migration runs and evidence.
 pub mod migration {

@@ -1,5 +1,6 @@
 //! API conventions both services follow (Google AIPs): page sizes and opaque page tokens,
-//! idempotent mutations keyed by `request_id`, and timestamp conversion.
+//! idempotent mutations keyed by `request_id`, free-text fields checked on receipt, and
+//! timestamp conversion.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -10,6 +11,8 @@ use crate::db::{DbError, GenericClient};
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
 const MAX_REQUEST_ID_LEN: usize = 128;
+/// The longest `reason` a mutation takes, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
 
 /// A request field that failed validation; becomes `INVALID_ARGUMENT`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +44,61 @@ pub fn page_size(requested: i32) -> Result<i64, InvalidArgument> {
         n if n < 0 => Err(InvalidArgument::new("page_size", "must not be negative")),
         n => Ok(n.min(MAX_PAGE_SIZE)),
     }
+}
+
+/// A free-text field, trimmed: at most `max_chars` characters and no NUL or other control
+/// character (PostgreSQL text and jsonb refuse NUL, and no field needs the others). Empty
+/// is allowed; a required field checks that itself. The error names the field and never
+/// quotes the value.
+pub fn text<'a>(
+    field: &'static str,
+    raw: &'a str,
+    max_chars: usize,
+) -> Result<&'a str, InvalidArgument> {
+    let text = raw.trim();
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(InvalidArgument::new(
+            field,
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ));
+    }
+    if text.chars().count() > max_chars {
+        return Err(InvalidArgument::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// A required free-text field: [`text`], and not empty once trimmed.
+pub fn required_text<'a>(
+    field: &'static str,
+    raw: &'a str,
+    max_chars: usize,
+) -> Result<&'a str, InvalidArgument> {
+    let text = text(field, raw, max_chars)?;
+    if text.is_empty() {
+        return Err(InvalidArgument::new(
+            field,
+            format!("is required, 1 to {max_chars} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The `reason` of an audited mutation: required, trimmed, 1 to [`MAX_REASON_CHARS`]
+/// characters, no control characters.
+pub fn reason(raw: &str) -> Result<&str, InvalidArgument> {
+    required_text("reason", raw, MAX_REASON_CHARS)
+}
+
+/// An optional `reason` (empty allowed), bounded like [`reason`].
+pub fn optional_reason(raw: &str) -> Result<&str, InvalidArgument> {
+    text("reason", raw, MAX_REASON_CHARS)
 }
 
 /// Encodes a keyset cursor as an opaque page token.
@@ -236,6 +294,37 @@ mod tests {
         assert!(parse_page_token::<(String, i32)>("!!!").is_err());
         assert!(parse_page_token::<(String, i32)>(&page_token(&"x")).is_err());
         assert_eq!(parse_page_token::<String>("").unwrap(), None);
+    }
+
+    #[test]
+    fn text_refuses_nul_and_control_characters_naming_the_field() {
+        for raw in [
+            "a\0b",
+            "\0",
+            "line\u{1b}[31m",
+            "x\u{7f}",
+            "x\u{85}y",
+            "tab\there",
+        ] {
+            let error = text("name", raw, 100).unwrap_err();
+            assert_eq!(error.field, "name");
+            assert!(error.reason.contains("control characters"), "{error}");
+        }
+        assert_eq!(text("name", "  fine  ", 100), Ok("fine"));
+        assert_eq!(text("name", "", 100), Ok(""));
+        assert_eq!(text("name", "ünïcödé 文字", 10), Ok("ünïcödé 文字"));
+        assert!(text("name", &"é".repeat(11), 10).is_err());
+    }
+
+    #[test]
+    fn reasons_are_required_bounded_and_printable() {
+        assert_eq!(reason("  move it  "), Ok("move it"));
+        assert_eq!(reason("   ").unwrap_err().field, "reason");
+        assert!(reason(&"x".repeat(MAX_REASON_CHARS)).is_ok());
+        assert!(reason(&"x".repeat(MAX_REASON_CHARS + 1)).is_err());
+        assert!(reason("nul\0byte").is_err());
+        assert_eq!(optional_reason(""), Ok(""));
+        assert!(optional_reason(&"x".repeat(MAX_REASON_CHARS + 1)).is_err());
     }
 
     #[test]

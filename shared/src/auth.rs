@@ -11,6 +11,14 @@ use tonic::{Request, Status, service::Interceptor};
 
 use crate::config::AuthConfig;
 
+/// The longest bearer token accepted, in bytes. The server takes larger header lists (see
+/// `server::MAX_HEADER_LIST_SIZE`) so that a longer token is refused here, as
+/// UNAUTHENTICATED, rather than by HTTP/2.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The longest `sub` or `org` claim accepted, in characters.
+const MAX_CLAIM_CHARS: usize = 256;
+
 /// What a caller may do. Roles nest: a super admin is an org admin is a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -88,6 +96,8 @@ pub enum AuthError {
     UnknownRole(String),
     #[error("this call needs the {0} role")]
     MissingRole(Role),
+    #[error("the bearer token carries no role; every call needs MEMBER, ORG_ADMIN or SUPER_ADMIN")]
+    NoRole,
     #[error("auth is not configured: {0}")]
     Config(String),
 }
@@ -99,7 +109,9 @@ impl From<AuthError> for Status {
             | AuthError::InvalidToken(_)
             | AuthError::Expired
             | AuthError::UnknownRole(_) => Status::unauthenticated(error.to_string()),
-            AuthError::MissingRole(_) => Status::permission_denied(error.to_string()),
+            AuthError::MissingRole(_) | AuthError::NoRole => {
+                Status::permission_denied(error.to_string())
+            }
             AuthError::Config(_) => Status::internal("authentication is misconfigured"),
         }
     }
@@ -174,8 +186,15 @@ impl Authenticator {
         })
     }
 
-    /// Verifies a raw token (signature, `exp`, issuer and audience when configured).
+    /// Verifies a raw token (length, signature, `exp`, issuer and audience when
+    /// configured, claims). A verified token with no role is [`AuthError::NoRole`]: every
+    /// call behind authentication needs at least MEMBER.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::InvalidToken(format!(
+                "longer than {MAX_TOKEN_LEN} bytes"
+            )));
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         let key = match header.alg {
@@ -206,11 +225,22 @@ impl Authenticator {
         if claims.org.trim().is_empty() {
             return Err(AuthError::InvalidToken("claim `org` is empty".into()));
         }
-        let roles = claims
+        for (name, value) in [("sub", &claims.sub), ("org", &claims.org)] {
+            if value.chars().count() > MAX_CLAIM_CHARS || value.chars().any(char::is_control) {
+                return Err(AuthError::InvalidToken(format!(
+                    "claim `{name}` must be at most {MAX_CLAIM_CHARS} characters with no \
+                     control characters"
+                )));
+            }
+        }
+        let roles: BTreeSet<Role> = claims
             .roles
             .iter()
             .map(|r| r.parse())
             .collect::<Result<_, _>>()?;
+        if roles.is_empty() {
+            return Err(AuthError::NoRole);
+        }
         Ok(Principal {
             subject: claims.sub,
             organization: claims.org,
@@ -235,7 +265,14 @@ impl Interceptor for AuthInterceptor {
         let header = request
             .metadata()
             .get("authorization")
-            .ok_or(AuthError::MissingToken)?
+            .ok_or(AuthError::MissingToken)?;
+        if header.as_encoded_bytes().len() > MAX_TOKEN_LEN + "Bearer ".len() {
+            return Err(AuthError::InvalidToken(format!(
+                "authorization header is longer than {MAX_TOKEN_LEN} bytes"
+            ))
+            .into());
+        }
+        let header = header
             .to_str()
             .map_err(|_| AuthError::InvalidToken("authorization header is not ASCII".into()))?;
         let token = header
@@ -384,6 +421,29 @@ mod tests {
             auth.verify("not-a-jwt"),
             Err(AuthError::InvalidToken(_))
         ));
+    }
+
+    #[test]
+    fn a_token_with_no_role_is_permission_denied() {
+        let minter = TokenMinter::from_config(&config(SECRET)).unwrap();
+        let token = minter.mint("a", "o", &[], Duration::from_secs(60)).unwrap();
+        let auth = Authenticator::from_config(&config(SECRET)).unwrap();
+        let error = auth.verify(&token).unwrap_err();
+        assert!(matches!(error, AuthError::NoRole));
+        assert_eq!(Status::from(error).code(), tonic::Code::PermissionDenied);
+    }
+
+    #[test]
+    fn oversized_tokens_and_control_characters_in_claims_are_unauthenticated() {
+        let auth = Authenticator::from_config(&config(SECRET)).unwrap();
+        let error = auth.verify(&"a".repeat(MAX_TOKEN_LEN + 1)).unwrap_err();
+        assert_eq!(Status::from(error).code(), tonic::Code::Unauthenticated);
+        let minter = TokenMinter::from_config(&config(SECRET)).unwrap();
+        let token = minter
+            .mint("a", "o\0rg", &[Role::Member], Duration::from_secs(60))
+            .unwrap();
+        let error = auth.verify(&token).unwrap_err();
+        assert_eq!(Status::from(error).code(), tonic::Code::Unauthenticated);
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub fn mint_token(auth: &AuthConfig, args: &TokenArgs) -> Result<String, AuthErr
 /// How a client subcommand reaches a server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// Server address.
+    /// Server address: `http(s)://host:port`, or `host:port` for plaintext (as grpcurl
+    /// takes it).
     #[arg(long, env = "STOWAGE_SERVER")]
     pub server: Option<String>,
     /// Bearer token; without one, a token is minted from the configured signing key.
@@ -80,17 +81,25 @@ pub async fn connect(
             Duration::from_secs(3600),
         )?,
     };
-    let server = args
-        .server
-        .clone()
-        .unwrap_or_else(|| default_server.to_owned());
+    let server = server_url(args.server.as_deref().unwrap_or(default_server));
     let endpoint = tonic::transport::Endpoint::from_shared(server.clone())
         .map_err(|_| ClientError::Address(server.clone()))?;
     let channel = endpoint
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|source| ClientError::Connect { server, source })?;
     Ok((channel, format!("Bearer {token}")))
+}
+
+/// A server address as a URL: `host:port` without a scheme is plaintext HTTP/2.
+pub fn server_url(server: &str) -> String {
+    let server = server.trim();
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
 }
 
 /// `message` as a request carrying `authorization` (from [`connect`]).
@@ -106,4 +115,17 @@ pub fn authorized<T>(message: T, authorization: &str) -> Result<tonic::Request<T
 /// The local server a client subcommand talks to by default: the configured port.
 pub fn local_server(grpc: &crate::config::GrpcConfig) -> String {
     format!("http://127.0.0.1:{}", grpc.listen.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_without_a_scheme_is_plaintext() {
+        assert_eq!(server_url("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(server_url("db.internal:50051"), "http://db.internal:50051");
+        assert_eq!(server_url("https://svc:443"), "https://svc:443");
+        assert_eq!(server_url(" http://[::1]:1 "), "http://[::1]:1");
+    }
 }

@@ -99,6 +99,13 @@ pub struct GrpcConfig {
     /// After SIGTERM: how long open calls may take to finish before the process exits.
     #[serde(default = "default_drain_timeout", with = "humantime_secs")]
     pub drain_timeout: Duration,
+    /// How long a new connection has to send the HTTP/2 preface (and, with TLS, to finish
+    /// the TLS handshake) before it is closed.
+    #[serde(default = "default_handshake_timeout", with = "humantime_secs")]
+    pub handshake_timeout: Duration,
+    /// Connections open at once; one more is accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
@@ -107,11 +114,21 @@ fn default_drain_timeout() -> Duration {
     Duration::from_secs(15)
 }
 
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
 impl GrpcConfig {
     pub fn on(listen: SocketAddr) -> Self {
         Self {
             listen,
             drain_timeout: default_drain_timeout(),
+            handshake_timeout: default_handshake_timeout(),
+            max_connections: default_max_connections(),
             tls: None,
         }
     }

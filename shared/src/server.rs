@@ -1,13 +1,14 @@
 //! The gRPC server both services run: their services behind authentication, plus open
 //! `grpc.health.v1` and server reflection (v1 and v1alpha), TLS or mutual TLS when
-//! configured, and a graceful drain on shutdown.
+//! configured, guarded connections ([`incoming`]) and a graceful drain on shutdown.
+
+pub mod incoming;
 
 use std::{convert::Infallible, future::Future, io, net::SocketAddr, pin::Pin};
 
 use futures::Stream;
 use http::Request;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     Response, Status,
     body::Body,
@@ -29,6 +30,12 @@ use crate::{
     config::GrpcConfig,
     shutdown::{self, Drain, DrainTrigger},
 };
+
+/// The largest HTTP/2 header list a server takes, in bytes: well above
+/// [`crate::auth::MAX_TOKEN_LEN`], so an oversized token reaches authentication and is
+/// refused as UNAUTHENTICATED instead of by HTTP/2 (status 431, which clients see as
+/// UNKNOWN).
+pub const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -148,15 +155,25 @@ impl GrpcServer {
         let mut builder = Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-            .tcp_nodelay(true);
+            .http2_max_header_list_size(MAX_HEADER_LIST_SIZE);
         if let Some(tls) = &config.tls {
-            builder = builder.tls_config(tls_config(tls).await?)?;
+            let tls = tls_config(tls).await?.timeout(config.handshake_timeout);
+            builder = builder.tls_config(tls)?;
         }
+        // TCP_NODELAY, the connection limit and the handshake deadline are set on each
+        // accepted socket: the builder's own settings apply only to listeners it binds.
+        let connections = incoming::incoming(
+            listener,
+            incoming::Limits {
+                handshake_timeout: config.handshake_timeout,
+                max_connections: config.max_connections,
+            },
+        );
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = builder
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(connections, async {
                 let _ = stop_rx.await;
             });
         tracing::info!(%local_addr, services = ?services, tls = config.tls.is_some(), "serving gRPC");

@@ -8,14 +8,14 @@ use stowage_shared::{
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, job_archive, parse_id, reason, server_stream};
+use super::{ResponseStream, job_archive, parse_id, server_stream, store_setting};
 use crate::domain::{
     admin::Outcome,
     audit::Actor,
     payload::Compression,
     relocate::{MoveEvent, MoveMode, MoveResult},
     service::Archives,
-    stores::{StoreSetting, StoreVersion},
+    stores::StoreVersion,
 };
 
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ impl ArchiveAdminService for AdminApi {
         caller.require(Role::SuperAdmin)?;
         let request = request.into_inner();
         let id = parse_id("job_id", &request.job_id)?;
-        let reason = reason(&request.reason)?;
+        let reason = api::reason(&request.reason)?;
         let request_id = RequestId::parse(&request.request_id)?;
         let compression = match pb::Compression::try_from(request.compression) {
             Ok(pb::Compression::Unspecified | pb::Compression::Zstd) => Compression::Zstd,
@@ -62,7 +62,7 @@ impl ArchiveAdminService for AdminApi {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
         let request = request.into_inner();
-        let reason = reason(&request.reason)?.to_owned();
+        let reason = api::reason(&request.reason)?.to_owned();
         let limit = u32::try_from(request.limit)
             .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
         let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(16);
@@ -89,12 +89,9 @@ impl ArchiveAdminService for AdminApi {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
         let request = request.into_inner();
-        let reason = reason(&request.reason)?;
+        let reason = api::reason(&request.reason)?;
         let request_id = RequestId::parse(&request.request_id)?;
-        let setting = StoreSetting {
-            connection_string: request.connection_string,
-            container: request.container,
-        };
+        let setting = store_setting(request.connection_string, request.container)?;
         let store = self
             .archives
             .set_store(&caller, &setting, reason, &request_id)
@@ -116,11 +113,8 @@ impl ArchiveAdminService for AdminApi {
                 InvalidArgument::new("version", "must be a store version (1 or more)").into(),
             );
         }
-        let reason = reason(&request.reason)?;
-        let setting = StoreSetting {
-            connection_string: request.connection_string,
-            container: request.container,
-        };
+        let reason = api::reason(&request.reason)?;
+        let setting = store_setting(request.connection_string, request.container)?;
         let store = self
             .archives
             .update_store_credential(&caller, request.version, &setting, reason)
@@ -170,7 +164,7 @@ impl ArchiveAdminService for AdminApi {
                 .into());
             }
         };
-        let reason = reason(&request.reason)?.to_owned();
+        let reason = api::reason(&request.reason)?.to_owned();
         let limit = u64::try_from(request.limit)
             .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
         let limit = (limit > 0).then_some(limit);

@@ -150,7 +150,7 @@ impl ArchiveService for ArchiveApi {
         let caller = auth::principal(&request)?;
         let request = request.into_inner();
         let id = parse_id("job_id", &request.job_id)?;
-        let reason = super::reason(&request.reason)?;
+        let reason = api::reason(&request.reason)?;
         let request_id = RequestId::parse(&request.request_id)?;
         let deleted = self
             .archives

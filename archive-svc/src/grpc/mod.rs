@@ -58,25 +58,21 @@ fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, InvalidArgument> {
     Uuid::parse_str(raw.trim()).map_err(|_| InvalidArgument::new(field, "must be a UUID"))
 }
 
-/// A required, bounded free-text reason (audited); no control characters.
-fn reason(raw: &str) -> Result<&str, InvalidArgument> {
-    let reason = raw.trim();
-    if reason.is_empty() || reason.chars().count() > 1000 {
-        return Err(InvalidArgument::new(
-            "reason",
-            "is required (1 to 1000 characters)",
-        ));
-    }
-    if reason
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
-    {
-        return Err(InvalidArgument::new(
-            "reason",
-            "must not contain NUL or other control characters",
-        ));
-    }
-    Ok(reason)
+/// Longest connection string or container name a store setting takes.
+const MAX_SETTING_CHARS: usize = 4096;
+
+/// A store setting's text fields: bounded, no control characters (the message never
+/// quotes the value: a connection string carries a secret).
+fn store_setting(
+    connection_string: String,
+    container: String,
+) -> Result<crate::domain::stores::StoreSetting, InvalidArgument> {
+    api::text("connection_string", &connection_string, MAX_SETTING_CHARS)?;
+    api::text("container", &container, MAX_SETTING_CHARS)?;
+    Ok(crate::domain::stores::StoreSetting {
+        connection_string,
+        container,
+    })
 }
 
 fn job_archive(archives: &Archives, job: Job) -> pb::JobArchive {

@@ -135,3 +135,61 @@ async fn members_cannot_create_or_change_bindings() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_token_with_no_role_is_permission_denied_in_both_services() {
+    let app = spawn_app().await.unwrap();
+    let no_role = app.token("acme", &[]);
+    let status = app
+        .bindings(Some(&no_role))
+        .await
+        .list_bindings(pb::ListBindingsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = app
+        .runs(Some(&no_role))
+        .await
+        .list_runs(pb::ListRunsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = app
+        .archive(Some(&no_role))
+        .await
+        .get_archive_policy(archive_pb::GetArchivePolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_authorization_header_is_unauthenticated() {
+    let app = spawn_app().await.unwrap();
+    let huge = "a".repeat(20 * 1024);
+    let status = app
+        .bindings(Some(&huge))
+        .await
+        .list_bindings(pb::ListBindingsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let status = app
+        .archive(Some(&huge))
+        .await
+        .get_archive_policy(archive_pb::GetArchivePolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // A token a little under the bound is read and refused for what it is.
+    let long = "a".repeat(8 * 1024);
+    let status = app
+        .bindings(Some(&long))
+        .await
+        .list_bindings(pb::ListBindingsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    app.stop().await.unwrap();
+}

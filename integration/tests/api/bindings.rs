@@ -215,6 +215,60 @@ async fn updating_a_credential_replaces_it_and_returns_the_binding() {
     app.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_malformed_connection_string_is_refused_without_quoting_any_part_of_the_key() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut bindings = app.bindings(Some(&token)).await;
+    let key = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        keyring::random_array::<64>().unwrap(),
+    );
+    let created = bindings
+        .create_binding(azure_binding("a2V5"))
+        .await
+        .unwrap()
+        .into_inner();
+    let malformed = [
+        format!("DefaultEndpointsProtocol=https;AccountName=acct;{key}"),
+        format!("AccountName=acct;AccountKey:{key}"),
+        key.clone(),
+    ];
+    for connection_string in malformed {
+        let credential = Some(pb::Credential {
+            kind: Some(pb::credential::Kind::AzureConnectionString(
+                connection_string,
+            )),
+        });
+        let mut create = azure_binding("a2V5");
+        create.credential = credential.clone();
+        let refused = [
+            bindings.create_binding(create).await.unwrap_err(),
+            bindings
+                .update_binding_credential(pb::UpdateBindingCredentialRequest {
+                    id: created.id.clone(),
+                    credential,
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap_err(),
+        ];
+        for status in refused {
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            let chars: Vec<char> = key.chars().collect();
+            for window in chars.windows(8) {
+                let window: String = window.iter().collect();
+                assert!(
+                    !status.message().contains(&window),
+                    "{:?} quotes part of the key",
+                    status.message()
+                );
+            }
+        }
+    }
+    app.stop().await.unwrap();
+}
+
 /// Collects every log line the services emit while the test runs.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

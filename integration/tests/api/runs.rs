@@ -415,7 +415,7 @@ async fn start_run_requests_are_validated_and_need_an_org_admin() {
 }
 
 #[tokio::test]
-async fn a_revoked_source_credential_fails_items_and_retry_after_the_fix_migrates_only_those() {
+async fn a_revoked_source_credential_fails_items_and_a_new_run_after_the_fix_migrates_only_those() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
     let mut bindings = app.bindings(Some(&token)).await;
@@ -481,16 +481,21 @@ async fn a_revoked_source_credential_fails_items_and_retry_after_the_fix_migrate
         })
         .await
         .unwrap();
-    let retry = runs
+    // RetryRun is for FAILED runs; the failures of a run that completed with errors are
+    // picked up by a new run's planning.
+    let refused = runs
         .retry_run(pb::RetryRunRequest {
             id: first.id.clone(),
             reason: "credential fixed".into(),
             request_id: String::new(),
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(retry.retry_of_run_id, first.id);
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("start a new run"), "{refused:?}");
+    let mut again = start_request(&target.id, pb::MigrationMode::Live);
+    again.reason = "credential fixed".into();
+    let retry = runs.start_run(again).await.unwrap().into_inner();
     let retry = migration::wait_for_end(&mut runs, &retry.id, WAIT)
         .await
         .unwrap();
@@ -502,7 +507,7 @@ async fn a_revoked_source_credential_fails_items_and_retry_after_the_fix_migrate
     let expected: HashSet<_> = on_a.iter().map(|(a, _)| a.id.clone()).collect();
     assert_eq!(
         migrated, expected,
-        "the retry migrates exactly what had failed"
+        "the new run migrates exactly what had failed"
     );
 
     let not_failed = runs
@@ -656,12 +661,47 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
         .into_inner();
     assert_eq!(events.events[0].r#type, "storageMigrationRunFailed");
 
+    // Nothing is left open behind the failed run: items never started end FAILED with
+    // RUN_FAILED, those cut off mid-write with TARGET_UNAVAILABLE, and the counts add up.
+    assert_eq!((counts.queued, counts.running), (0, 0), "{counts:?}");
+    assert_eq!(counts.migrated + counts.skipped + counts.failed, 24);
     let all = migration::items(&mut runs, &run.id, pb::ItemState::Unspecified)
         .await
         .unwrap();
-    for item in all.iter().filter(|i| i.state() == pb::ItemState::Failed) {
-        assert_eq!(item.cause(), pb::ItemCause::TargetUnavailable);
+    assert_eq!(all.len(), 24);
+    for item in &all {
+        assert!(
+            matches!(
+                item.state(),
+                pb::ItemState::Migrated | pb::ItemState::Failed
+            ),
+            "{item:?}"
+        );
     }
+    let never_started = all
+        .iter()
+        .filter(|i| i.cause() == pb::ItemCause::RunFailed)
+        .count();
+    assert!(never_started > 0, "{all:?}");
+    for item in all.iter().filter(|i| i.state() == pb::ItemState::Failed) {
+        assert!(
+            matches!(
+                item.cause(),
+                pb::ItemCause::TargetUnavailable | pb::ItemCause::RunFailed
+            ),
+            "{item:?}"
+        );
+    }
+    // Only what was leased when the target first refused a write (a batch of 8 and the 4
+    // workers' items) was cut off: no batch is leased after that sign.
+    let cut_off = all
+        .iter()
+        .filter(|i| i.cause() == pb::ItemCause::TargetUnavailable)
+        .count();
+    assert!(
+        cut_off <= 8 + 4,
+        "{cut_off} items were started against a failing target"
+    );
     let mut artifacts = app.artifacts(Some(&token)).await;
     let mut on_target = 0;
     for (artifact, data) in &uploaded {
@@ -687,6 +727,24 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
         }
     }
     assert_eq!(on_target, counts.migrated);
+
+    // A FAILED run is what RetryRun is for.
+    let retry = runs
+        .retry_run(pb::RetryRunRequest {
+            id: run.id.clone(),
+            reason: "target back".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry.retry_of_run_id, run.id);
+    runs.cancel_run(pb::CancelRunRequest {
+        id: retry.id,
+        reason: "not yet".into(),
+    })
+    .await
+    .unwrap();
     app.stop().await.unwrap();
 }
 

@@ -307,6 +307,35 @@ pub async fn requeue_expired(client: &impl GenericClient, run_id: Uuid) -> Resul
 /// Ends every still-leased item of a failing run as FAILED with `cause`, numbering their
 /// outcomes after `last_outcome`, and moves the run's counters with them. Call with the
 /// run row locked.
+/// Fails every queued item of a run that failed before starting them, with `cause` and
+/// no outcome number (they are counted, not streamed); returns how many.
+pub async fn fail_queued(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    cause: ItemCause,
+    detail: &str,
+) -> Result<i64> {
+    let statement = client
+        .prepare_cached(
+            "with closed as (
+                 update migration.run_items
+                 set state = 'failed', cause = $2, cause_detail = $3, lease_owner = null,
+                     lease_expires = null, end_time = now(), update_time = now()
+                 where run_id = $1 and state = 'queued'
+                 returning 1)
+             update migration.runs
+             set items_queued = items_queued - (select count(*) from closed),
+                 items_failed = items_failed + (select count(*) from closed)
+             where id = $1
+             returning (select count(*) from closed)",
+        )
+        .await?;
+    Ok(client
+        .query_one(&statement, &[&run_id, &cause.as_str(), &detail])
+        .await?
+        .get(0))
+}
+
 pub async fn fail_running(
     client: &impl GenericClient,
     run_id: Uuid,

@@ -12,7 +12,12 @@ use stowage_shared::{
 };
 use uuid::Uuid;
 
-use super::{IDEMPOTENCY, Page, evidence::Evidence, stores::Stores, text_enum};
+use super::{
+    IDEMPOTENCY, Page,
+    evidence::{self, Evidence},
+    stores::Stores,
+    text_enum,
+};
 use crate::{
     db::{self, evidence::AuditEntry},
     error::{Error, Result},
@@ -123,6 +128,13 @@ impl Bindings {
         };
         db::organizations::ensure(&tx, org).await?;
         db::bindings::insert(&tx, &binding, &sealed).await?;
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "CreateBinding")
+                .binding(id)
+                .detail(json!({ "provider": binding.provider.as_str() })),
+        )
+        .await?;
         IDEMPOTENCY
             .finish(&tx, org, "CreateBinding", &command.request_id, &binding)
             .await?;
@@ -190,6 +202,13 @@ impl Bindings {
         let binding =
             db::bindings::update_credential(&tx, current.id, store.credential.kind(), &sealed)
                 .await?;
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "UpdateBindingCredential")
+                .binding(binding.id)
+                .detail(json!({ "credential_kind": binding.credential_kind })),
+        )
+        .await?;
         IDEMPOTENCY
             .finish(
                 &tx,
@@ -201,15 +220,13 @@ impl Bindings {
             .await?;
         tx.commit().await?;
         tracing::info!("binding credential replaced");
-        self.evidence
-            .audit(AuditEntry::new(caller, "UpdateBindingCredential").binding(binding.id))
-            .await;
         Ok(binding)
     }
 
     /// Activates a binding after a posture check (write a probe through the verified
     /// layer, read it back, delete it); the binding it replaces becomes disabled in the
-    /// same transaction. A failed check changes nothing.
+    /// same transaction, with its audit entry. A failed check changes nothing; its attempt
+    /// is audited as failed.
     #[tracing::instrument(skip_all, fields(org = %caller.organization, binding = %command.id))]
     pub async fn activate(&self, caller: &Principal, command: ActivateBinding) -> Result<Binding> {
         caller.require(Role::OrgAdmin)?;
@@ -220,13 +237,12 @@ impl Bindings {
                 .await
                 .map_err(|e| Error::FailedPrecondition(e.to_string()))
         {
-            self.evidence
-                .audit(
-                    AuditEntry::new(caller, "ActivateBinding")
-                        .binding(binding.id)
-                        .failed(json!({ "posture_check": error.to_string() })),
-                )
-                .await;
+            let attempt = AuditEntry::new(caller, "ActivateBinding")
+                .binding(binding.id)
+                .failed(json!({ "posture_check": error.to_string() }));
+            if let Err(audit_error) = self.evidence.audit_attempt(&attempt).await {
+                tracing::error!(error = %audit_error, "could not audit a refused activation");
+            }
             return Err(error);
         }
         let mut client = self.pool.get().await?;
@@ -251,18 +267,18 @@ impl Bindings {
             db::bindings::set_state(&tx, previous, BindingState::Disabled).await?;
         }
         let activated = db::bindings::set_state(&tx, current.id, BindingState::Active).await?;
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "ActivateBinding")
+                .binding(activated.id)
+                .detail(json!({ "disabled": previous })),
+        )
+        .await?;
         IDEMPOTENCY
             .finish(&tx, org, "ActivateBinding", &command.request_id, &activated)
             .await?;
         tx.commit().await?;
         tracing::info!(previous = ?previous, "binding activated");
-        self.evidence
-            .audit(
-                AuditEntry::new(caller, "ActivateBinding")
-                    .binding(activated.id)
-                    .detail(json!({ "disabled": previous })),
-            )
-            .await;
         Ok(activated)
     }
 }

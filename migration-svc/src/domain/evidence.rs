@@ -1,8 +1,11 @@
-//! Evidence: recording audit entries (a failure to record is logged, never returned to a
-//! caller whose operation succeeded) and listing audit entries, domain events and security
-//! events for org admins (their organization) and super admins (any).
+//! Evidence: recording audit entries and listing audit entries, domain events and security
+//! events for org admins (their organization) and super admins (any). An action records
+//! its audit entry in its own transaction ([`audit`]): no entry, no action.
 
-use stowage_shared::auth::{AuthError, Principal, Role};
+use stowage_shared::{
+    auth::{AuthError, Principal, Role},
+    db::GenericClient,
+};
 use uuid::Uuid;
 
 use super::Page;
@@ -40,15 +43,11 @@ impl Evidence {
         Self { pool }
     }
 
-    /// Records an audit entry.
-    pub async fn audit(&self, entry: AuditEntry) {
-        let recorded = async {
-            let client = self.pool.get().await?;
-            db::evidence::record_audit(&client, &entry).await
-        };
-        if let Err(error) = recorded.await {
-            tracing::error!(%error, action = entry.action, "could not record an audit entry");
-        }
+    /// Records the audit entry of an attempt that changed nothing (a refused activation),
+    /// on its own connection.
+    pub async fn audit_attempt(&self, entry: &AuditEntry) -> Result<()> {
+        let client = self.pool.get().await?;
+        db::evidence::record_audit(&client, entry).await
     }
 
     pub async fn audit_entries(
@@ -73,6 +72,12 @@ impl Evidence {
         let rows = db::evidence::list_events(&client, security, &query).await?;
         Ok(Page::from_rows(rows, query.limit - 1, |r| r.id))
     }
+}
+
+/// Records an action's audit entry in the action's transaction `tx`: if it cannot be
+/// recorded the action fails and rolls back with it.
+pub async fn audit(tx: &impl GenericClient, entry: &AuditEntry) -> Result<()> {
+    db::evidence::record_audit(tx, entry).await
 }
 
 /// Org admins see their organization; super admins any, or all.

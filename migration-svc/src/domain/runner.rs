@@ -5,7 +5,8 @@
 //! copied with bounded concurrency and the run's throughput limit, and recorded by one
 //! recorder per run, many outcomes to a transaction, which also flips migrated artifacts
 //! to the target. A target that stops taking writes, or stops being active, fails the run
-//! closed.
+//! closed: no batch is leased once a write to the target has failed, and when the run
+//! ends FAILED its unstarted items end FAILED with cause `run_failed`.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -68,6 +69,9 @@ struct RunContext {
     pace: Pace,
     /// Set when the run stops (failed, cancelled, draining): unstarted items go back.
     stop: AtomicBool,
+    /// Set when a write to the target failed and is being retried: the first sign the run
+    /// may fail closed, so no further batch is leased; cleared by a write that succeeds.
+    suspect: AtomicBool,
 }
 
 #[derive(Clone, Debug)]
@@ -339,6 +343,7 @@ impl Runner {
             run,
             target,
             stop: AtomicBool::new(false),
+            suspect: AtomicBool::new(false),
         });
         let _monitor = AbortOnDropHandle::new(tokio::spawn(self.clone().monitor(context.clone())));
         // Batches are leased as the workers take items, never far ahead of them.
@@ -387,9 +392,13 @@ impl Runner {
         db::runs::get(&client, None, run_id).await
     }
 
-    /// Leases the next batch, unless the run stopped or the replica drains.
+    /// Leases the next batch, unless the run stopped, the target is suspect or the replica
+    /// drains. (No batch ends this pass; a later step leases again if the run goes on.)
     async fn claim(&self, context: &RunContext, drain: &Drain) -> Result<Vec<RunItem>> {
-        if drain.is_draining() || context.stop.load(Ordering::Acquire) {
+        if drain.is_draining()
+            || context.stop.load(Ordering::Acquire)
+            || context.suspect.load(Ordering::Acquire)
+        {
             return Ok(Vec::new());
         }
         let run_id = context.run.id;
@@ -572,10 +581,14 @@ impl Runner {
             )
             .await
             {
-                Ok(receipt) => return Ok(Outcome::Migrated { source, receipt }),
+                Ok(receipt) => {
+                    context.suspect.store(false, Ordering::Release);
+                    return Ok(Outcome::Migrated { source, receipt });
+                }
                 Err(error) => match error.item_cause() {
                     Some(cause) => return Ok(Outcome::Failed(cause, error.to_string())),
                     None if attempt == attempts => {
+                        context.suspect.store(true, Ordering::Release);
                         return Ok(Outcome::TargetDown(error.to_string()));
                     }
                     // The run is stopping (cancelled, or failed elsewhere): no more tries,
@@ -587,6 +600,7 @@ impl Runner {
                         ));
                     }
                     None => {
+                        context.suspect.store(true, Ordering::Release);
                         tracing::warn!(attempt, %error, "the target did not take a write");
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
@@ -856,6 +870,13 @@ impl Runner {
                 current.last_outcome,
             )
             .await?;
+            // Items never started end too, so the run's counts tell the truth: nothing
+            // is left queued behind a run that will not go on.
+            let never_started = format!(
+                "the run failed before this item was started: {}",
+                detail.as_deref().unwrap_or("")
+            );
+            db::items::fail_queued(&tx, run.id, ItemCause::RunFailed, &never_started).await?;
         }
         end_locked(&tx, &current, state, cause, detail.as_deref(), security).await?;
         tx.commit().await?;

@@ -13,7 +13,7 @@ use stowage_shared::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{IDEMPOTENCY, Page, evidence::Evidence, text_enum};
+use super::{IDEMPOTENCY, Page, evidence, text_enum};
 use crate::{
     db::{self, evidence::AuditEntry},
     error::{Error, Result},
@@ -72,6 +72,8 @@ text_enum! {
         ChecksumMismatch = "checksum_mismatch",
         TargetUnavailable = "target_unavailable",
         Internal = "internal",
+        /// Never started: the run failed first.
+        RunFailed = "run_failed",
     }
 }
 
@@ -183,21 +185,18 @@ pub struct ListItems {
     pub limit: i64,
 }
 
+/// Runs as callers see them. Every mutation records its audit entry in its own
+/// transaction.
 #[derive(Clone, Debug)]
 pub struct Runs {
     pool: deadpool_postgres::Pool,
-    evidence: Evidence,
     /// Wakes this replica's runner when a run is queued here.
     wake: Arc<Notify>,
 }
 
 impl Runs {
-    pub fn new(pool: deadpool_postgres::Pool, evidence: Evidence, wake: Arc<Notify>) -> Self {
-        Self {
-            pool,
-            evidence,
-            wake,
-        }
+    pub fn new(pool: deadpool_postgres::Pool, wake: Arc<Notify>) -> Self {
+        Self { pool, wake }
     }
 
     #[tracing::instrument(skip_all, fields(org = %caller.organization, target = %command.target))]
@@ -224,21 +223,21 @@ impl Runs {
             None,
         );
         insert_open(&tx, &run).await?;
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "StartRun")
+                .run(run.id)
+                .binding(run.target_binding_id)
+                .mode(run.mode)
+                .reason(&run.reason)
+                .detail(json!({ "limit": run.limit })),
+        )
+        .await?;
         IDEMPOTENCY
             .finish(&tx, org, "StartRun", &command.request_id, &run)
             .await?;
         tx.commit().await?;
         tracing::info!(run = %run.id, mode = run.mode.as_str(), "run queued");
-        self.evidence
-            .audit(
-                AuditEntry::new(caller, "StartRun")
-                    .run(run.id)
-                    .binding(run.target_binding_id)
-                    .mode(run.mode)
-                    .reason(&run.reason)
-                    .detail(json!({ "limit": run.limit })),
-            )
-            .await;
         self.wake.notify_one();
         Ok(run)
     }
@@ -279,8 +278,9 @@ impl Runs {
         Ok(Page::from_rows(items, query.limit, |i| i.artifact_id))
     }
 
-    /// A new run for a FAILED (or COMPLETED_WITH_ERRORS) run's target: its planning takes
-    /// every artifact not yet on the target, so what migrated is skipped.
+    /// A new run for a FAILED run's target: its planning takes every artifact not yet on
+    /// the target, so what migrated is skipped. A COMPLETED_WITH_ERRORS run is not retried:
+    /// a new run (StartRun) picks its failures up through planning.
     #[tracing::instrument(skip_all, fields(org = %caller.organization, run = %command.id))]
     pub async fn retry(&self, caller: &Principal, command: RetryRun) -> Result<Run> {
         caller.require(Role::OrgAdmin)?;
@@ -296,15 +296,24 @@ impl Runs {
         let failed = db::runs::get_for_update(&tx, Some(org), command.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {}", command.id)))?;
-        if !matches!(
-            failed.state,
-            RunState::Failed | RunState::CompletedWithErrors
-        ) {
-            return Err(Error::FailedPrecondition(format!(
-                "run {} is {}: only FAILED and COMPLETED_WITH_ERRORS runs are retried",
-                failed.id,
-                failed.state.as_str().to_uppercase()
-            )));
+        match failed.state {
+            RunState::Failed => {}
+            RunState::CompletedWithErrors => {
+                return Err(Error::FailedPrecondition(format!(
+                    "run {} is COMPLETED_WITH_ERRORS: only FAILED runs are retried; start a new \
+                     run (StartRun) to the same target, whose planning picks up every artifact \
+                     not yet on it",
+                    failed.id
+                )));
+            }
+            other => {
+                return Err(Error::FailedPrecondition(format!(
+                    "run {} is {}: only FAILED runs are retried; to migrate what is left, start \
+                     a new run",
+                    failed.id,
+                    other.as_str().to_uppercase()
+                )));
+            }
         }
         let reason = if command.reason.is_empty() {
             format!("retry of run {}", failed.id)
@@ -320,20 +329,20 @@ impl Runs {
             Some(failed.id),
         );
         insert_open(&tx, &run).await?;
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "RetryRun")
+                .run(run.id)
+                .binding(run.target_binding_id)
+                .mode(run.mode)
+                .reason(&run.reason)
+                .detail(json!({ "retry_of": failed.id })),
+        )
+        .await?;
         IDEMPOTENCY
             .finish(&tx, org, "RetryRun", &command.request_id, &run)
             .await?;
         tx.commit().await?;
-        self.evidence
-            .audit(
-                AuditEntry::new(caller, "RetryRun")
-                    .run(run.id)
-                    .binding(run.target_binding_id)
-                    .mode(run.mode)
-                    .reason(&run.reason)
-                    .detail(json!({ "retry_of": failed.id })),
-            )
-            .await;
         self.wake.notify_one();
         Ok(run)
     }
@@ -362,16 +371,16 @@ impl Runs {
         if run.state.is_terminal() {
             record_end(&tx, &run).await?;
         }
+        evidence::audit(
+            &tx,
+            &AuditEntry::new(caller, "CancelRun")
+                .run(id)
+                .binding(run.target_binding_id)
+                .mode(run.mode)
+                .reason(reason),
+        )
+        .await?;
         tx.commit().await?;
-        self.evidence
-            .audit(
-                AuditEntry::new(caller, "CancelRun")
-                    .run(id)
-                    .binding(run.target_binding_id)
-                    .mode(run.mode)
-                    .reason(reason),
-            )
-            .await;
         Ok(run)
     }
 }

@@ -14,7 +14,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{parse_id, parse_optional_id, required_text};
+use super::{optional_text, parse_id, parse_optional_id, required_text};
 use crate::domain::artifacts::{Artifact, Artifacts, ListArtifacts, NewArtifact};
 
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ impl TryFrom<pb::ListArtifactsRequest> for ListArtifacts {
     fn try_from(r: pb::ListArtifactsRequest) -> Result<Self, Self::Error> {
         Ok(Self {
             binding: parse_optional_id("binding_id", &r.binding_id)?,
-            purpose: Some(r.purpose.trim().to_owned()).filter(|p| !p.is_empty()),
+            purpose: optional_text("purpose", &r.purpose, 100)?,
             show_deleted: r.show_deleted,
             after: api::parse_page_token(&r.page_token)?,
             limit: api::page_size(r.page_size)?,

@@ -8,7 +8,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status};
 
-use super::parse_id;
+use super::{parse_id, required_text};
 use crate::domain::bindings::{
     ActivateBinding, Binding, BindingState, Bindings, CreateBinding, ListBindings, UpdateCredential,
 };
@@ -92,13 +92,7 @@ impl TryFrom<pb::CreateBindingRequest> for CreateBinding {
     type Error = InvalidArgument;
 
     fn try_from(request: pb::CreateBindingRequest) -> Result<Self, Self::Error> {
-        let display_name = request.display_name.trim().to_owned();
-        if display_name.is_empty() || display_name.len() > 200 {
-            return Err(InvalidArgument::new(
-                "display_name",
-                "must be 1 to 200 characters",
-            ));
-        }
+        let display_name = required_text("display_name", &request.display_name, 200)?;
         let store = StoreConfig {
             provider: provider(request.provider)?,
             location: request.location.map(location).unwrap_or_default(),

@@ -7,7 +7,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{optional_uuid, parse_optional_id};
+use super::{optional_text, optional_uuid, parse_optional_id};
 use crate::{
     db::evidence::{AuditRecord, EventRecord},
     domain::evidence::{Evidence, ListEvidence},
@@ -82,7 +82,7 @@ impl TryFrom<pb::ListEvidenceRequest> for ListEvidence {
 
     fn try_from(r: pb::ListEvidenceRequest) -> Result<Self, Self::Error> {
         Ok(Self {
-            organization: Some(r.organization_id.trim().to_owned()).filter(|o| !o.is_empty()),
+            organization: optional_text("organization_id", &r.organization_id, 200)?,
             run_id: parse_optional_id("run_id", &r.run_id)?,
             after: api::parse_page_token(&r.page_token)?,
             limit: api::page_size(r.page_size)?,

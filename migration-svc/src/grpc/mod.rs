@@ -6,7 +6,7 @@ pub mod bindings;
 pub mod evidence;
 pub mod runs;
 
-use stowage_shared::api::InvalidArgument;
+use stowage_shared::api::{self, InvalidArgument};
 use uuid::Uuid;
 
 /// Parses a resource id field.
@@ -22,16 +22,20 @@ fn parse_optional_id(field: &'static str, raw: &str) -> Result<Option<Uuid>, Inv
     parse_id(field, raw).map(Some)
 }
 
-/// A required free-text field of at most `max` characters, trimmed.
+/// A required free-text field of at most `max` characters, trimmed, with no control
+/// characters.
 fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidArgument> {
-    let text = raw.trim();
-    if text.is_empty() || text.chars().count() > max {
-        return Err(InvalidArgument::new(
-            field,
-            format!("is required, 1 to {max} characters"),
-        ));
-    }
-    Ok(text.to_owned())
+    api::required_text(field, raw, max).map(str::to_owned)
+}
+
+/// An optional free-text filter (empty: none), bounded like a stored field.
+fn optional_text(
+    field: &'static str,
+    raw: &str,
+    max: usize,
+) -> Result<Option<String>, InvalidArgument> {
+    let text = api::text(field, raw, max)?;
+    Ok(Some(text.to_owned()).filter(|t| !t.is_empty()))
 }
 
 fn optional_uuid(id: Option<Uuid>) -> String {

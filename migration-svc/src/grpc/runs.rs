@@ -11,7 +11,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{optional_uuid, parse_id, required_text};
+use super::{optional_uuid, parse_id};
 use crate::domain::{
     runs::{
         Counts, FailureCause, ItemCause, ItemState, Limit, ListItems, ListRuns, Mode, RetryRun,
@@ -106,7 +106,7 @@ impl MigrationService for MigrationApi {
         let request = request.into_inner();
         let command = RetryRun {
             id: parse_id("id", &request.id)?,
-            reason: request.reason.trim().to_owned(),
+            reason: api::optional_reason(&request.reason)?.to_owned(),
             request_id: RequestId::parse(&request.request_id)?,
         };
         Ok(Response::new(
@@ -121,7 +121,8 @@ impl MigrationService for MigrationApi {
         let caller = auth::principal(&request)?;
         let request = request.into_inner();
         let id = parse_id("id", &request.id)?;
-        let run = self.runs.cancel(&caller, id, request.reason.trim()).await?;
+        let reason = api::optional_reason(&request.reason)?;
+        let run = self.runs.cancel(&caller, id, reason).await?;
         Ok(Response::new(run.into()))
     }
 
@@ -176,7 +177,7 @@ impl TryFrom<pb::StartRunRequest> for StartRun {
         Ok(Self {
             target: parse_id("target_binding_id", &r.target_binding_id)?,
             mode,
-            reason: required_text("reason", &r.reason, 1000)?,
+            reason: api::reason(&r.reason)?.to_owned(),
             limit: Limit {
                 bytes_per_second: limit.bytes_per_second,
                 objects_per_second: limit.objects_per_second,
@@ -259,6 +260,7 @@ impl From<ItemCause> for pb::ItemCause {
             ItemCause::ChecksumMismatch => pb::ItemCause::ChecksumMismatch,
             ItemCause::TargetUnavailable => pb::ItemCause::TargetUnavailable,
             ItemCause::Internal => pb::ItemCause::Internal,
+            ItemCause::RunFailed => pb::ItemCause::RunFailed,
         }
     }
 }

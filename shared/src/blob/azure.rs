@@ -12,14 +12,19 @@ pub const DEV_ACCOUNT: &str = "devstoreaccount1";
 pub const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+/// Why a connection string was refused. No variant carries any part of a value: a segment
+/// is named by its position, and a key name is quoted only when it looks like one (see
+/// [`plausible_key_name`]), because a pasted secret often lands where a key name belongs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionStringError {
-    #[error("segment {0:?} is not key=value")]
-    Segment(String),
+    #[error("segment {0} is not key=value")]
+    Segment(usize),
     #[error("key {0:?} appears twice")]
-    Duplicate(String),
+    Duplicate(&'static str),
     #[error("unknown key {0:?}")]
     UnknownKey(String),
+    #[error("segment {0} does not start with a known key name")]
+    NotAKey(usize),
     #[error("{0} is required")]
     Missing(&'static str),
     #[error("AccountKey is not base64")]
@@ -79,11 +84,13 @@ impl ConnectionString {
         let mut suffix = None;
         let mut blob_endpoint = None;
         let mut development = None;
-        for segment in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let segments = text.split(';').map(str::trim).filter(|s| !s.is_empty());
+        for (index, segment) in (1..).zip(segments) {
             let (name, value) = segment
                 .split_once('=')
-                .ok_or_else(|| ConnectionStringError::Segment(redact(segment)))?;
-            let slot = match name.trim() {
+                .ok_or(ConnectionStringError::Segment(index))?;
+            let name = name.trim();
+            let slot = match name {
                 "DefaultEndpointsProtocol" => &mut protocol,
                 "AccountName" => &mut account,
                 "AccountKey" => &mut key,
@@ -92,10 +99,13 @@ impl ConnectionString {
                 "BlobEndpoint" => &mut blob_endpoint,
                 "UseDevelopmentStorage" => &mut development,
                 "QueueEndpoint" | "TableEndpoint" | "FileEndpoint" => continue,
-                other => return Err(ConnectionStringError::UnknownKey(other.to_owned())),
+                other if plausible_key_name(other) => {
+                    return Err(ConnectionStringError::UnknownKey(other.to_owned()));
+                }
+                _ => return Err(ConnectionStringError::NotAKey(index)),
             };
             if slot.replace(value.trim().to_owned()).is_some() {
-                return Err(ConnectionStringError::Duplicate(name.trim().to_owned()));
+                return Err(ConnectionStringError::Duplicate(known_key_name(name)));
             }
         }
         if let Some(value) = development {
@@ -208,8 +218,27 @@ fn account_from_endpoint(endpoint: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn redact(segment: &str) -> String {
-    segment.chars().take(24).collect::<String>() + if segment.len() > 24 { "…" } else { "" }
+/// A name worth quoting back: 1 to 32 ASCII letters, like every key Azure defines. A
+/// base64 account key or a SAS signature pasted as a segment does not pass (their
+/// characters go beyond letters, or they are longer), so they never reach an error.
+fn plausible_key_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// The static spelling of a key `parse` matched, so a duplicate error owns no input.
+fn known_key_name(name: &str) -> &'static str {
+    [
+        "DefaultEndpointsProtocol",
+        "AccountName",
+        "AccountKey",
+        "SharedAccessSignature",
+        "EndpointSuffix",
+        "BlobEndpoint",
+        "UseDevelopmentStorage",
+    ]
+    .into_iter()
+    .find(|known| *known == name)
+    .unwrap_or("a key")
 }
 
 #[cfg(test)]
@@ -275,10 +304,10 @@ mod tests {
             ConnectionString::parse("Foo=bar"),
             Err(E::UnknownKey(_))
         ));
-        assert!(matches!(
+        assert_eq!(
             ConnectionString::parse("AccountName=a;AccountName=b;AccountKey=a2V5"),
-            Err(E::Duplicate(_))
-        ));
+            Err(E::Duplicate("AccountName"))
+        );
         assert_eq!(
             ConnectionString::parse("UseDevelopmentStorage=false"),
             Err(E::Development)
@@ -295,6 +324,63 @@ mod tests {
         assert_eq!(
             ConnectionString::parse("AccountName=a/b;AccountKey=a2V5"),
             Err(E::AccountName)
+        );
+    }
+
+    /// A real-looking 64-byte account key, base64 (88 characters).
+    const KEY: &str =
+        "q7Zr0wXhT3vK9mNpLs2dFgHjYuIoPaSeRtWqCvBnMl5k8J4xE6yU1iO0pA9sD3fG7hJ2kL6zX8cV4bN1mQ5wRt==";
+
+    /// Every 8-character window of the key, none of which may appear in an error.
+    fn assert_quotes_no_part_of_the_key(text: &str) {
+        let error = ConnectionString::parse(text)
+            .expect_err("a malformed connection string is refused")
+            .to_string();
+        let chars: Vec<char> = KEY.chars().collect();
+        for window in chars.windows(8) {
+            let window: String = window.iter().collect();
+            assert!(
+                !error.contains(&window),
+                "error {error:?} quotes {window:?} of the key"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_about_a_malformed_string_quote_no_part_of_the_key() {
+        for text in [
+            // the key pasted as a bare segment
+            format!("DefaultEndpointsProtocol=https;AccountName=acct;{KEY}"),
+            // a colon where the '=' belongs
+            format!("AccountName=acct;AccountKey:{KEY}"),
+            format!("AccountName=acct;AccountKey: {KEY};EndpointSuffix=core.windows.net"),
+            // only the key, with and without its padding
+            KEY.to_owned(),
+            KEY.trim_end_matches('=').to_owned(),
+            // a key that is not base64, a duplicate key, a key in the name's place
+            format!("AccountName=acct;AccountKey={KEY}!"),
+            format!("AccountName=acct;AccountKey={KEY};AccountKey={KEY}"),
+            format!("AccountName=acct;{KEY}=x"),
+            format!("AccountName={KEY};AccountKey={KEY}"),
+        ] {
+            assert_quotes_no_part_of_the_key(&text);
+        }
+    }
+
+    #[test]
+    fn a_plausible_unknown_key_name_is_quoted_and_a_segment_is_named_by_position() {
+        use ConnectionStringError as E;
+        assert_eq!(
+            ConnectionString::parse("AccountName=a;AccountKee=a2V5"),
+            Err(E::UnknownKey("AccountKee".into()))
+        );
+        assert_eq!(
+            ConnectionString::parse(&format!("AccountName=a;{KEY}")),
+            Err(E::NotAKey(2))
+        );
+        assert_eq!(
+            ConnectionString::parse("AccountName=a;;secretwithnoequals"),
+            Err(E::Segment(2))
         );
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::azure::ConnectionString;
-use crate::api::InvalidArgument;
+use crate::api::{self, InvalidArgument};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -126,7 +126,17 @@ impl StoreConfig {
     /// endpoint without stray slashes, the credential of a kind the provider accepts.
     pub fn validated(mut self) -> Result<Self, InvalidArgument> {
         let location = &mut self.location;
-        location.container = location.container.trim().to_owned();
+        location.container = api::text("location.container", &location.container, 1024)?.to_owned();
+        location.prefix = api::text("location.prefix", &location.prefix, 1024)?.to_owned();
+        for (field, value, max) in [
+            ("location.endpoint", &mut location.endpoint, 2048),
+            ("location.account", &mut location.account, 256),
+            ("location.region", &mut location.region, 128),
+        ] {
+            if let Some(text) = value {
+                *text = api::text(field, text, max)?.to_owned();
+            }
+        }
         if location.container.is_empty() {
             return Err(InvalidArgument::new("location.container", "is required"));
         }
@@ -265,6 +275,25 @@ mod tests {
         assert_eq!(config.clone().validated().unwrap_err().field, "credential");
         config.provider = Provider::S3;
         assert!(config.validated().is_ok());
+    }
+
+    #[test]
+    fn control_characters_in_a_location_are_refused_naming_the_field() {
+        let mut config = azure(Credential::None);
+        config.location.prefix = "a\0b".into();
+        assert_eq!(
+            config.clone().validated().unwrap_err().field,
+            "location.prefix"
+        );
+        config.location.prefix = String::new();
+        config.location.region = Some("west\0".into());
+        assert_eq!(
+            config.clone().validated().unwrap_err().field,
+            "location.region"
+        );
+        config.location.region = None;
+        config.location.container = "x".repeat(1025);
+        assert_eq!(config.validated().unwrap_err().field, "location.container");
     }
 
     #[test]

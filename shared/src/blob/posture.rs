@@ -11,9 +11,11 @@ use super::{BlobError, BlobKey, EncryptedStore, ObjectError, Provider, StoreConf
 /// Where a posture check stopped, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum PostureError {
-    #[error("directory {0} does not exist")]
+    #[error("posture check: directory {0} does not exist")]
     MissingDirectory(String),
-    #[error("the container (or bucket) does not exist or the credential cannot see it")]
+    #[error(
+        "posture check: the container (or bucket) does not exist or the credential cannot see it"
+    )]
     MissingContainer,
     #[error("posture check failed to {step} a probe object: {cause}")]
     Step {

@@ -1,0 +1,236 @@
+//! Request validation common to every call: free text with NUL or control characters,
+//! over-long reasons and undecodable messages are INVALID_ARGUMENT naming the field.
+
+use stowage_integration::{
+    migration::{memory_binding, metadata, put, start_request},
+    spawn_app,
+};
+use stowage_proto::migration::v1 as pb;
+use stowage_shared::auth::Role;
+use tonic::{
+    Code, Status,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+};
+
+fn assert_names(result: Result<impl std::fmt::Debug, Status>, field: &str) {
+    let status = result.expect_err("the request is refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+    assert!(
+        status.message().starts_with(&format!("{field}:")),
+        "{field}: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_any_text_field_is_invalid_argument_naming_the_field() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut bindings = app.bindings(Some(&token)).await;
+    let with = |edit: fn(&mut pb::CreateBindingRequest)| {
+        let mut request = memory_binding("nul");
+        edit(&mut request);
+        request
+    };
+    for (field, request) in [
+        ("display_name", with(|r| r.display_name = "a\0b".into())),
+        (
+            "location.container",
+            with(|r| r.location.as_mut().unwrap().container = "c\0".into()),
+        ),
+        (
+            "location.prefix",
+            with(|r| r.location.as_mut().unwrap().prefix = "p/\0".into()),
+        ),
+        (
+            "location.region",
+            with(|r| r.location.as_mut().unwrap().region = "\0".into()),
+        ),
+    ] {
+        assert_names(bindings.create_binding(request).await, field);
+    }
+
+    let mut artifacts = app.artifacts(Some(&token)).await;
+    for (field, m) in [
+        ("purpose", metadata("doc\0", "a.txt")),
+        ("name", metadata("doc", "a\0.txt")),
+        (
+            "content_type",
+            pb::ArtifactMetadata {
+                content_type: "text/plain\0".into(),
+                ..metadata("doc", "a.txt")
+            },
+        ),
+    ] {
+        assert_names(put(&mut artifacts, m, b"hello").await, field);
+    }
+    let listed = artifacts
+        .list_artifacts(pb::ListArtifactsRequest {
+            purpose: "doc\0".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_names(listed, "purpose");
+
+    let super_admin = app.token("acme", &[Role::SuperAdmin]);
+    let listed = app
+        .evidence(Some(&super_admin))
+        .await
+        .list_audit_entries(pb::ListEvidenceRequest {
+            organization_id: "acme\0".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_names(listed, "organization_id");
+
+    let mut runs = app.runs(Some(&token)).await;
+    let target = uuid::Uuid::new_v4().to_string();
+    let mut start = start_request(&target, pb::MigrationMode::DryRun);
+    start.reason = "move\0".into();
+    assert_names(runs.start_run(start).await, "reason");
+    let retried = runs
+        .retry_run(pb::RetryRunRequest {
+            id: target.clone(),
+            reason: "again\0".into(),
+            request_id: String::new(),
+        })
+        .await;
+    assert_names(retried, "reason");
+    let cancelled = runs
+        .cancel_run(pb::CancelRunRequest {
+            id: target.clone(),
+            reason: "stop\u{1b}[2J".into(),
+        })
+        .await;
+    assert_names(cancelled, "reason");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancel_reason_is_bounded_like_a_start_reason() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut runs = app.runs(Some(&token)).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut start = start_request(&id, pb::MigrationMode::DryRun);
+    start.reason = "x".repeat(1001);
+    assert_names(runs.start_run(start).await, "reason");
+    let cancelled = runs
+        .cancel_run(pb::CancelRunRequest {
+            id: id.clone(),
+            reason: "x".repeat(1001),
+        })
+        .await;
+    assert_names(cancelled, "reason");
+    // Within the bound the request passes validation and meets the missing run.
+    let cancelled = runs
+        .cancel_run(pb::CancelRunRequest {
+            id,
+            reason: "x".repeat(1000),
+        })
+        .await;
+    assert_eq!(cancelled.unwrap_err().code(), Code::NotFound);
+    app.stop().await.unwrap();
+}
+
+/// Sends a request body as given bytes and reads the reply as bytes, so a test can send
+/// what no generated client would.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let len = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, len).to_vec()))
+    }
+}
+
+async fn raw_unary(
+    channel: tonic::transport::Channel,
+    token: &str,
+    path: &'static str,
+    body: &[u8],
+) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(body.to_vec());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    Ok(grpc.unary(request, path, RawCodec).await?.into_inner())
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_string_field_is_invalid_argument_in_both_services() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    // field 1, length-delimited, two bytes that are not UTF-8
+    let not_utf8: &[u8] = &[0x0a, 0x02, 0xff, 0xfe];
+    let status = raw_unary(
+        app.channel(app.migration_addr).await,
+        &token,
+        "/stowage.migration.v1.BindingService/GetBinding",
+        not_utf8,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("GetBindingRequest.id"),
+        "{status:?}"
+    );
+    let status = raw_unary(
+        app.channel(app.archive_addr).await,
+        &token,
+        "/stowage.archive.v1.ArchiveService/GetJobArchive",
+        not_utf8,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("GetJobArchiveRequest.job_id"),
+        "{status:?}"
+    );
+    // a length that runs past the end of the message
+    let status = raw_unary(
+        app.channel(app.migration_addr).await,
+        &token,
+        "/stowage.migration.v1.BindingService/GetBinding",
+        &[0x0a, 0x05, b'a'],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    app.stop().await.unwrap();
+}

@@ -1,0 +1,147 @@
+//! Accepted gRPC connections: TCP_NODELAY on each (a reply is not held back by Nagle's
+//! algorithm waiting on a delayed ACK), at most `max_connections` open at once, and a
+//! handshake deadline that closes a connection whose client has not sent the HTTP/2
+//! preface in time.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures::Stream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Sleep,
+};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Bytes a client sends first: the 24-byte HTTP/2 connection preface and the 9-byte
+/// header of its SETTINGS frame. Until they have arrived the handshake deadline runs.
+const HANDSHAKE_BYTES: usize = 24 + 9;
+
+/// How accepted connections are guarded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// The listener's connections as a stream for `serve_with_incoming`. A connection over
+/// the limit is accepted and closed at once, so its client can try another replica.
+pub fn incoming(
+    listener: TcpListener,
+    limits: Limits,
+) -> impl Stream<Item = io::Result<Connection>> + Send {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    futures::stream::unfold((listener, open), move |(listener, open)| async move {
+        loop {
+            let accepted = listener.accept().await;
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => return Some((Err(error), (listener, open))),
+            };
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection limit reached; closing a new connection"
+                );
+                drop(stream);
+                continue;
+            };
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+            let connection = Connection {
+                stream,
+                handshake: Some(Box::pin(tokio::time::sleep(limits.handshake_timeout))),
+                received: 0,
+                _permit: permit,
+            };
+            return Some((Ok(connection), (listener, open)));
+        }
+    })
+}
+
+/// An accepted connection: holds its slot under the limit until dropped, and fails its
+/// reads with `TimedOut` when the handshake deadline passes first.
+pub struct Connection {
+    stream: TcpStream,
+    /// Running until [`HANDSHAKE_BYTES`] have been read; `None` after.
+    handshake: Option<Pin<Box<Sleep>>>,
+    received: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connected for Connection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if let Some(deadline) = &mut this.handshake {
+            match read {
+                Poll::Ready(Ok(())) => {
+                    this.received += buf.filled().len() - before;
+                    if this.received >= HANDSHAKE_BYTES {
+                        this.handshake = None;
+                    }
+                }
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    tracing::debug!("closing a connection that sent no HTTP/2 preface in time");
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no HTTP/2 preface within the handshake timeout",
+                    )));
+                }
+                Poll::Pending | Poll::Ready(Err(_)) => {}
+            }
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
