@@ -234,3 +234,94 @@ async fn invalid_utf8_in_a_string_field_is_invalid_argument_in_both_services() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_nul_byte_in_an_archive_call_is_invalid_argument_and_leaves_no_trace() {
+    use stowage_proto::archive::v1 as apb;
+
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = stowage_integration::scans::insert_job(&db, "acme", "COMPLETED", 20.0, 3, 3)
+        .await
+        .unwrap();
+    let admin_token = app.token("acme", &[Role::SuperAdmin]);
+    let mut admin = app.archive_admin(Some(&admin_token)).await;
+    let mut jobs = app.archive(Some(&admin_token)).await;
+    let nul = "cleanup\u{0}".to_owned();
+    let refusals = [
+        (
+            "reason",
+            admin
+                .archive_job(apb::ArchiveJobRequest {
+                    job_id: job.to_string(),
+                    reason: nul.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "reason",
+            jobs.delete_job(apb::DeleteJobRequest {
+                job_id: job.to_string(),
+                reason: nul.clone(),
+                request_id: String::new(),
+            })
+            .await
+            .map(drop),
+        ),
+        (
+            "reason",
+            admin
+                .set_archive_store(apb::SetArchiveStoreRequest {
+                    connection_string: "memory://elsewhere".into(),
+                    reason: nul.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "container",
+            admin
+                .set_archive_store(apb::SetArchiveStoreRequest {
+                    connection_string: "UseDevelopmentStorage=true".into(),
+                    container: nul.clone(),
+                    reason: "move".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "reason",
+            admin
+                .archive_eligible_jobs(apb::ArchiveEligibleJobsRequest {
+                    limit: 10,
+                    reason: nul.clone(),
+                })
+                .await
+                .map(drop),
+        ),
+    ];
+    for (field, refused) in refusals {
+        let status = refused.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().starts_with(field), "{}", status.message());
+    }
+    let (audited, rows): (i64, i64) = db
+        .query_one(
+            "select (select count(*) from archive.audit_log),
+                    (select count(*) from archive.scan_items where job_id = $1)",
+            &[&job],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    assert_eq!(
+        (audited, rows),
+        (0, 3),
+        "nothing happened, nothing was recorded"
+    );
+    app.stop().await.unwrap();
+}
