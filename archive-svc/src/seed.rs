@@ -142,22 +142,58 @@ pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec
     }
     let mut ids = Vec::with_capacity(spec.jobs as usize);
     let now = Utc::now();
-    let terminal = spec.status.is_terminal();
     let terminal_at = now - Duration::milliseconds((spec.terminal_days_ago * 86_400_000.0) as i64);
     for n in 0..spec.jobs {
+        let job = SeededJob {
+            id: Uuid::new_v4(),
+            n,
+            items: (spec.rows * 3 / 5) as i64,
+            records: spec.rows as i64 - (spec.rows * 3 / 5) as i64,
+            terminal_at,
+            started: terminal_at - Duration::hours(3),
+        };
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let id = Uuid::new_v4();
-        let items = (spec.rows * 3 / 5) as i64;
-        let records = spec.rows as i64 - items;
-        let started = terminal_at - Duration::hours(3);
+        job.insert(&tx, spec, now).await?;
+        let mut rng = Rng(job.seed() | 1);
+        copy(&tx, job.scan_items(&mut rng)).await?;
+        copy(&tx, job.file_records(&mut rng)).await?;
+        tx.commit().await?;
+        ids.push(job.id);
+    }
+    Ok(ids)
+}
+
+/// One job being seeded.
+struct SeededJob {
+    id: Uuid,
+    n: u32,
+    items: i64,
+    records: i64,
+    terminal_at: DateTime<Utc>,
+    started: DateTime<Utc>,
+}
+
+impl SeededJob {
+    fn seed(&self) -> u64 {
+        self.id.as_u128() as u64
+    }
+
+    async fn insert(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        spec: &SeedSpec,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (n, terminal_at) = (self.n, self.terminal_at);
+        let terminal = spec.status.is_terminal();
         tx.execute(
             "insert into archive.scan_jobs (id, tenant_id, owner_id, name, status, file_count,
                  byte_count, error_count, started_at, completed_at, cancelled_at, terminal_at,
                  last_activity_at, configuration, error_summary)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             &[
-                &id,
+                &self.id,
                 &spec.tenant,
                 &format!("user-{}", n % 7),
                 &format!(
@@ -166,10 +202,10 @@ pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec
                     n + 1
                 ),
                 &spec.status.as_str(),
-                &items,
-                &(items * 245_760),
-                &(records / 50),
-                &started,
+                &self.items,
+                &(self.items * 245_760),
+                &(self.records / 50),
+                &self.started,
                 &(matches!(spec.status, JobStatus::Completed | JobStatus::ScanComplete)
                     .then_some(terminal_at)),
                 &(spec.status == JobStatus::Cancelled).then_some(terminal_at),
@@ -177,81 +213,75 @@ pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec
                 &if terminal { terminal_at } else { now },
                 &serde_json::json!({"source": "sharepoint", "destination": "onedrive",
                     "includeVersions": n % 2 == 0, "concurrency": 8}),
-                &(records > 0).then(|| format!("{} files failed to transfer", records / 50)),
+                &(self.records > 0)
+                    .then(|| format!("{} files failed to transfer", self.records / 50)),
             ],
         )
         .await?;
-        let job_seed = id.as_u128() as u64;
-        let mut rng = Rng(job_seed | 1);
-        let base: DateTime<Utc> = started;
-        copy::<ScanItem>(
-            &tx,
-            (1..=items).map(|i| {
-                let (path, name, mime) = path_of(&mut rng, job_seed, i);
-                let folder = i % FOLDER_SIZE == 0;
-                ScanItem {
-                    job_id: id,
-                    id: i,
-                    parent_id: (i > FOLDER_SIZE).then(|| ((i - 1) / FOLDER_SIZE) * FOLDER_SIZE),
-                    path,
-                    name,
-                    kind: if folder { "folder" } else { "file" }.to_owned(),
-                    size_bytes: (!folder).then(|| 1024 + rng.below(50_000_000) as i64),
-                    modified_at: Some(
-                        base - Duration::seconds(
-                            (i / FOLDER_SIZE) * 3_600 + rng.below(3_600) as i64,
-                        ),
-                    ),
-                    etag: Some(format!(
-                        "\"{{{}}},{}\"",
-                        Uuid::from_u128(u128::from(rng.next()) << 64 | u128::from(rng.next()))
-                            .to_string()
-                            .to_uppercase(),
-                        1 + rng.below(9)
-                    )),
-                    mime_type: (!folder).then(|| mime.to_owned()),
-                    status: if i % 53 == 0 { "SKIPPED" } else { "DISCOVERED" }.to_owned(),
-                    error: (i % 53 == 0)
-                        .then(|| "Access denied: the item is locked by another user".to_owned()),
-                    discovered_at: base + Duration::milliseconds(i * 7),
-                }
-            }),
-        )
-        .await?;
-        copy::<FileRecord>(
-            &tx,
-            (1..=records).map(|i| {
-                let (path, _, _) = path_of(&mut rng, job_seed, i);
-                let failed = i % 50 == 0;
-                let started_at = base + Duration::milliseconds(i * 11);
-                let mut hash = [0u8; 20];
-                for chunk in hash.chunks_mut(8) {
-                    let bytes = rng.next().to_le_bytes();
-                    chunk.copy_from_slice(&bytes[..chunk.len()]);
-                }
-                FileRecord {
-                    job_id: id,
-                    id: i,
-                    scan_item_id: Some(i),
-                    destination_path: (!failed).then(|| format!("/drives/b!migrated{}", path)),
-                    source_path: path,
-                    size_bytes: 1024 + rng.below(50_000_000) as i64,
-                    checksum: (!failed).then(|| STANDARD.encode(hash)),
-                    status: if failed { "FAILED" } else { "TRANSFERRED" }.to_owned(),
-                    attempts: 1 + i32::from(failed) * 2,
-                    last_error: failed
-                        .then(|| "HTTP 429 Too Many Requests: retry after 30s".to_owned()),
-                    started_at: Some(started_at),
-                    completed_at: (!failed)
-                        .then(|| started_at + Duration::milliseconds(300 + rng.below(5000) as i64)),
-                }
-            }),
-        )
-        .await?;
-        tx.commit().await?;
-        ids.push(id);
+        Ok(())
     }
-    Ok(ids)
+
+    fn scan_items<'a>(&'a self, rng: &'a mut Rng) -> impl Iterator<Item = ScanItem> + 'a {
+        let (id, job_seed, base) = (self.id, self.seed(), self.started);
+        (1..=self.items).map(move |i| {
+            let (path, name, mime) = path_of(rng, job_seed, i);
+            let folder = i % FOLDER_SIZE == 0;
+            ScanItem {
+                job_id: id,
+                id: i,
+                parent_id: (i > FOLDER_SIZE).then(|| ((i - 1) / FOLDER_SIZE) * FOLDER_SIZE),
+                path,
+                name,
+                kind: if folder { "folder" } else { "file" }.to_owned(),
+                size_bytes: (!folder).then(|| 1024 + rng.below(50_000_000) as i64),
+                modified_at: Some(
+                    base - Duration::seconds((i / FOLDER_SIZE) * 3_600 + rng.below(3_600) as i64),
+                ),
+                etag: Some(format!(
+                    "\"{{{}}},{}\"",
+                    Uuid::from_u128(u128::from(rng.next()) << 64 | u128::from(rng.next()))
+                        .to_string()
+                        .to_uppercase(),
+                    1 + rng.below(9)
+                )),
+                mime_type: (!folder).then(|| mime.to_owned()),
+                status: if i % 53 == 0 { "SKIPPED" } else { "DISCOVERED" }.to_owned(),
+                error: (i % 53 == 0)
+                    .then(|| "Access denied: the item is locked by another user".to_owned()),
+                discovered_at: base + Duration::milliseconds(i * 7),
+            }
+        })
+    }
+
+    fn file_records<'a>(&'a self, rng: &'a mut Rng) -> impl Iterator<Item = FileRecord> + 'a {
+        let (id, job_seed, base) = (self.id, self.seed(), self.started);
+        (1..=self.records).map(move |i| {
+            let (path, _, _) = path_of(rng, job_seed, i);
+            let failed = i % 50 == 0;
+            let started_at = base + Duration::milliseconds(i * 11);
+            let mut hash = [0u8; 20];
+            for chunk in hash.chunks_mut(8) {
+                let bytes = rng.next().to_le_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+            FileRecord {
+                job_id: id,
+                id: i,
+                scan_item_id: Some(i),
+                destination_path: (!failed).then(|| format!("/drives/b!migrated{}", path)),
+                source_path: path,
+                size_bytes: 1024 + rng.below(50_000_000) as i64,
+                checksum: (!failed).then(|| STANDARD.encode(hash)),
+                status: if failed { "FAILED" } else { "TRANSFERRED" }.to_owned(),
+                attempts: 1 + i32::from(failed) * 2,
+                last_error: failed
+                    .then(|| "HTTP 429 Too Many Requests: retry after 30s".to_owned()),
+                started_at: Some(started_at),
+                completed_at: (!failed)
+                    .then(|| started_at + Duration::milliseconds(300 + rng.below(5000) as i64)),
+            }
+        })
+    }
 }
 
 async fn copy<R: Row>(

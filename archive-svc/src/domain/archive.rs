@@ -189,38 +189,12 @@ impl Archiver {
             seconds = started.elapsed().as_secs_f64(),
             "rows written and verified"
         );
-        let (items, records) = (written.encoded.scan_items, written.encoded.file_records);
-        let info = ArchiveInfo {
-            archived_at: stowage_shared::db::now(),
-            blob_key: key.to_string(),
-            format,
-            stored_bytes: Some(written.receipt.stored_len as i64),
-            plaintext_bytes: Some(written.encoded.json_bytes as i64),
-            plaintext_sha256: Some(written.receipt.sha256.clone()),
-            kek_id: Some(written.receipt.kek_id.clone()),
-            scan_items: Some(items),
-            file_records: Some(records),
-            rows_digest: Some(written.encoded.digest.to_bytes()),
-            store_version: Some(store.version),
-        };
-
-        // Commit only if nothing changed since the job was read.
-        let current = db::jobs::get_for_update(&tx, None, job_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {job_id} (deleted while archiving)")))?;
-        let untouched = current.status == job.status
-            && current.last_activity_at == job.last_activity_at
-            && current.terminal_at == job.terminal_at;
-        // Rows written after the deletes began would stay behind an archived job.
-        if !untouched || db::jobs::has_rows(&tx, job_id).await? {
-            return Err(Error::FailedPrecondition(format!(
-                "job {job_id} was touched while it was being archived; it stays hot"
-            )));
-        }
-        self.check_eligible(&current, request.mode)?;
+        let info = written.info(key, format, store.version);
+        let current = self.recheck(&tx, &job, request.mode).await?;
         db::jobs::mark_archived(&tx, job_id, &info).await?;
+        let rows = written.encoded.scan_items + written.encoded.file_records;
         let detail = json!({ "blob": info.blob_key, "format": info.format.as_str(),
-                             "store_version": store.version, "rows": items + records });
+                             "store_version": store.version, "rows": rows });
         request
             .audit
             .record(&tx, Some((job_id, &job.tenant_id)), true, detail)
@@ -233,17 +207,43 @@ impl Archiver {
             .finish(&tx, scope, "ArchiveJob", request.request_id, &archived)
             .await?;
         tx.commit().await?;
+        let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
-            rows = items + records,
+            rows,
             json_bytes = written.encoded.json_bytes,
             stored_bytes = written.receipt.stored_len,
-            seconds = started.elapsed().as_secs_f64(),
+            seconds,
             "job archived"
         );
         metrics::counter!("archive_jobs_archived_total").increment(1);
-        metrics::counter!("archive_rows_archived_total").increment((items + records) as u64);
-        metrics::histogram!("archive_job_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("archive_rows_archived_total").increment(rows as u64);
+        metrics::histogram!("archive_job_seconds").record(seconds);
         Ok(archived)
+    }
+
+    /// Commits only if nothing changed since the job was read: locks the job row and
+    /// checks it is untouched, still eligible, and has no row left.
+    async fn recheck(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        job: &Job,
+        mode: Mode,
+    ) -> Result<Job> {
+        let job_id = job.id;
+        let current = db::jobs::get_for_update(tx, None, job_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id} (deleted while archiving)")))?;
+        let untouched = current.status == job.status
+            && current.last_activity_at == job.last_activity_at
+            && current.terminal_at == job.terminal_at;
+        // Rows written after the deletes began would stay behind an archived job.
+        if !untouched || db::jobs::has_rows(tx, job_id).await? {
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} was touched while it was being archived; it stays hot"
+            )));
+        }
+        self.check_eligible(&current, mode)?;
+        Ok(current)
     }
 }
 
@@ -253,6 +253,24 @@ struct Written {
     receipt: Receipt,
 }
 
+impl Written {
+    /// The archive marker for what was written.
+    fn info(&self, key: BlobKey, format: BlobFormat, store_version: i64) -> ArchiveInfo {
+        ArchiveInfo {
+            archived_at: stowage_shared::db::now(),
+            blob_key: key.to_string(),
+            format,
+            stored_bytes: Some(self.receipt.stored_len as i64),
+            plaintext_bytes: Some(self.encoded.json_bytes as i64),
+            plaintext_sha256: Some(self.receipt.sha256.clone()),
+            kek_id: Some(self.receipt.kek_id.clone()),
+            scan_items: Some(self.encoded.scan_items),
+            file_records: Some(self.encoded.file_records),
+            rows_digest: Some(self.encoded.digest.to_bytes()),
+            store_version: Some(store_version),
+        }
+    }
+}
 /// Takes the job's rows (deleting them in `tx`) and writes them as one verified blob:
 /// PostgreSQL deletes, archive-svc encodes and compresses, the store takes the upload, all
 /// at once.

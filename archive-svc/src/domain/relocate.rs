@@ -16,7 +16,7 @@ use super::{
     audit::Audit,
     garbage::Sweeper,
     job_lock,
-    jobs::ArchiveInfo,
+    jobs::{ArchiveInfo, Job},
     payload::BlobFormat,
     stores::{ArchiveStores, OpenStore},
 };
@@ -266,47 +266,74 @@ impl Relocator {
             garbage.push(intent);
             copy(&source, target, &info).await?
         };
+        let step = Repoint {
+            job: &job,
+            was: &info,
+            copied: &copied,
+            from: &source,
+            to: target,
+        };
+        step.commit(client, audit, garbage).await
+    }
+}
+
+/// The last step of a move: re-point the job at its copy, if it is unchanged since the
+/// copy began, and record the old blob as garbage, in one transaction with the audit entry.
+struct Repoint<'a> {
+    job: &'a Job,
+    was: &'a ArchiveInfo,
+    copied: &'a ArchiveInfo,
+    from: &'a OpenStore,
+    to: &'a OpenStore,
+}
+
+impl Repoint<'_> {
+    async fn commit(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        audit: Audit<'_>,
+        garbage: &mut Vec<i64>,
+    ) -> Result<MoveResult> {
+        let (job_id, tenant) = (self.job.id, self.job.tenant_id.as_str());
         let tx = client.transaction().await?;
         let current = db::jobs::get_for_update(&tx, None, job_id).await?;
         let unchanged = current
             .as_ref()
             .and_then(|j| j.archive.as_ref())
             .is_some_and(|now| {
-                now.archived_at == info.archived_at
-                    && now.store_version == info.store_version
-                    && now.blob_key == info.blob_key
+                now.archived_at == self.was.archived_at
+                    && now.store_version == self.was.store_version
+                    && now.blob_key == self.was.blob_key
             });
         if !unchanged {
             return Ok(MoveResult::Skipped(
                 "the job changed while its archive was copied".into(),
             ));
         }
-        db::jobs::repoint(&tx, job_id, &copied).await?;
+        db::jobs::repoint(&tx, job_id, self.copied).await?;
+        // The copy is the job's blob now; the old one is garbage (unless it is the same
+        // object, under another version of the same store).
         if let Some(&intent) = garbage.first() {
             db::garbage::remove(&tx, intent).await?;
             garbage.clear();
         }
-        if source.location != target.location {
-            let old = db::garbage::record(
-                &tx,
-                source.version,
-                &info.blob_key,
-                (job_id, &job.tenant_id),
-                Cause::Moved,
-            )
-            .await?;
+        if self.from.location != self.to.location {
+            let blob = &self.was.blob_key;
+            let old =
+                db::garbage::record(&tx, self.from.version, blob, (job_id, tenant), Cause::Moved)
+                    .await?;
             garbage.push(old);
         }
-        let detail = json!({ "from_version": source.version, "to_version": target.version,
-                             "blob": info.blob_key, "stored_bytes": copied.stored_bytes });
+        let detail = json!({ "from_version": self.from.version, "to_version": self.to.version,
+                             "blob": self.was.blob_key, "stored_bytes": self.copied.stored_bytes });
         audit
-            .record(&tx, Some((job_id, &job.tenant_id)), true, detail)
+            .record(&tx, Some((job_id, tenant)), true, detail)
             .await?;
         tx.commit().await?;
-        tracing::info!(job = %job_id, from = source.version, to = target.version, "archive moved");
+        tracing::info!(job = %job_id, from = self.from.version, to = self.to.version, "archive moved");
         metrics::counter!("archive_jobs_moved_total").increment(1);
         Ok(MoveResult::Moved {
-            stored_bytes: copied.stored_bytes.unwrap_or_default(),
+            stored_bytes: self.copied.stored_bytes.unwrap_or_default(),
         })
     }
 }

@@ -3,7 +3,6 @@
 //! column, so a restore is lossless) and back into binary COPY. An order-independent
 //! digest over every row proves a restore put back exactly what was archived.
 
-use aws_lc_rs::digest::{Context, SHA256};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{
@@ -12,73 +11,10 @@ use tokio_postgres::{
 };
 use uuid::Uuid;
 
-/// RFC 3339 timestamps with microseconds, written without `chrono`'s general formatter
-/// (the hot spot of encoding a million rows); read back by `chrono`.
-mod timestamp {
-    use chrono::{DateTime, Datelike, Timelike, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
+mod digest;
+mod timestamp;
 
-    pub fn format(at: &DateTime<Utc>, out: &mut [u8; 27]) {
-        fn put(out: &mut [u8], mut value: u32) {
-            for slot in out.iter_mut().rev() {
-                *slot = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        }
-        *out = *b"0000-00-00T00:00:00.000000Z";
-        put(&mut out[0..4], at.year().clamp(0, 9999) as u32);
-        put(&mut out[5..7], at.month());
-        put(&mut out[8..10], at.day());
-        put(&mut out[11..13], at.hour());
-        put(&mut out[14..16], at.minute());
-        put(&mut out[17..19], at.second().min(59));
-        put(&mut out[20..26], at.timestamp_subsec_micros().min(999_999));
-    }
-
-    fn text(at: &DateTime<Utc>) -> Option<[u8; 27]> {
-        let mut out = [0u8; 27];
-        // Leap seconds and years outside 0..=9999 take chrono's general path.
-        if (0..=9999).contains(&at.year()) && at.timestamp_subsec_nanos() < 1_000_000_000 {
-            format(at, &mut out);
-            return Some(out);
-        }
-        None
-    }
-
-    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        match text(at) {
-            Some(out) => serializer.serialize_str(std::str::from_utf8(&out).unwrap_or_default()),
-            None => {
-                serializer.collect_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-            }
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        DateTime::<Utc>::deserialize(d)
-    }
-
-    pub mod option {
-        use chrono::{DateTime, Utc};
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(
-            at: &Option<DateTime<Utc>>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            match at {
-                Some(at) => super::serialize(at, serializer),
-                None => serializer.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<DateTime<Utc>>, D::Error> {
-            Option::<DateTime<Utc>>::deserialize(d)
-        }
-    }
-}
+pub use digest::{Canonical, RowsDigest};
 
 /// A row type of one of the two per-file tables.
 pub trait Row: Serialize + for<'de> Deserialize<'de> + Send + 'static {
@@ -288,99 +224,6 @@ impl Row for FileRecord {
         out.opt_text(self.last_error.as_deref());
         out.opt_time(self.started_at.as_ref());
         out.opt_time(self.completed_at.as_ref());
-    }
-}
-
-/// A reusable buffer for a row's canonical encoding: typed, length-prefixed fields, so
-/// distinct rows never encode alike.
-#[derive(Debug, Default)]
-pub struct Canonical(Vec<u8>);
-
-impl Canonical {
-    fn tag(&mut self, tag: u8) {
-        self.0.clear();
-        self.0.push(tag);
-    }
-
-    fn uuid(&mut self, value: &Uuid) {
-        self.0.extend_from_slice(value.as_bytes());
-    }
-
-    fn int(&mut self, value: i64) {
-        self.0.extend_from_slice(&value.to_be_bytes());
-    }
-
-    fn opt_int(&mut self, value: Option<i64>) {
-        match value {
-            Some(v) => {
-                self.0.push(1);
-                self.int(v);
-            }
-            None => self.0.push(0),
-        }
-    }
-
-    fn text(&mut self, value: &str) {
-        self.0
-            .extend_from_slice(&(value.len() as u64).to_be_bytes());
-        self.0.extend_from_slice(value.as_bytes());
-    }
-
-    fn opt_text(&mut self, value: Option<&str>) {
-        match value {
-            Some(v) => {
-                self.0.push(1);
-                self.text(v);
-            }
-            None => self.0.push(0),
-        }
-    }
-
-    fn time(&mut self, value: &DateTime<Utc>) {
-        self.int(value.timestamp_micros());
-    }
-
-    fn opt_time(&mut self, value: Option<&DateTime<Utc>>) {
-        self.opt_int(value.map(DateTime::timestamp_micros));
-    }
-}
-
-/// Order-independent digest of a multiset of rows: the sum, modulo 2¹²⁸, of the first
-/// 16 bytes of each row's SHA-256, with the row count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RowsDigest {
-    sum: u128,
-    pub rows: u64,
-}
-
-impl RowsDigest {
-    pub fn add<R: Row>(&mut self, row: &R, scratch: &mut Canonical) {
-        row.canonical(scratch);
-        let mut context = Context::new(&SHA256);
-        context.update(&scratch.0);
-        let digest = context.finish();
-        let mut head = [0u8; 16];
-        head.copy_from_slice(&digest.as_ref()[..16]);
-        self.sum = self.sum.wrapping_add(u128::from_be_bytes(head));
-        self.rows += 1;
-    }
-
-    pub fn merge(&mut self, other: &RowsDigest) {
-        self.sum = self.sum.wrapping_add(other.sum);
-        self.rows += other.rows;
-    }
-
-    /// 24 bytes: the sum, then the row count.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.sum.to_be_bytes().to_vec();
-        out.extend_from_slice(&self.rows.to_be_bytes());
-        out
-    }
-
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let sum = u128::from_be_bytes(bytes.get(..16)?.try_into().ok()?);
-        let rows = u64::from_be_bytes(bytes.get(16..24)?.try_into().ok()?);
-        (bytes.len() == 24).then_some(Self { sum, rows })
     }
 }
 
