@@ -1,18 +1,16 @@
-//! archive-svc errors and their one mapping to gRPC status codes.
+//! archive-svc errors and their one mapping to gRPC status codes. The errors both
+//! services share are in `Common` and map through `stowage_shared::error`.
 
 use stowage_shared::{
-    api::{IdempotencyError, InvalidArgument},
-    auth::AuthError,
     blob::{BlobError, ObjectError},
-    db::DbError,
-    keyring::KeyError,
+    error::CommonError,
 };
 use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    InvalidArgument(#[from] InvalidArgument),
+    Common(CommonError),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -22,31 +20,13 @@ pub enum Error {
     DataLoss(String),
     #[error("{0}")]
     Unavailable(String),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error(transparent)]
-    Idempotency(#[from] IdempotencyError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("sealed secret: {0}")]
-    Keys(#[from] KeyError),
     #[error("archive store: {0}")]
     Store(BlobError),
     #[error("{0}")]
     Internal(String),
 }
 
-impl From<tokio_postgres::Error> for Error {
-    fn from(error: tokio_postgres::Error) -> Self {
-        Self::Db(error.into())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        Self::Db(error.into())
-    }
-}
+stowage_shared::common_errors!(Error);
 
 impl From<BlobError> for Error {
     fn from(error: BlobError) -> Self {
@@ -72,16 +52,11 @@ impl From<ObjectError> for Error {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
-            Error::InvalidArgument(e) => e.into(),
+            Error::Common(common) => common.into(),
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
             Error::DataLoss(_) => Status::data_loss(error.to_string()),
             Error::Unavailable(_) => Status::unavailable(error.to_string()),
-            Error::Auth(e) => e.into(),
-            Error::Idempotency(IdempotencyError::Mismatch(_)) => {
-                Status::invalid_argument(error.to_string())
-            }
-            Error::Idempotency(IdempotencyError::Db(e)) | Error::Db(e) => e.into(),
             Error::Store(BlobError::NotFound(_)) => Status::not_found(error.to_string()),
             Error::Store(BlobError::PermissionDenied(_)) => {
                 tracing::error!(%error, "archive store refused access");
@@ -89,10 +64,7 @@ impl From<Error> for Status {
                     "the archive store refused access; check its credential",
                 )
             }
-            Error::Idempotency(IdempotencyError::Corrupt(_))
-            | Error::Keys(_)
-            | Error::Store(_)
-            | Error::Internal(_) => {
+            Error::Store(_) | Error::Internal(_) => {
                 tracing::error!(%error, "internal error");
                 Status::internal("internal error")
             }
@@ -101,3 +73,58 @@ impl From<Error> for Status {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use stowage_shared::api::InvalidArgument;
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn each_error_has_the_code_it_means() {
+        let cases = [
+            (
+                Error::from(InvalidArgument::new("job_id", "must be a UUID")),
+                Code::InvalidArgument,
+            ),
+            (Error::NotFound("job 1".into()), Code::NotFound),
+            (
+                Error::FailedPrecondition("hot".into()),
+                Code::FailedPrecondition,
+            ),
+            (Error::DataLoss("digest".into()), Code::DataLoss),
+            (
+                Error::from(BlobError::Unavailable("down".into())),
+                Code::Unavailable,
+            ),
+            (Error::from(BlobError::NotFound("k".into())), Code::NotFound),
+            (
+                Error::from(BlobError::PermissionDenied("k".into())),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::from(ObjectError::ChecksumMismatch {
+                    expected: "a".into(),
+                    actual: "b".into(),
+                }),
+                Code::DataLoss,
+            ),
+            (
+                Error::from(ObjectError::Source("gone".into())),
+                Code::Internal,
+            ),
+            (Error::Internal("bug".into()), Code::Internal),
+        ];
+        for (error, code) in cases {
+            let shown = error.to_string();
+            assert_eq!(Status::from(error).code(), code, "{shown}");
+        }
+    }
+
+    #[test]
+    fn internal_detail_stays_out_of_the_reply() {
+        let status = Status::from(Error::Internal("the compressor thread panicked".into()));
+        assert_eq!(status.message(), "internal error");
+    }
+}

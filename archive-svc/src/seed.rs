@@ -12,7 +12,7 @@ use crate::{
         jobs::{JobStatus, tenant_id_problem},
         rows::{FileRecord, Row, ScanItem},
     },
-    error::{Error, Result},
+    error::Result,
 };
 
 /// What to seed.
@@ -135,10 +135,11 @@ fn path_of(rng: &mut Rng, job_seed: u64, id: i64) -> (String, String, &'static s
 /// Inserts the jobs and their rows; returns the job ids.
 pub async fn seed(pool: &deadpool_postgres::Pool, spec: &SeedSpec) -> Result<Vec<Uuid>> {
     if let Some(problem) = tenant_id_problem(&spec.tenant) {
-        return Err(Error::InvalidArgument(InvalidArgument::new(
+        return Err(InvalidArgument::new(
             "tenant",
             format!("{problem}: a tenant id names its archive blobs ({{tenant}}/{{job}}…)"),
-        )));
+        )
+        .into());
     }
     let mut ids = Vec::with_capacity(spec.jobs as usize);
     let now = Utc::now();

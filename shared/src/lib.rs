@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod digest;
+pub mod error;
 pub mod format;
 pub mod keyring;
 pub mod server;
