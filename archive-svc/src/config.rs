@@ -3,13 +3,13 @@
 //! version 1 when there is none yet, and how often blobs of deleted or moved jobs are
 //! swept.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use secrecy::SecretString;
 use serde::Deserialize;
 use stowage_shared::{
     blob::StoreOptions,
-    config::{self, Common, humantime_secs},
+    config::{Common, ServiceConfig, humantime_secs},
 };
 
 use crate::domain::{jobs::JobStatus, policy::RetentionPolicy};
@@ -22,16 +22,9 @@ pub struct Config {
     pub archive: ArchiveConfig,
 }
 
-impl Config {
-    pub const GRPC_PORT: u16 = 50052;
-    pub const METRICS_PORT: u16 = 9452;
-
-    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
-        config::load(
-            config::listen_defaults(Self::GRPC_PORT, Self::METRICS_PORT),
-            file,
-        )
-    }
+impl ServiceConfig for Config {
+    const GRPC_PORT: u16 = 50052;
+    const METRICS_PORT: u16 = 9452;
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1,13 +1,12 @@
 //! `archive-svc`: serve (default), apply schema migrations, mint a development token, seed
 //! demo data, or act as a client: restore a job, archive one now.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use archive_svc::{config::Config, domain::jobs::JobStatus, seed, startup::App};
 use clap::{Parser, Subcommand};
 use stowage_shared::{
-    cli::{ClientArgs, TokenArgs},
+    cli::{self, ClientArgs, ConfigArg, ServiceCommand},
+    config::ServiceConfig,
     shutdown, telemetry,
 };
 
@@ -17,21 +16,16 @@ use stowage_shared::{
     about = "Archives finished scan jobs to cold storage and restores them"
 )]
 struct Cli {
-    /// TOML configuration file; `STOWAGE__SECTION__KEY` variables override it.
-    #[arg(long, global = true, env = "STOWAGE_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gRPC server and the archive schedule (the default).
-    Serve,
-    /// Apply the database schema migrations and exit.
-    Migrate,
-    /// Print a bearer token signed with the configured key (development).
-    Token(TokenArgs),
+    #[command(flatten)]
+    Service(ServiceCommand),
     /// Fill the scan tables with realistic jobs and rows (demos, benchmarks).
     Seed {
         #[arg(long, default_value = "demo")]
@@ -68,22 +62,22 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let _telemetry = telemetry::init("archive-svc", &config.common.log)?;
-            let app = App::build(config).await.context("starting archive-svc")?;
-            app.run_until_stopped(shutdown::signal()).await?;
+    let config = Config::load(cli.config.config.as_deref()).context("loading configuration")?;
+    match cli
+        .command
+        .unwrap_or(Command::Service(ServiceCommand::Serve))
+    {
+        Command::Service(ServiceCommand::Token(args)) => {
+            cli::print_token(&config.common.auth, &args)?
         }
-        Command::Migrate => {
+        Command::Service(ServiceCommand::Migrate) => {
             let _telemetry = telemetry::init("archive-svc", &config.common.log)?;
             archive_svc::startup::migrate(&config).await?;
         }
-        Command::Token(args) => {
-            println!(
-                "{}",
-                stowage_shared::cli::mint_token(&config.common.auth, &args)?
-            );
+        Command::Service(ServiceCommand::Serve) => {
+            let _telemetry = telemetry::init("archive-svc", &config.common.log)?;
+            let app = App::build(config).await.context("starting archive-svc")?;
+            app.run_until_stopped(shutdown::signal()).await?;
         }
         Command::Seed {
             tenant,

@@ -1,14 +1,12 @@
 //! Wiring: `App::build` connects, migrates, binds and registers the services;
 //! `run_until_stopped` serves until shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
-
+use futures::FutureExt;
 use stowage_proto::archive::v1::{
     archive_admin_service_server::ArchiveAdminServiceServer,
     archive_service_server::ArchiveServiceServer,
 };
-use stowage_shared::startup::{self, Foundation, StartupError};
-use tokio_util::task::AbortOnDropHandle;
+use stowage_shared::startup::{self, Foundation, Service, StartupError, Worker};
 
 use crate::{
     config::Config,
@@ -20,13 +18,8 @@ use crate::{
     grpc::{admin::AdminApi, archive::ArchiveApi},
 };
 
-pub struct App {
-    foundation: Foundation,
-    scheduler: Scheduler,
-    sweeper: Sweeper,
-    sweep_interval: Duration,
-    drain_timeout: Duration,
-}
+/// Builds archive-svc: the services registered, the schedule and the sweeper beside.
+pub struct App;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -39,7 +32,7 @@ pub enum AppError {
 }
 
 impl App {
-    pub async fn build(config: Config) -> Result<Self, AppError> {
+    pub async fn build(config: Config) -> Result<Service, AppError> {
         let policy = config.archive.policy().map_err(AppError::Config)?;
         let schedule = &config.archive.schedule;
         let cron = schedule
@@ -88,41 +81,11 @@ impl App {
                 authenticate,
             ));
         let scheduler = Scheduler::new(archives, pool, cron, config.archive.jobs_per_tick);
-        Ok(Self {
-            foundation,
-            scheduler,
-            sweeper,
-            sweep_interval,
-            drain_timeout: config.common.grpc.drain_timeout,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.foundation.grpc.local_addr()
-    }
-
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.foundation.metrics_addr()
-    }
-
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartupError> {
-        let drain = self.foundation.grpc.drain();
-        let workers = [
-            AbortOnDropHandle::new(tokio::spawn(self.scheduler.run(drain.clone()))),
-            AbortOnDropHandle::new(tokio::spawn(self.sweeper.run(self.sweep_interval, drain))),
+        let workers: Vec<Worker> = vec![
+            Box::new(move |drain| scheduler.run(drain).boxed()),
+            Box::new(move |drain| sweeper.run(sweep_interval, drain).boxed()),
         ];
-        let served = self.foundation.run_until_stopped(shutdown).await;
-        // Both stop at the drain; a tick or sweep under way gets the drain timeout to end.
-        let _ = tokio::time::timeout(self.drain_timeout, futures::future::join_all(workers)).await;
-        served
-    }
-
-    /// The archive schedule, for running a tick on demand.
-    pub fn scheduler(&self) -> &Scheduler {
-        &self.scheduler
+        Ok(Service::new(foundation, workers))
     }
 }
 

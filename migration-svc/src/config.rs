@@ -1,12 +1,12 @@
 //! migration-svc configuration: the common sections (gRPC on 50051, metrics on 9451) and
 //! `[migration]`: how the runner works through runs and how hard it tries a store.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use serde::Deserialize;
 use stowage_shared::{
     blob::StoreOptions,
-    config::{self, Common, humantime_secs},
+    config::{Common, ServiceConfig, humantime_secs},
 };
 
 #[derive(Clone, Debug, Deserialize)]
@@ -17,16 +17,9 @@ pub struct Config {
     pub migration: RunnerConfig,
 }
 
-impl Config {
-    pub const GRPC_PORT: u16 = 50051;
-    pub const METRICS_PORT: u16 = 9451;
-
-    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
-        config::load(
-            config::listen_defaults(Self::GRPC_PORT, Self::METRICS_PORT),
-            file,
-        )
-    }
+impl ServiceConfig for Config {
+    const GRPC_PORT: u16 = 50051;
+    const METRICS_PORT: u16 = 9451;
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1,16 +1,16 @@
 //! Wiring: `App::build` connects, migrates, binds and registers the services;
 //! `run_until_stopped` serves, and runs the migration runner, until shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
+use futures::FutureExt;
 use stowage_proto::migration::v1::{
     artifact_service_server::ArtifactServiceServer, binding_service_server::BindingServiceServer,
     evidence_service_server::EvidenceServiceServer,
     migration_service_server::MigrationServiceServer,
 };
-use stowage_shared::startup::{self, Foundation, StartupError};
+use stowage_shared::startup::{self, Foundation, Service, StartupError, Worker};
 use tokio::sync::Notify;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
     config::Config,
@@ -24,14 +24,11 @@ use crate::{
     },
 };
 
-pub struct App {
-    foundation: Foundation,
-    runner: Option<Runner>,
-    drain_timeout: std::time::Duration,
-}
+/// Builds migration-svc: the services registered, the runner beside (unless disabled).
+pub struct App;
 
 impl App {
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build(config: Config) -> Result<Service, StartupError> {
         let mut foundation =
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
         let pool = foundation.pool.clone();
@@ -69,38 +66,14 @@ impl App {
             .migration
             .enabled
             .then(|| Runner::new(pool, stores, config.migration.clone(), wake));
-        Ok(Self {
-            foundation,
-            runner,
-            drain_timeout: config.common.grpc.drain_timeout,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.foundation.grpc.local_addr()
-    }
-
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.foundation.metrics_addr()
-    }
-
-    /// Serves until `shutdown`; the runner stops claiming work when the drain starts and
-    /// gets the drain timeout again to finish its in-flight items. Whatever is still in
-    /// flight then, or when this future is dropped (a crash, as far as the database can
-    /// tell), is abandoned: its leases expire and another replica takes the items over.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartupError> {
-        let runner = self.runner.map(|runner| {
-            let drain = self.foundation.grpc.drain();
-            AbortOnDropHandle::new(tokio::spawn(runner.run(drain)))
-        });
-        let served = self.foundation.run_until_stopped(shutdown).await;
-        if let Some(runner) = runner {
-            let _ = tokio::time::timeout(self.drain_timeout, runner).await;
-        }
-        served
+        // The runner stops claiming work when the drain starts and gets the drain timeout
+        // again to finish its in-flight items; what is still in flight then is abandoned
+        // (its leases expire and another replica takes the items over).
+        let workers = runner
+            .into_iter()
+            .map(|runner| -> Worker { Box::new(move |drain| runner.run(drain).boxed()) })
+            .collect();
+        Ok(Service::new(foundation, workers))
     }
 }
 

@@ -1,13 +1,32 @@
-//! Command-line pieces both binaries share: the `token` subcommand that mints a
-//! development token from the configured signing key, and how client subcommands reach a
-//! server.
+//! Command-line pieces both binaries share: `--config`, the subcommands every service has
+//! (`serve`, `migrate`, `token`, which mints a development token from the configured
+//! signing key), and how client subcommands reach a server.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use crate::{
     auth::{AuthError, Role, TokenMinter},
     config::AuthConfig,
 };
+
+/// `--config FILE` (or `STOWAGE_CONFIG`), for every subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// TOML configuration file; `STOWAGE__SECTION__KEY` variables override it.
+    #[arg(long, global = true, env = "STOWAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The subcommands every service has.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ServiceCommand {
+    /// Run the gRPC server and the service's background work (the default).
+    Serve,
+    /// Apply the database schema migrations and exit.
+    Migrate,
+    /// Print a bearer token signed with the configured key (development).
+    Token(TokenArgs),
+}
 
 /// `token`: prints a bearer token for development and scripts.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +43,12 @@ pub struct TokenArgs {
     /// Lifetime, e.g. `12h`, `30m`.
     #[arg(long, default_value = "12h", value_parser = crate::config::humantime_secs::parse)]
     pub ttl: Duration,
+}
+
+/// `token`: prints a token on stdout (nothing else, so scripts can capture it).
+pub fn print_token(auth: &AuthConfig, args: &TokenArgs) -> Result<(), AuthError> {
+    println!("{}", mint_token(auth, args)?);
+    Ok(())
 }
 
 pub fn mint_token(auth: &AuthConfig, args: &TokenArgs) -> Result<String, AuthError> {

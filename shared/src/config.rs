@@ -53,6 +53,18 @@ pub struct Common {
 }
 
 /// Default listen addresses of a service, as [`load`] defaults.
+/// A service's configuration: the common sections and its own, with its default ports.
+pub trait ServiceConfig: DeserializeOwned {
+    const GRPC_PORT: u16;
+    const METRICS_PORT: u16;
+
+    /// The defaults (both listeners on loopback at the service's ports), overlaid by `file`
+    /// and then by `STOWAGE__SECTION__KEY` environment variables.
+    fn load(file: Option<&std::path::Path>) -> Result<Self, Box<figment::Error>> {
+        load(listen_defaults(Self::GRPC_PORT, Self::METRICS_PORT), file)
+    }
+}
+
 pub fn listen_defaults(grpc_port: u16, metrics_port: u16) -> serde_json::Value {
     serde_json::json!({
         "grpc": { "listen": format!("127.0.0.1:{grpc_port}") },

@@ -13,6 +13,44 @@ use crate::config::DatabaseConfig;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};
 
+/// The first row of a cached, prepared `sql`, mapped by `map`; `None` when there is none.
+pub async fn query_opt_map<T, E>(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    map: impl Fn(&tokio_postgres::Row) -> Result<T, E>,
+) -> Result<Option<T>, E>
+where
+    E: From<tokio_postgres::Error>,
+{
+    let statement = client.prepare_cached(sql).await?;
+    client
+        .query_opt(&statement, params)
+        .await?
+        .as_ref()
+        .map(map)
+        .transpose()
+}
+
+/// Every row of a cached, prepared `sql`, mapped by `map`.
+pub async fn query_map<T, E>(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    map: impl Fn(&tokio_postgres::Row) -> Result<T, E>,
+) -> Result<Vec<T>, E>
+where
+    E: From<tokio_postgres::Error>,
+{
+    let statement = client.prepare_cached(sql).await?;
+    client
+        .query(&statement, params)
+        .await?
+        .iter()
+        .map(map)
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database configuration: {0}")]

@@ -2,10 +2,11 @@
 //! schema migrated, the key ring, the authenticator, the bound gRPC listener and the
 //! metrics endpoint; and the serving loop that runs them until shutdown.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use deadpool_postgres::Pool;
-use futures::FutureExt;
+use futures::{FutureExt, future::BoxFuture};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
     auth::{AuthError, Authenticator},
@@ -13,6 +14,7 @@ use crate::{
     db::{self, DbError},
     keyring::{KeyError, KeyRing},
     server::{GrpcServer, ServerError},
+    shutdown::Drain,
     telemetry::{MetricsServer, TelemetryError},
 };
 
@@ -37,7 +39,12 @@ pub struct Foundation {
     pub auth: Authenticator,
     pub grpc: GrpcServer,
     metrics: Option<MetricsServer>,
+    drain_timeout: Duration,
 }
+
+/// Work a service runs beside its server (a runner, a schedule, a sweeper): started with
+/// the server's drain, it stops taking new work when the drain starts.
+pub type Worker = Box<dyn FnOnce(Drain) -> BoxFuture<'static, ()> + Send>;
 
 impl Foundation {
     /// Connects, migrates `schema`, loads keys and auth, and binds both listeners.
@@ -60,11 +67,32 @@ impl Foundation {
             auth,
             grpc,
             metrics,
+            drain_timeout: common.grpc.drain_timeout,
         })
     }
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// Serves with `workers` beside, until `shutdown` resolves and the gRPC drain
+    /// completes; the workers then get the drain timeout again to finish what they hold.
+    /// Whatever still runs after that, or when this future is dropped, is abandoned (for
+    /// the database, a crash: leases expire, locks die with their sessions).
+    pub async fn run_with_workers(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        workers: Vec<Worker>,
+    ) -> Result<(), StartupError> {
+        let drain = self.grpc.drain();
+        let drain_timeout = self.drain_timeout;
+        let running: Vec<_> = workers
+            .into_iter()
+            .map(|worker| AbortOnDropHandle::new(tokio::spawn(worker(drain.clone()))))
+            .collect();
+        let served = self.run_until_stopped(shutdown).await;
+        let _ = tokio::time::timeout(drain_timeout, futures::future::join_all(running)).await;
+        served
     }
 
     /// Serves gRPC and metrics until `shutdown` resolves and the gRPC drain completes.
@@ -81,6 +109,40 @@ impl Foundation {
             metrics.abort();
         }
         Ok(served?)
+    }
+}
+
+/// A built service: its foundation, with the services registered, and the workers that run
+/// beside its server. What each service's `App::build` returns.
+pub struct Service {
+    foundation: Foundation,
+    workers: Vec<Worker>,
+}
+
+impl Service {
+    pub fn new(foundation: Foundation, workers: Vec<Worker>) -> Self {
+        Self {
+            foundation,
+            workers,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.foundation.grpc.local_addr()
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.foundation.metrics_addr()
+    }
+
+    /// Serves until `shutdown`, the workers beside (see [`Foundation::run_with_workers`]).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        self.foundation
+            .run_with_workers(shutdown, self.workers)
+            .await
     }
 }
 

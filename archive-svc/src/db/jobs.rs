@@ -2,7 +2,7 @@
 //! tenant: `Some` scopes them to a caller's tenant, `None` is for the scheduler and admins.
 
 use chrono::{DateTime, Utc};
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -65,18 +65,7 @@ pub async fn get(
     tenant: Option<&str>,
     id: Uuid,
 ) -> Result<Option<Job>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from archive.scan_jobs
-             where id = $1 and ($2::text is null or tenant_id = $2)"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&id, &tenant])
-        .await?
-        .as_ref()
-        .map(job)
-        .transpose()
+    select_one(client, tenant, id, "").await
 }
 
 /// Reads and row-locks a job for the rest of the transaction.
@@ -85,18 +74,20 @@ pub async fn get_for_update(
     tenant: Option<&str>,
     id: Uuid,
 ) -> Result<Option<Job>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from archive.scan_jobs
-             where id = $1 and ($2::text is null or tenant_id = $2) for update"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&id, &tenant])
-        .await?
-        .as_ref()
-        .map(job)
-        .transpose()
+    select_one(client, tenant, id, "for update").await
+}
+
+async fn select_one(
+    client: &impl GenericClient,
+    tenant: Option<&str>,
+    id: Uuid,
+    locking: &str,
+) -> Result<Option<Job>> {
+    let sql = format!(
+        "select {COLUMNS} from archive.scan_jobs
+         where id = $1 and ($2::text is null or tenant_id = $2) {locking}"
+    );
+    db::query_opt_map(client, &sql, &[&id, &tenant], job).await
 }
 
 pub async fn list(
@@ -106,21 +97,14 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Job>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from archive.scan_jobs
-             where tenant_id = $1
-               and ($2::bool is null or (archived_at is not null) = $2)
-               and ($3::uuid is null or id > $3)
-             order by id limit $4"
-        ))
-        .await?;
-    client
-        .query(&statement, &[&tenant, &archived, &after, &limit])
-        .await?
-        .iter()
-        .map(job)
-        .collect()
+    let sql = format!(
+        "select {COLUMNS} from archive.scan_jobs
+         where tenant_id = $1
+           and ($2::bool is null or (archived_at is not null) = $2)
+           and ($3::uuid is null or id > $3)
+         order by id limit $4"
+    );
+    db::query_map(client, &sql, &[&tenant, &archived, &after, &limit], job).await
 }
 
 /// Hot terminal jobs idle past their window at `now`, oldest terminal timestamp first: the
@@ -248,18 +232,11 @@ pub async fn touch(
     tenant: Option<&str>,
     id: Uuid,
 ) -> Result<Option<Job>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "update archive.scan_jobs set last_activity_at = now()
-             where id = $1 and ($2::text is null or tenant_id = $2) returning {COLUMNS}"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&id, &tenant])
-        .await?
-        .as_ref()
-        .map(job)
-        .transpose()
+    let sql = format!(
+        "update archive.scan_jobs set last_activity_at = now()
+         where id = $1 and ($2::text is null or tenant_id = $2) returning {COLUMNS}"
+    );
+    db::query_opt_map(client, &sql, &[&id, &tenant], job).await
 }
 
 /// Points an archived job at a copy of its blob in another store version.
