@@ -90,7 +90,7 @@ pub async fn migrated_pool(
     schema: &str,
     migrations: refinery::Runner,
 ) -> Result<Pool, StartupError> {
-    let pool = db::pool(&common.database)?;
+    let pool = db::connect(&common.database).await?;
     db::migrate(&pool, schema, migrations).await?;
     Ok(pool)
 }

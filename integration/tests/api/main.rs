@@ -9,6 +9,7 @@ mod artifacts;
 mod auth;
 mod bindings;
 mod blob_contract;
+mod db_tls;
 mod foundation;
 mod runs;
 mod shutdown;
