@@ -15,3 +15,4 @@ mod foundation;
 mod metrics;
 mod runs;
 mod shutdown;
+mod traces;
