@@ -132,6 +132,15 @@ fn build_pool(config: &DatabaseConfig, target: &tls::Target) -> Result<Pool, DbE
 pub async fn connect(config: &DatabaseConfig) -> Result<Pool, DbError> {
     let target = tls::Target::parse(config.url.expose_secret(), config.ca_file.as_deref())?;
     let pool = build_pool(config, &target)?;
+    if target.root.is_some() && matches!(target.mode, tls::SslMode::Disable | tls::SslMode::Prefer)
+    {
+        tracing::warn!(
+            sslmode = %target.mode,
+            "a root certificate is configured but sslmode {} does not check the server's \
+             certificate; use sslmode=verify-full",
+            target.mode
+        );
+    }
     match pool.get().await {
         Ok(client) => drop(client),
         Err(source) => {
@@ -143,6 +152,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pool, DbError> {
             });
         }
     }
+    tracing::info!(server = %target.server(), sslmode = %target.mode, "connected to PostgreSQL");
     Ok(pool)
 }
 
