@@ -7,5 +7,6 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod seed;
 pub mod startup;

@@ -40,6 +40,7 @@ impl App {
             .map_err(|e| AppError::Config(format!("archive.schedule {schedule:?}: {e}")))?;
         let mut foundation =
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
+        crate::metrics::install(&mut foundation, &policy);
         let pool = foundation.pool.clone();
         let stores = ArchiveStores::new(
             foundation.keys.clone(),

@@ -115,6 +115,7 @@ pub struct TestApp {
     pub migration_addr: SocketAddr,
     pub archive_addr: SocketAddr,
     pub migration_metrics: Option<SocketAddr>,
+    pub archive_metrics: Option<SocketAddr>,
     minter: TokenMinter,
     stop: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<Result<(), String>>>,
@@ -173,6 +174,7 @@ pub async fn spawn_app_with(
     let archive = archive_svc::startup::App::build(archive_config).await?;
     let (migration_addr, archive_addr) = (migration.local_addr(), archive.local_addr());
     let migration_metrics = migration.metrics_addr();
+    let archive_metrics = archive.metrics_addr();
     let (stop_migration, stopped_migration) = oneshot::channel::<()>();
     let (stop_archive, stopped_archive) = oneshot::channel::<()>();
     let tasks = vec![
@@ -200,6 +202,7 @@ pub async fn spawn_app_with(
         migration_addr,
         archive_addr,
         migration_metrics,
+        archive_metrics,
         minter,
         stop: vec![stop_migration, stop_archive],
         tasks,

@@ -9,6 +9,7 @@ pub mod app;
 pub mod azurite;
 pub mod db;
 pub mod migration;
+pub mod pg_cluster;
 pub mod process;
 pub mod proxy;
 pub mod scans;

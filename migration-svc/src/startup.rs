@@ -31,6 +31,7 @@ impl App {
     pub async fn build(config: Config) -> Result<Service, StartupError> {
         let mut foundation =
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
+        crate::metrics::install(&mut foundation);
         let pool = foundation.pool.clone();
         let stores = Stores::new(
             pool.clone(),

@@ -77,7 +77,13 @@ pub fn listen_defaults(grpc_port: u16, metrics_port: u16) -> serde_json::Value {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/database`; the password is never logged.
+    /// `?sslmode=` takes libpq's `disable`, `prefer` (the default), `require`, `verify-ca`
+    /// and `verify-full`; `&sslrootcert=FILE` (or `system`) names the root certificate.
     pub url: SecretString,
+    /// PEM root certificate(s) for `verify-ca`/`verify-full` when the URL names no
+    /// `sslrootcert`; without either, the system trust store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// How long a caller waits for a pooled connection before the call fails UNAVAILABLE.
@@ -97,6 +103,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: SecretString::from("postgres://postgres@127.0.0.1:5432/stowage"),
+            ca_file: None,
             pool_size: default_pool_size(),
             acquire_timeout: default_acquire_timeout(),
         }

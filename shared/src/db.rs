@@ -1,12 +1,15 @@
 //! PostgreSQL: the connection pool and schema migrations. Each service keeps its tables in
 //! its own schema and applies its embedded migrations at start under an advisory lock, so
-//! replicas starting together apply them once.
+//! replicas starting together apply them once. Connections use TLS as the URL's `sslmode`
+//! says ([`tls`]).
+
+pub mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
-use tokio_postgres::{NoTls, error::SqlState};
+use tokio_postgres::error::SqlState;
 use tonic::Status;
 
 use crate::config::DatabaseConfig;
@@ -59,8 +62,28 @@ pub enum DbError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("database TLS: {0}")]
+    Tls(String),
+    /// The first connection at startup failed; `tls` names a TLS failure plainly.
+    #[error("cannot connect to PostgreSQL at {server} (sslmode={mode}): {}", describe(.tls, .source))]
+    Connect {
+        server: String,
+        mode: tls::SslMode,
+        tls: Option<String>,
+        source: PoolError,
+    },
     #[error("schema migration failed: {0}")]
     Migration(#[from] refinery::Error),
+}
+
+fn describe(tls: &Option<String>, source: &PoolError) -> String {
+    match tls {
+        Some(tls) => format!(
+            "TLS handshake failed: {tls} (check sslmode and the root certificate: sslrootcert \
+             in database.url or database.ca_file)"
+        ),
+        None => source.to_string(),
+    }
 }
 
 impl DbError {
@@ -81,7 +104,7 @@ impl DbError {
     /// failures and deadlocks.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Pool(_) => true,
+            DbError::Pool(_) | DbError::Connect { .. } => true,
             DbError::Postgres(e) if e.is_closed() => true,
             _ => matches!(
                 self.code(),
@@ -98,11 +121,13 @@ impl From<DbError> for Status {
     fn from(error: DbError) -> Self {
         tracing::error!(?error, "database error");
         match error {
-            DbError::Pool(_) => Status::unavailable("the database is unavailable; try again"),
+            DbError::Pool(_) | DbError::Connect { .. } => {
+                Status::unavailable("the database is unavailable; try again")
+            }
             DbError::Postgres(ref e) if e.is_closed() => {
                 Status::unavailable("the database is unavailable; try again")
             }
-            DbError::Postgres(_) | DbError::Config(_) | DbError::Migration(_) => {
+            DbError::Postgres(_) | DbError::Config(_) | DbError::Tls(_) | DbError::Migration(_) => {
                 Status::internal("internal database error")
             }
         }
@@ -115,16 +140,17 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
 }
 
-/// A pool of connections from `[database]`.
+/// A pool of connections from `[database]`, TLS as its `sslmode` says. Connects lazily;
+/// [`connect`] checks the server answers.
 pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
-    let pg_config: tokio_postgres::Config = config
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|e: tokio_postgres::Error| DbError::Config(format!("database.url: {e}")))?;
+    let target = tls::Target::parse(config.url.expose_secret(), config.ca_file.as_deref())?;
+    build_pool(config, &target)
+}
+
+fn build_pool(config: &DatabaseConfig, target: &tls::Target) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
-        pg_config,
-        NoTls,
+        target.config.clone(),
+        target.connector()?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -137,6 +163,35 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// A pool as [`pool`], once one connection is open: a server that cannot be reached, or
+/// whose certificate is refused, is an error naming the server, the mode and the cause.
+pub async fn connect(config: &DatabaseConfig) -> Result<Pool, DbError> {
+    let target = tls::Target::parse(config.url.expose_secret(), config.ca_file.as_deref())?;
+    let pool = build_pool(config, &target)?;
+    if target.root.is_some() && matches!(target.mode, tls::SslMode::Disable | tls::SslMode::Prefer)
+    {
+        tracing::warn!(
+            sslmode = %target.mode,
+            "a root certificate is configured but sslmode {} does not check the server's \
+             certificate; use sslmode=verify-full",
+            target.mode
+        );
+    }
+    match pool.get().await {
+        Ok(client) => drop(client),
+        Err(source) => {
+            return Err(DbError::Connect {
+                server: target.server(),
+                mode: target.mode,
+                tls: tls::tls_cause(&source),
+                source,
+            });
+        }
+    }
+    tracing::info!(server = %target.server(), sslmode = %target.mode, "connected to PostgreSQL");
+    Ok(pool)
 }
 
 /// Applies `migrations` to `schema`, creating it if needed. Holds a session advisory lock

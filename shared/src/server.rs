@@ -153,7 +153,7 @@ impl GrpcServer {
         routes.add_service(reflection().build_v1alpha()?);
 
         let mut builder = Server::builder()
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .layer(crate::rpc_telemetry::RpcTelemetryLayer::new(&services))
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .http2_max_header_list_size(MAX_HEADER_LIST_SIZE);
         if let Some(tls) = &config.tls {

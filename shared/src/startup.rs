@@ -1,6 +1,7 @@
 //! What every service builds before adding its own services: the database pool with its
 //! schema migrated, the key ring, the authenticator, the bound gRPC listener and the
-//! metrics endpoint; and the serving loop that runs them until shutdown.
+//! metrics endpoint, with the metric catalog registered; and the serving loop that runs
+//! them, and the tasks that keep gauges current, until shutdown.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -12,6 +13,7 @@ use crate::{
     auth::{AuthError, Authenticator},
     config::Common,
     db::{self, DbError},
+    instruments::{self, Metric},
     keyring::{KeyError, KeyRing},
     server::{GrpcServer, ServerError},
     shutdown::Drain,
@@ -40,22 +42,31 @@ pub struct Foundation {
     pub grpc: GrpcServer,
     metrics: Option<MetricsServer>,
     drain_timeout: Duration,
+    alongside: Vec<BoxFuture<'static, ()>>,
 }
+
+/// How often the connection pool's gauges are set.
+const POOL_GAUGE_PERIOD: Duration = Duration::from_secs(5);
 
 /// Work a service runs beside its server (a runner, a schedule, a sweeper): started with
 /// the server's drain, it stops taking new work when the drain starts.
 pub type Worker = Box<dyn FnOnce(Drain) -> BoxFuture<'static, ()> + Send>;
 
 impl Foundation {
-    /// Connects, migrates `schema`, loads keys and auth, and binds both listeners.
+    /// Connects, migrates `schema`, loads keys and auth, and binds both listeners. The
+    /// shared metrics (gRPC server, connection pool labelled `schema`) are registered.
     pub async fn build(
         common: &Common,
-        schema: &str,
+        schema: &'static str,
         migrations: refinery::Runner,
     ) -> Result<Self, StartupError> {
         let keys = KeyRing::from_config(&common.keys)?;
         let auth = Authenticator::from_config(&common.auth)?;
         let pool = migrated_pool(common, schema, migrations).await?;
+        instruments::register(&crate::rpc_telemetry::catalog());
+        instruments::register(&instruments::pool_catalog(schema));
+        let alongside =
+            vec![instruments::watch_pool(pool.clone(), schema, POOL_GAUGE_PERIOD).boxed()];
         let grpc = GrpcServer::bind(&common.grpc).await?;
         let metrics = match common.metrics.listen {
             Some(addr) => Some(MetricsServer::bind(addr).await?),
@@ -68,7 +79,19 @@ impl Foundation {
             grpc,
             metrics,
             drain_timeout: common.grpc.drain_timeout,
+            alongside,
         })
+    }
+
+    /// Registers a service's own metrics (described, listed series at zero).
+    pub fn register_metrics(&self, catalog: &[Metric]) {
+        instruments::register(catalog);
+    }
+
+    /// Runs `task` while the server serves (a periodic gauge update, say); it is stopped
+    /// when serving ends.
+    pub fn run_alongside(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.alongside.push(task.boxed());
     }
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
@@ -101,6 +124,11 @@ impl Foundation {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let shutdown = shutdown.boxed().shared();
+        let _alongside: Vec<_> = self
+            .alongside
+            .into_iter()
+            .map(|task| AbortOnDropHandle::new(tokio::spawn(task)))
+            .collect();
         let metrics = self
             .metrics
             .map(|m| tokio::spawn(m.run_until_stopped(shutdown.clone())));
@@ -152,7 +180,7 @@ pub async fn migrated_pool(
     schema: &str,
     migrations: refinery::Runner,
 ) -> Result<Pool, StartupError> {
-    let pool = db::pool(&common.database)?;
+    let pool = db::connect(&common.database).await?;
     db::migrate(&pool, schema, migrations).await?;
     Ok(pool)
 }

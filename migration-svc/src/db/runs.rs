@@ -401,3 +401,45 @@ pub async fn record_outcomes(
         .await?;
     Ok(())
 }
+
+/// How many runs are in each state, and the items of the unfinished ones (queued,
+/// planning, running) by item state: the gauges' figures.
+pub async fn census(
+    client: &impl GenericClient,
+) -> Result<(Vec<(RunState, i64)>, Vec<(ItemState, i64)>)> {
+    let statement = client
+        .prepare_cached(
+            "select state, count(*)::int8, sum(items_queued)::int8, sum(items_running)::int8,
+                    sum(items_migrated)::int8, sum(items_skipped)::int8, sum(items_failed)::int8
+             from migration.runs group by state",
+        )
+        .await?;
+    let mut runs = Vec::new();
+    let mut items: Vec<(ItemState, i64)> = ItemState::ALL.iter().map(|s| (*s, 0)).collect();
+    for row in client.query(&statement, &[]).await? {
+        let state: &str = row.try_get(0)?;
+        let Some(state) = RunState::parse(state) else {
+            continue;
+        };
+        runs.push((state, row.try_get(1)?));
+        if state.is_terminal() {
+            continue;
+        }
+        for (i, item) in [
+            ItemState::Queued,
+            ItemState::Running,
+            ItemState::Migrated,
+            ItemState::Skipped,
+            ItemState::Failed,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let n: Option<i64> = row.try_get(i + 2)?;
+            if let Some(slot) = items.iter_mut().find(|(s, _)| *s == item) {
+                slot.1 += n.unwrap_or(0);
+            }
+        }
+    }
+    Ok((runs, items))
+}

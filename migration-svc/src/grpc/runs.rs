@@ -147,6 +147,7 @@ impl MigrationService for MigrationApi {
                 cursor,
                 event: Some(event.into()),
             });
+        let events = crate::metrics::watched(events);
         Ok(Response::new(Box::pin(self.drain.clone().cut(events))))
     }
 }
