@@ -18,3 +18,4 @@ pub mod server;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
+pub mod text_enum;

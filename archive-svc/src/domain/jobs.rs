@@ -5,17 +5,18 @@ use serde::{Deserialize, Serialize};
 
 use super::payload::BlobFormat;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobStatus {
-    Scanning,
-    ReadyToTransfer,
-    Transferring,
-    Paused,
-    Cancelled,
-    Failed,
-    ScanComplete,
-    Completed,
+stowage_shared::text_enum! {
+    /// A scan job's status, as the scanning application writes it.
+    pub enum JobStatus {
+        Scanning = "SCANNING",
+        ReadyToTransfer = "READY_TO_TRANSFER",
+        Transferring = "TRANSFERRING",
+        Paused = "PAUSED",
+        Cancelled = "CANCELLED",
+        Failed = "FAILED",
+        ScanComplete = "SCAN_COMPLETE",
+        Completed = "COMPLETED",
+    }
 }
 
 impl JobStatus {
@@ -28,37 +29,6 @@ impl JobStatus {
 
     pub fn is_terminal(self) -> bool {
         Self::TERMINAL.contains(&self)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Scanning => "SCANNING",
-            JobStatus::ReadyToTransfer => "READY_TO_TRANSFER",
-            JobStatus::Transferring => "TRANSFERRING",
-            JobStatus::Paused => "PAUSED",
-            JobStatus::Cancelled => "CANCELLED",
-            JobStatus::Failed => "FAILED",
-            JobStatus::ScanComplete => "SCAN_COMPLETE",
-            JobStatus::Completed => "COMPLETED",
-        }
-    }
-}
-
-impl std::str::FromStr for JobStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "SCANNING" => JobStatus::Scanning,
-            "READY_TO_TRANSFER" => JobStatus::ReadyToTransfer,
-            "TRANSFERRING" => JobStatus::Transferring,
-            "PAUSED" => JobStatus::Paused,
-            "CANCELLED" => JobStatus::Cancelled,
-            "FAILED" => JobStatus::Failed,
-            "SCAN_COMPLETE" => JobStatus::ScanComplete,
-            "COMPLETED" => JobStatus::Completed,
-            other => return Err(format!("unknown job status {other:?}")),
-        })
     }
 }
 

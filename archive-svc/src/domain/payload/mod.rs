@@ -17,15 +17,16 @@ pub enum Compression {
     Gzip,
 }
 
-/// How an archive blob is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum BlobFormat {
-    /// JSON, zstd, encrypted: `{tenant}/{job}.json.zst`.
-    JsonZstd,
-    /// JSON, gzip, encrypted: `{tenant}/{job}.json.gz`.
-    JsonGzip,
-    /// JSON, gzip, unencrypted, written by the earlier system: `{tenant}/{job}.json.gz`.
-    LegacyJsonGzip,
+stowage_shared::text_enum! {
+    /// How an archive blob is encoded.
+    pub enum BlobFormat {
+        /// JSON, zstd, encrypted: `{tenant}/{job}.json.zst`.
+        JsonZstd = "json.zst",
+        /// JSON, gzip, encrypted: `{tenant}/{job}.json.gz`.
+        JsonGzip = "json.gz",
+        /// JSON, gzip, unencrypted, written by the earlier system: `{tenant}/{job}.json.gz`.
+        LegacyJsonGzip = "legacy.json.gz",
+    }
 }
 
 impl BlobFormat {
@@ -34,23 +35,6 @@ impl BlobFormat {
             Compression::Zstd => BlobFormat::JsonZstd,
             Compression::Gzip => BlobFormat::JsonGzip,
         }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BlobFormat::JsonZstd => "json.zst",
-            BlobFormat::JsonGzip => "json.gz",
-            BlobFormat::LegacyJsonGzip => "legacy.json.gz",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "json.zst" => BlobFormat::JsonZstd,
-            "json.gz" => BlobFormat::JsonGzip,
-            "legacy.json.gz" => BlobFormat::LegacyJsonGzip,
-            _ => return None,
-        })
     }
 
     /// The file extension of the blob key.
