@@ -4,6 +4,7 @@
 use stowage_shared::{
     blob::{BlobError, ObjectError},
     error::CommonError,
+    stream::WorkStopped,
 };
 use tonic::Status;
 
@@ -27,6 +28,12 @@ pub enum Error {
 }
 
 stowage_shared::common_errors!(Error);
+
+impl From<WorkStopped> for Error {
+    fn from(error: WorkStopped) -> Self {
+        Error::Internal(error.to_string())
+    }
+}
 
 impl From<BlobError> for Error {
     fn from(error: BlobError) -> Self {

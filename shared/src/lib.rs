@@ -17,5 +17,6 @@ pub mod rpc_telemetry;
 pub mod server;
 pub mod shutdown;
 pub mod startup;
+pub mod stream;
 pub mod telemetry;
 pub mod text_enum;

@@ -3,11 +3,13 @@
 //! them, move older archives to the newest).
 
 use chrono::Utc;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
+    stream,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -124,6 +126,40 @@ impl Archives {
             let _ = outcomes.send(Outcome { job_id, result }).await;
         }
         Ok((archived, failed))
+    }
+
+    /// [`Archives::archive_due`] as a stream of each job's outcome.
+    pub fn archive_due_outcomes(
+        &self,
+        actor: Actor,
+        reason: String,
+        limit: u32,
+    ) -> BoxStream<'static, Result<Outcome>> {
+        let archives = self.clone();
+        stream::spawned(16, move |outcomes| async move {
+            archives
+                .archive_due(&actor, &reason, limit, &outcomes)
+                .await
+                .map(drop)
+        })
+    }
+
+    /// [`Archives::migrate_archives`] as a stream of its plan, each job and the totals;
+    /// the move goes on to its end if the caller goes away (each job commits or not).
+    pub fn migrate_archives_events(
+        &self,
+        caller: Principal,
+        mode: MoveMode,
+        reason: String,
+        limit: Option<u64>,
+    ) -> BoxStream<'static, Result<MoveEvent>> {
+        let archives = self.clone();
+        stream::spawned(16, move |events| async move {
+            archives
+                .migrate_archives(&caller, mode, &reason, limit, &events)
+                .await
+                .map(drop)
+        })
     }
 
     /// Adds a store version after a posture check (write, read back and delete a probe);

@@ -3,12 +3,14 @@
 //! [`super::admin`].
 
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
     blob::BlobKey,
+    stream,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -169,6 +171,23 @@ impl Archives {
             audit.record_failure(&self.pool, job, error).await;
         }
         result
+    }
+
+    /// [`Archives::restore`] as a stream of its progress, ending in `Done` (or the error):
+    /// the restore runs to its end even if the caller goes away.
+    pub fn restore_progress(
+        &self,
+        caller: Principal,
+        id: Uuid,
+        trigger: Trigger,
+    ) -> BoxStream<'static, Result<Progress>> {
+        let archives = self.clone();
+        stream::spawned(64, move |progress| async move {
+            archives
+                .restore(&caller, id, trigger, &progress)
+                .await
+                .map(drop)
+        })
     }
 
     pub async fn touch(&self, caller: &Principal, id: Uuid) -> Result<Job> {

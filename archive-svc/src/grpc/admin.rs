@@ -1,14 +1,14 @@
 //! `stowage.archive.v1.ArchiveAdminService` (SUPER_ADMIN only).
 
+use futures::StreamExt;
 use stowage_proto::archive::v1::{self as pb, archive_admin_service_server::ArchiveAdminService};
 use stowage_shared::{
     api::{self, InvalidArgument, RequestId},
     auth::{self, Role},
 };
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, job_archive, parse_id, server_stream, store_setting};
+use super::{ResponseStream, job_archive, parse_id, store_setting};
 use crate::domain::{
     admin::Outcome,
     audit::Actor,
@@ -65,21 +65,12 @@ impl ArchiveAdminService for AdminApi {
         let reason = api::reason(&request.reason)?.to_owned();
         let limit = u32::try_from(request.limit)
             .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
-        let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(16);
         let archives = self.archives.clone();
-        let work = tokio::spawn({
-            let archives = archives.clone();
-            async move {
-                let actor = Actor::caller(&caller);
-                archives
-                    .archive_due(&actor, &reason, limit, &outcome_tx)
-                    .await
-            }
-        });
-        let each = move |outcome: Outcome| Some(archive_outcome(&archives, outcome));
-        Ok(Response::new(server_stream(outcome_rx, work, each, |_| {
-            None
-        })))
+        let outcomes = self
+            .archives
+            .archive_due_outcomes(Actor::caller(&caller), reason, limit)
+            .map(move |outcome| Ok(archive_outcome(&archives, outcome?)));
+        Ok(Response::new(Box::pin(outcomes)))
     }
 
     async fn set_archive_store(
@@ -168,18 +159,11 @@ impl ArchiveAdminService for AdminApi {
         let limit = u64::try_from(request.limit)
             .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
         let limit = (limit > 0).then_some(limit);
-        let (events_tx, events_rx) = mpsc::channel::<MoveEvent>(16);
-        let archives = self.archives.clone();
-        // The work goes on to its end if the caller goes away: each job commits or not.
-        let work = tokio::spawn(async move {
-            archives
-                .migrate_archives(&caller, mode, &reason, limit, &events_tx)
-                .await
-        });
-        let each = |event| Some(move_progress(event));
-        Ok(Response::new(server_stream(events_rx, work, each, |_| {
-            None
-        })))
+        let events = self
+            .archives
+            .migrate_archives_events(caller, mode, reason, limit)
+            .map(|event| Ok(move_progress(event?)));
+        Ok(Response::new(Box::pin(events)))
     }
 }
 

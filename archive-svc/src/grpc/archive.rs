@@ -1,14 +1,14 @@
 //! `stowage.archive.v1.ArchiveService`.
 
+use futures::StreamExt;
 use stowage_proto::archive::v1::{self as pb, archive_service_server::ArchiveService};
 use stowage_shared::{
     api::{self, InvalidArgument, RequestId},
     auth,
 };
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, job_archive, parse_id, server_stream};
+use super::{ResponseStream, job_archive, parse_id};
 use crate::domain::{
     policy::RetentionPolicy,
     restore::{Phase, Progress},
@@ -121,16 +121,11 @@ impl ArchiveService for ArchiveApi {
                 .into());
             }
         };
-        let (progress_tx, progress_rx) = mpsc::channel::<Progress>(64);
-        let archives = self.archives.clone();
-        // The restore runs to its end even if the caller goes away: it commits or rolls back.
-        let work =
-            tokio::spawn(async move { archives.restore(&caller, id, trigger, &progress_tx).await });
-        let each = |progress: Progress| {
-            (progress.phase != Phase::Done).then(|| restore_progress(&progress))
-        };
-        let last = |done: Progress| Some(restore_progress(&done));
-        Ok(Response::new(server_stream(progress_rx, work, each, last)))
+        let progress = self
+            .archives
+            .restore_progress(caller, id, trigger)
+            .map(|progress| Ok(restore_progress(&progress?)));
+        Ok(Response::new(Box::pin(progress)))
     }
 
     async fn touch_job(

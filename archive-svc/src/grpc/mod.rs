@@ -6,53 +6,19 @@ pub mod archive;
 
 use std::pin::Pin;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use stowage_proto::archive::v1 as pb;
 use stowage_shared::api::{self, InvalidArgument};
-use tokio::{sync::mpsc, task::JoinHandle};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::{
-    domain::{
-        jobs::{Job, JobStatus},
-        service::Archives,
-    },
-    error::Error,
+use crate::domain::{
+    jobs::{Job, JobStatus},
+    service::Archives,
 };
 
 /// A server-streaming response.
 pub type ResponseStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
-
-/// The stream of what a spawned domain task reports: `each(event)` for every event it
-/// sends, then `last(value)` when it succeeds, or its error as the final status.
-fn server_stream<E, T, M>(
-    events: mpsc::Receiver<E>,
-    work: JoinHandle<Result<T, Error>>,
-    each: impl FnMut(E) -> Option<M> + Send + 'static,
-    last: impl FnOnce(T) -> Option<M> + Send + 'static,
-) -> ResponseStream<M>
-where
-    E: Send + 'static,
-    T: Send + 'static,
-    M: Send + 'static,
-{
-    let mut each = each;
-    let events = ReceiverStream::new(events).filter_map(move |event| {
-        let message = each(event).map(Ok);
-        async move { message }
-    });
-    let end = futures::stream::once(async move {
-        match work.await {
-            Ok(Ok(value)) => last(value).map(Ok),
-            Ok(Err(error)) => Some(Err(Status::from(error))),
-            Err(_) => Some(Err(Status::internal("internal error"))),
-        }
-    })
-    .filter_map(|message| async move { message });
-    Box::pin(events.chain(end))
-}
 
 fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, InvalidArgument> {
     Uuid::parse_str(raw.trim()).map_err(|_| InvalidArgument::new(field, "must be a UUID"))
