@@ -3,8 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
-mod archive_crash;
-mod archive_stores;
 mod artifacts;
 mod auth;
 mod bindings;

@@ -1,0 +1,88 @@
+//! The scan archive through the gRPC API, by behaviour, and the helpers they share.
+
+mod crash;
+mod lifecycle;
+mod races;
+mod refusals;
+mod restore;
+mod schedule;
+mod stores;
+
+use stowage_integration::{app::archive_store_name, scans, spawn_app};
+use stowage_proto::archive::v1 as pb;
+use stowage_shared::{
+    auth::Role,
+    blob::{BlobKey, BlobStore, Credential, Location, Provider, StoreConfig, StoreOptions},
+};
+use tonic::Code;
+
+fn archive_request(job: uuid::Uuid) -> pb::ArchiveJobRequest {
+    pb::ArchiveJobRequest {
+        job_id: job.to_string(),
+        reason: "test".into(),
+        compression: 0,
+        request_id: String::new(),
+    }
+}
+
+fn restore_request(job: uuid::Uuid) -> pb::RestoreJobRequest {
+    pb::RestoreJobRequest {
+        job_id: job.to_string(),
+        trigger: pb::RestoreTrigger::User.into(),
+    }
+}
+
+async fn restore(
+    client: &mut pb::archive_service_client::ArchiveServiceClient<stowage_integration::app::Bearer>,
+    job: uuid::Uuid,
+) -> Result<Vec<pb::RestoreProgress>, tonic::Status> {
+    let mut stream = client.restore_job(restore_request(job)).await?.into_inner();
+    let mut seen = Vec::new();
+    while let Some(progress) = stream.message().await? {
+        seen.push(progress);
+    }
+    Ok(seen)
+}
+
+fn archive_store(app: &stowage_integration::TestApp) -> BlobStore {
+    let config = StoreConfig {
+        provider: Provider::Memory,
+        location: Location {
+            container: archive_store_name(&app.db),
+            ..Location::default()
+        },
+        credential: Credential::None,
+    };
+    BlobStore::open(&config, &StoreOptions::fail_fast()).unwrap()
+}
+
+async fn archive_due(app: &stowage_integration::TestApp, limit: i32) -> Vec<pb::ArchiveOutcome> {
+    let admin = app.token("ops", &[Role::SuperAdmin]);
+    let request = pb::ArchiveEligibleJobsRequest {
+        limit,
+        reason: "catch up".into(),
+    };
+    let mut stream = app
+        .archive_admin(Some(&admin))
+        .await
+        .archive_eligible_jobs(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = stream.message().await.unwrap() {
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// The job is eligible again a full COMPLETED window (14 days) from now, so not due now.
+async fn assert_clock_restarted(app: &stowage_integration::TestApp, state: &pb::JobArchive) {
+    let eligible = state.eligible_time.unwrap();
+    let in_days = (eligible.seconds - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
+    assert!(
+        (13.9..=14.0).contains(&in_days),
+        "eligible again in {in_days} days"
+    );
+    assert!(archive_due(app, 100).await.is_empty());
+}
