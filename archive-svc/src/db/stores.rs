@@ -14,7 +14,8 @@ const COLUMNS: &str = "s.version, s.provider, s.location, s.credential_kind, s.s
     (select count(*) from archive.scan_jobs j
       where j.archive_store_version = s.version and j.archived_at is not null) as archived_jobs,
     (select count(*) from archive.blob_garbage g where g.store_version = s.version)
-      as pending_deletes";
+      as pending_deletes,
+    s.version = (select max(version) from archive.stores) as current";
 
 fn store(row: &Row) -> Result<StoreVersion> {
     Ok(StoreVersion {
@@ -30,6 +31,7 @@ fn store(row: &Row) -> Result<StoreVersion> {
         credential_updated_by: row.try_get("credential_updated_by")?,
         archived_jobs: row.try_get("archived_jobs")?,
         pending_deletes: row.try_get("pending_deletes")?,
+        current: row.try_get("current")?,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod payload;
 pub mod pipe;
 pub mod policy;
 pub mod relocate;
+pub mod requests;
 pub mod restore;
 pub mod rows;
 pub mod scheduler;

@@ -51,6 +51,13 @@ impl Trigger {
     }
 }
 
+/// A job with when a hot terminal job becomes due for the schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    pub job: Job,
+    pub eligible_time: Option<DateTime<Utc>>,
+}
+
 /// What a delete did with the job's blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {
@@ -109,9 +116,10 @@ impl Archives {
         &self.sweeper
     }
 
-    /// When a hot terminal job becomes due for the schedule.
-    pub fn eligible_at(&self, job: &Job) -> Option<DateTime<Utc>> {
-        self.archiver.policy().due_at(job)
+    /// A job as callers see it: with when it becomes due for the schedule.
+    pub fn view(&self, job: Job) -> JobView {
+        let eligible_time = self.archiver.policy().due_at(&job);
+        JobView { job, eligible_time }
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Job> {

@@ -2,20 +2,14 @@
 
 use futures::StreamExt;
 use stowage_proto::archive::v1::{self as pb, archive_admin_service_server::ArchiveAdminService};
-use stowage_shared::{
-    api::{self, InvalidArgument, RequestId},
-    auth::{self, Role},
-};
+use stowage_shared::auth::{self, Role};
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, job_archive, parse_id, store_setting};
+use super::{ResponseStream, convert::archive_outcome};
 use crate::domain::{
-    admin::Outcome,
     audit::Actor,
-    payload::Compression,
-    relocate::{MoveEvent, MoveMode, MoveResult},
+    requests::{ArchiveDue, ArchiveNow, MigrateArchives, SetStore, UpdateStoreCredential},
     service::Archives,
-    stores::StoreVersion,
 };
 
 #[derive(Debug, Clone)]
@@ -37,20 +31,18 @@ impl ArchiveAdminService for AdminApi {
     ) -> Result<Response<pb::JobArchive>, Status> {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
-        let request = request.into_inner();
-        let id = parse_id("job_id", &request.job_id)?;
-        let reason = api::reason(&request.reason)?;
-        let request_id = RequestId::parse(&request.request_id)?;
-        let compression = match pb::Compression::try_from(request.compression) {
-            Ok(pb::Compression::Unspecified | pb::Compression::Zstd) => Compression::Zstd,
-            Ok(pb::Compression::Gzip) => Compression::Gzip,
-            Err(_) => return Err(InvalidArgument::new("compression", "unknown value").into()),
-        };
+        let archive = ArchiveNow::try_from(request.into_inner())?;
         let job = self
             .archives
-            .archive_now(&caller, id, reason, compression, &request_id)
+            .archive_now(
+                &caller,
+                archive.job_id,
+                &archive.reason,
+                archive.compression,
+                &archive.request_id,
+            )
             .await?;
-        Ok(Response::new(job_archive(&self.archives, job)))
+        Ok(Response::new(self.archives.view(job).into()))
     }
 
     type ArchiveEligibleJobsStream = ResponseStream<pb::ArchiveOutcome>;
@@ -61,15 +53,12 @@ impl ArchiveAdminService for AdminApi {
     ) -> Result<Response<Self::ArchiveEligibleJobsStream>, Status> {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
-        let request = request.into_inner();
-        let reason = api::reason(&request.reason)?.to_owned();
-        let limit = u32::try_from(request.limit)
-            .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
+        let due = ArchiveDue::try_from(request.into_inner())?;
         let archives = self.archives.clone();
         let outcomes = self
             .archives
-            .archive_due_outcomes(Actor::caller(&caller), reason, limit)
-            .map(move |outcome| Ok(archive_outcome(&archives, outcome?)));
+            .archive_due_outcomes(Actor::caller(&caller), due.reason, due.limit)
+            .map(move |outcome| Ok(archive_outcome(outcome?, |job| archives.view(job))));
         Ok(Response::new(Box::pin(outcomes)))
     }
 
@@ -79,16 +68,13 @@ impl ArchiveAdminService for AdminApi {
     ) -> Result<Response<pb::SetArchiveStoreResponse>, Status> {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
-        let request = request.into_inner();
-        let reason = api::reason(&request.reason)?;
-        let request_id = RequestId::parse(&request.request_id)?;
-        let setting = store_setting(request.connection_string, request.container)?;
+        let set = SetStore::try_from(request.into_inner())?;
         let store = self
             .archives
-            .set_store(&caller, &setting, reason, &request_id)
+            .set_store(&caller, &set.setting, &set.reason, &set.request_id)
             .await?;
         Ok(Response::new(pb::SetArchiveStoreResponse {
-            store: Some(archive_store(store, true)),
+            store: Some(store.into()),
         }))
     }
 
@@ -98,26 +84,12 @@ impl ArchiveAdminService for AdminApi {
     ) -> Result<Response<pb::ArchiveStore>, Status> {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
-        let request = request.into_inner();
-        if request.version < 1 {
-            return Err(
-                InvalidArgument::new("version", "must be a store version (1 or more)").into(),
-            );
-        }
-        let reason = api::reason(&request.reason)?;
-        let setting = store_setting(request.connection_string, request.container)?;
+        let update = UpdateStoreCredential::try_from(request.into_inner())?;
         let store = self
             .archives
-            .update_store_credential(&caller, request.version, &setting, reason)
+            .update_store_credential(&caller, update.version, &update.setting, &update.reason)
             .await?;
-        let current = self
-            .archives
-            .list_stores(&caller)
-            .await?
-            .first()
-            .map(|s| s.version);
-        let is_current = current == Some(store.version);
-        Ok(Response::new(archive_store(store, is_current)))
+        Ok(Response::new(store.into()))
     }
 
     async fn list_archive_stores(
@@ -127,11 +99,7 @@ impl ArchiveAdminService for AdminApi {
         let caller = auth::principal(&request)?;
         let stores = self.archives.list_stores(&caller).await?;
         Ok(Response::new(pb::ListArchiveStoresResponse {
-            stores: stores
-                .into_iter()
-                .enumerate()
-                .map(|(i, store)| archive_store(store, i == 0))
-                .collect(),
+            stores: stores.into_iter().map(Into::into).collect(),
         }))
     }
 
@@ -143,104 +111,11 @@ impl ArchiveAdminService for AdminApi {
     ) -> Result<Response<Self::MigrateArchivesStream>, Status> {
         let caller = auth::principal(&request)?;
         caller.require(Role::SuperAdmin)?;
-        let request = request.into_inner();
-        let mode = match pb::MoveMode::try_from(request.mode) {
-            Ok(pb::MoveMode::DryRun) => MoveMode::DryRun,
-            Ok(pb::MoveMode::Live) => MoveMode::Live,
-            Ok(pb::MoveMode::Unspecified) | Err(_) => {
-                return Err(InvalidArgument::new(
-                    "mode",
-                    "is required (MOVE_MODE_DRY_RUN or MOVE_MODE_LIVE)",
-                )
-                .into());
-            }
-        };
-        let reason = api::reason(&request.reason)?.to_owned();
-        let limit = u64::try_from(request.limit)
-            .map_err(|_| InvalidArgument::new("limit", "must not be negative"))?;
-        let limit = (limit > 0).then_some(limit);
+        let migrate = MigrateArchives::try_from(request.into_inner())?;
         let events = self
             .archives
-            .migrate_archives_events(caller, mode, reason, limit)
-            .map(|event| Ok(move_progress(event?)));
+            .migrate_archives_events(caller, migrate.mode, migrate.reason, migrate.limit)
+            .map(|event| Ok(event?.into()));
         Ok(Response::new(Box::pin(events)))
     }
-}
-
-fn archive_outcome(archives: &Archives, outcome: Outcome) -> pb::ArchiveOutcome {
-    match outcome.result {
-        Ok(job) => pb::ArchiveOutcome {
-            job_id: outcome.job_id.to_string(),
-            archived: true,
-            error: String::new(),
-            job: Some(job_archive(archives, job)),
-        },
-        Err(error) => pb::ArchiveOutcome {
-            job_id: outcome.job_id.to_string(),
-            archived: false,
-            error: Status::from(error).message().to_owned(),
-            job: None,
-        },
-    }
-}
-
-fn archive_store(store: StoreVersion, current: bool) -> pb::ArchiveStore {
-    pb::ArchiveStore {
-        version: store.version,
-        provider: store.provider,
-        location: store.location,
-        credential_kind: store.credential_kind,
-        credential_version: store.credential_version,
-        current,
-        archived_jobs: store.archived_jobs,
-        pending_deletes: store.pending_deletes,
-        create_time: Some(api::timestamp(store.created_at)),
-        created_by: store.created_by,
-        credential_update_time: api::optional_timestamp(store.credential_updated_at),
-        credential_updated_by: store.credential_updated_by.unwrap_or_default(),
-    }
-}
-
-fn move_progress(event: MoveEvent) -> pb::MigrateArchivesProgress {
-    use pb::migrate_archives_progress::Event;
-    let event = match event {
-        MoveEvent::Plan {
-            target_version,
-            sources,
-        } => Event::Plan(pb::MovePlan {
-            target_version,
-            sources: sources
-                .into_iter()
-                .map(|s| pb::StoreVersionCount {
-                    store_version: s.store_version.unwrap_or_default(),
-                    jobs: s.jobs,
-                    stored_bytes: s.stored_bytes,
-                })
-                .collect(),
-        }),
-        MoveEvent::Job(moved) => {
-            let (outcome, detail, stored_bytes) = match moved.result {
-                MoveResult::Moved { stored_bytes } => {
-                    (pb::MoveOutcome::Moved, String::new(), stored_bytes)
-                }
-                MoveResult::Skipped(why) => (pb::MoveOutcome::Skipped, why, 0),
-                MoveResult::Failed(why) => (pb::MoveOutcome::Failed, why, 0),
-            };
-            Event::Job(pb::ArchiveMove {
-                job_id: moved.job_id.to_string(),
-                from_version: moved.from_version.unwrap_or_default(),
-                to_version: moved.to_version,
-                outcome: outcome.into(),
-                detail,
-                stored_bytes,
-            })
-        }
-        MoveEvent::Done(totals) => Event::Done(pb::MoveTotals {
-            moved: totals.moved,
-            skipped: totals.skipped,
-            failed: totals.failed,
-            stored_bytes: totals.stored_bytes,
-        }),
-    };
-    pb::MigrateArchivesProgress { event: Some(event) }
 }

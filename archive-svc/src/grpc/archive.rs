@@ -2,17 +2,14 @@
 
 use futures::StreamExt;
 use stowage_proto::archive::v1::{self as pb, archive_service_server::ArchiveService};
-use stowage_shared::{
-    api::{self, InvalidArgument, RequestId},
-    auth,
-};
+use stowage_shared::{api, auth};
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, job_archive, parse_id};
+use super::{ResponseStream, parse_id};
 use crate::domain::{
     policy::RetentionPolicy,
-    restore::{Phase, Progress},
-    service::{Archives, Trigger},
+    requests::{DeleteJob, ListJobs, RestoreJob},
+    service::Archives,
 };
 
 #[derive(Debug, Clone)]
@@ -72,7 +69,7 @@ impl ArchiveService for ArchiveApi {
         let caller = auth::principal(&request)?;
         let id = parse_id("job_id", &request.get_ref().job_id)?;
         let job = self.archives.get(&caller, id).await?;
-        Ok(Response::new(job_archive(&self.archives, job)))
+        Ok(Response::new(self.archives.view(job).into()))
     }
 
     async fn list_job_archives(
@@ -80,21 +77,16 @@ impl ArchiveService for ArchiveApi {
         request: Request<pb::ListJobArchivesRequest>,
     ) -> Result<Response<pb::ListJobArchivesResponse>, Status> {
         let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let archived = match pb::ArchiveState::try_from(request.state) {
-            Ok(pb::ArchiveState::Unspecified) => None,
-            Ok(pb::ArchiveState::Hot) => Some(false),
-            Ok(pb::ArchiveState::Archived) => Some(true),
-            Err(_) => return Err(InvalidArgument::new("state", "unknown archive state").into()),
-        };
-        let limit = api::page_size(request.page_size)?;
-        let after = api::parse_page_token(&request.page_token)?;
-        let page = self.archives.list(&caller, archived, after, limit).await?;
+        let list = ListJobs::try_from(request.into_inner())?;
+        let page = self
+            .archives
+            .list(&caller, list.archived, list.after, list.limit)
+            .await?;
         Ok(Response::new(pb::ListJobArchivesResponse {
             jobs: page
                 .items
                 .into_iter()
-                .map(|job| job_archive(&self.archives, job))
+                .map(|job| self.archives.view(job).into())
                 .collect(),
             next_page_token: page.next.map(|id| api::page_token(&id)).unwrap_or_default(),
         }))
@@ -107,24 +99,11 @@ impl ArchiveService for ArchiveApi {
         request: Request<pb::RestoreJobRequest>,
     ) -> Result<Response<Self::RestoreJobStream>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("job_id", &request.get_ref().job_id)?;
-        let trigger = match pb::RestoreTrigger::try_from(request.get_ref().trigger) {
-            Ok(pb::RestoreTrigger::User) => Trigger::User,
-            Ok(pb::RestoreTrigger::Resume) => Trigger::Resume,
-            Ok(pb::RestoreTrigger::Retry) => Trigger::Retry,
-            Ok(pb::RestoreTrigger::Admin) => Trigger::Admin,
-            Ok(pb::RestoreTrigger::Unspecified) | Err(_) => {
-                return Err(InvalidArgument::new(
-                    "trigger",
-                    "is required (USER, RESUME, RETRY or ADMIN)",
-                )
-                .into());
-            }
-        };
+        let restore = RestoreJob::try_from(request.into_inner())?;
         let progress = self
             .archives
-            .restore_progress(caller, id, trigger)
-            .map(|progress| Ok(restore_progress(&progress?)));
+            .restore_progress(caller, restore.job_id, restore.trigger)
+            .map(|progress| Ok(progress?.into()));
         Ok(Response::new(Box::pin(progress)))
     }
 
@@ -135,7 +114,7 @@ impl ArchiveService for ArchiveApi {
         let caller = auth::principal(&request)?;
         let id = parse_id("job_id", &request.get_ref().job_id)?;
         let job = self.archives.touch(&caller, id).await?;
-        Ok(Response::new(job_archive(&self.archives, job)))
+        Ok(Response::new(self.archives.view(job).into()))
     }
 
     async fn delete_job(
@@ -143,35 +122,15 @@ impl ArchiveService for ArchiveApi {
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let id = parse_id("job_id", &request.job_id)?;
-        let reason = api::reason(&request.reason)?;
-        let request_id = RequestId::parse(&request.request_id)?;
+        let delete = DeleteJob::try_from(request.into_inner())?;
         let deleted = self
             .archives
-            .delete(&caller, id, reason, &request_id)
+            .delete(&caller, delete.job_id, &delete.reason, &delete.request_id)
             .await?;
         Ok(Response::new(pb::DeleteJobResponse {
             job_id: deleted.job_id.to_string(),
             blob_deleted: deleted.blob_deleted,
             blob_delete_pending: deleted.blob_delete_pending,
         }))
-    }
-}
-
-fn restore_progress(progress: &Progress) -> pb::RestoreProgress {
-    let phase = match progress.phase {
-        Phase::Fetching => pb::RestorePhase::Fetching,
-        Phase::Decoding => pb::RestorePhase::Decoding,
-        Phase::Inserting => pb::RestorePhase::Inserting,
-        Phase::Verifying => pb::RestorePhase::Verifying,
-        Phase::Done => pb::RestorePhase::Done,
-    };
-    pb::RestoreProgress {
-        phase: phase.into(),
-        rows_done: progress.rows_done as i64,
-        rows_total: progress.rows_total as i64,
-        bytes_read: progress.bytes_read as i64,
-        already_hot: progress.already_hot,
     }
 }

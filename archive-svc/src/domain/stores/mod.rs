@@ -48,6 +48,8 @@ pub struct StoreVersion {
     pub archived_jobs: i64,
     /// Blobs of this version waiting for the sweeper.
     pub pending_deletes: i64,
+    /// Whether new archives go here (the newest version).
+    pub current: bool,
 }
 
 /// A version to add.

@@ -1,0 +1,418 @@
+//! The wire boundary: `TryFrom<pb::…>` for each request (validation on receipt; a bad field
+//! is `INVALID_ARGUMENT` naming it) and `From<domain>` for each reply.
+
+use stowage_proto::archive::v1 as pb;
+use stowage_shared::api::{self, InvalidArgument, RequestId};
+
+use super::parse_id;
+use crate::domain::{
+    admin::Outcome,
+    jobs::JobStatus,
+    payload::Compression,
+    relocate::{MoveEvent, MoveMode, MoveResult},
+    requests::{
+        ArchiveDue, ArchiveNow, DeleteJob, ListJobs, MigrateArchives, RestoreJob, SetStore,
+        UpdateStoreCredential,
+    },
+    restore::{Phase, Progress},
+    service::{JobView, Trigger},
+    stores::{StoreSetting, StoreVersion},
+};
+
+/// Longest connection string or container name a store setting takes.
+const MAX_SETTING_CHARS: usize = 4096;
+
+fn reason(raw: &str) -> Result<String, InvalidArgument> {
+    Ok(api::reason(raw)?.to_owned())
+}
+
+/// A store setting's text fields: bounded, no control characters (the message never
+/// quotes the value: a connection string carries a secret).
+fn store_setting(
+    connection_string: String,
+    container: String,
+) -> Result<StoreSetting, InvalidArgument> {
+    api::text("connection_string", &connection_string, MAX_SETTING_CHARS)?;
+    api::text("container", &container, MAX_SETTING_CHARS)?;
+    Ok(StoreSetting {
+        connection_string,
+        container,
+    })
+}
+
+fn limit<T: TryFrom<i32>>(raw: i32) -> Result<T, InvalidArgument> {
+    T::try_from(raw).map_err(|_| InvalidArgument::new("limit", "must not be negative"))
+}
+
+impl TryFrom<pb::ArchiveJobRequest> for ArchiveNow {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::ArchiveJobRequest) -> Result<Self, InvalidArgument> {
+        let compression = match pb::Compression::try_from(request.compression) {
+            Ok(pb::Compression::Unspecified | pb::Compression::Zstd) => Compression::Zstd,
+            Ok(pb::Compression::Gzip) => Compression::Gzip,
+            Err(_) => return Err(InvalidArgument::new("compression", "unknown value")),
+        };
+        Ok(Self {
+            job_id: parse_id("job_id", &request.job_id)?,
+            reason: reason(&request.reason)?,
+            compression,
+            request_id: RequestId::parse(&request.request_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::DeleteJobRequest> for DeleteJob {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::DeleteJobRequest) -> Result<Self, InvalidArgument> {
+        Ok(Self {
+            job_id: parse_id("job_id", &request.job_id)?,
+            reason: reason(&request.reason)?,
+            request_id: RequestId::parse(&request.request_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::RestoreJobRequest> for RestoreJob {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::RestoreJobRequest) -> Result<Self, InvalidArgument> {
+        let trigger = match pb::RestoreTrigger::try_from(request.trigger) {
+            Ok(pb::RestoreTrigger::User) => Trigger::User,
+            Ok(pb::RestoreTrigger::Resume) => Trigger::Resume,
+            Ok(pb::RestoreTrigger::Retry) => Trigger::Retry,
+            Ok(pb::RestoreTrigger::Admin) => Trigger::Admin,
+            Ok(pb::RestoreTrigger::Unspecified) | Err(_) => {
+                return Err(InvalidArgument::new(
+                    "trigger",
+                    "is required (USER, RESUME, RETRY or ADMIN)",
+                ));
+            }
+        };
+        Ok(Self {
+            job_id: parse_id("job_id", &request.job_id)?,
+            trigger,
+        })
+    }
+}
+
+impl TryFrom<pb::ListJobArchivesRequest> for ListJobs {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::ListJobArchivesRequest) -> Result<Self, InvalidArgument> {
+        let archived = match pb::ArchiveState::try_from(request.state) {
+            Ok(pb::ArchiveState::Unspecified) => None,
+            Ok(pb::ArchiveState::Hot) => Some(false),
+            Ok(pb::ArchiveState::Archived) => Some(true),
+            Err(_) => return Err(InvalidArgument::new("state", "unknown archive state")),
+        };
+        Ok(Self {
+            archived,
+            after: api::parse_page_token(&request.page_token)?,
+            limit: api::page_size(request.page_size)?,
+        })
+    }
+}
+
+impl TryFrom<pb::ArchiveEligibleJobsRequest> for ArchiveDue {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::ArchiveEligibleJobsRequest) -> Result<Self, InvalidArgument> {
+        Ok(Self {
+            reason: reason(&request.reason)?,
+            limit: limit(request.limit)?,
+        })
+    }
+}
+
+impl TryFrom<pb::SetArchiveStoreRequest> for SetStore {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::SetArchiveStoreRequest) -> Result<Self, InvalidArgument> {
+        Ok(Self {
+            reason: reason(&request.reason)?,
+            request_id: RequestId::parse(&request.request_id)?,
+            setting: store_setting(request.connection_string, request.container)?,
+        })
+    }
+}
+
+impl TryFrom<pb::UpdateArchiveStoreCredentialRequest> for UpdateStoreCredential {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::UpdateArchiveStoreCredentialRequest) -> Result<Self, InvalidArgument> {
+        if request.version < 1 {
+            return Err(InvalidArgument::new(
+                "version",
+                "must be a store version (1 or more)",
+            ));
+        }
+        Ok(Self {
+            version: request.version,
+            reason: reason(&request.reason)?,
+            setting: store_setting(request.connection_string, request.container)?,
+        })
+    }
+}
+
+impl TryFrom<pb::MigrateArchivesRequest> for MigrateArchives {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::MigrateArchivesRequest) -> Result<Self, InvalidArgument> {
+        let mode = match pb::MoveMode::try_from(request.mode) {
+            Ok(pb::MoveMode::DryRun) => MoveMode::DryRun,
+            Ok(pb::MoveMode::Live) => MoveMode::Live,
+            Ok(pb::MoveMode::Unspecified) | Err(_) => {
+                return Err(InvalidArgument::new(
+                    "mode",
+                    "is required (MOVE_MODE_DRY_RUN or MOVE_MODE_LIVE)",
+                ));
+            }
+        };
+        let limit: u64 = limit(request.limit)?;
+        Ok(Self {
+            mode,
+            reason: reason(&request.reason)?,
+            limit: (limit > 0).then_some(limit),
+        })
+    }
+}
+
+impl From<JobView> for pb::JobArchive {
+    fn from(view: JobView) -> Self {
+        let JobView { job, eligible_time } = view;
+        let archive = job.archive.as_ref();
+        pb::JobArchive {
+            job_id: job.id.to_string(),
+            tenant_id: job.tenant_id.clone(),
+            name: job.name.clone(),
+            status: pb::JobStatus::from(job.status).into(),
+            state: if archive.is_some() {
+                pb::ArchiveState::Archived
+            } else {
+                pb::ArchiveState::Hot
+            }
+            .into(),
+            blob_key: archive.map(|a| a.blob_key.clone()).unwrap_or_default(),
+            format: archive
+                .map(|a| a.format.as_str().to_owned())
+                .unwrap_or_default(),
+            stored_bytes: archive.and_then(|a| a.stored_bytes).unwrap_or_default(),
+            plaintext_bytes: archive.and_then(|a| a.plaintext_bytes).unwrap_or_default(),
+            scan_items: archive.and_then(|a| a.scan_items).unwrap_or_default(),
+            file_records: archive.and_then(|a| a.file_records).unwrap_or_default(),
+            archive_time: archive.map(|a| api::timestamp(a.archived_at)),
+            store_version: archive.and_then(|a| a.store_version).unwrap_or_default(),
+            eligible_time: eligible_time.map(api::timestamp),
+            last_activity_time: Some(api::timestamp(job.last_activity_at)),
+            terminal_time: api::optional_timestamp(job.terminal_at),
+        }
+    }
+}
+
+impl From<JobStatus> for pb::JobStatus {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Scanning => pb::JobStatus::Scanning,
+            JobStatus::ReadyToTransfer => pb::JobStatus::ReadyToTransfer,
+            JobStatus::Transferring => pb::JobStatus::Transferring,
+            JobStatus::Paused => pb::JobStatus::Paused,
+            JobStatus::Cancelled => pb::JobStatus::Cancelled,
+            JobStatus::Failed => pb::JobStatus::Failed,
+            JobStatus::ScanComplete => pb::JobStatus::ScanComplete,
+            JobStatus::Completed => pb::JobStatus::Completed,
+        }
+    }
+}
+
+impl From<Progress> for pb::RestoreProgress {
+    fn from(progress: Progress) -> Self {
+        let phase = match progress.phase {
+            Phase::Fetching => pb::RestorePhase::Fetching,
+            Phase::Decoding => pb::RestorePhase::Decoding,
+            Phase::Inserting => pb::RestorePhase::Inserting,
+            Phase::Verifying => pb::RestorePhase::Verifying,
+            Phase::Done => pb::RestorePhase::Done,
+        };
+        pb::RestoreProgress {
+            phase: phase.into(),
+            rows_done: progress.rows_done as i64,
+            rows_total: progress.rows_total as i64,
+            bytes_read: progress.bytes_read as i64,
+            already_hot: progress.already_hot,
+        }
+    }
+}
+
+/// One job's outcome in a bulk archive; `error` is what the caller would have been told.
+pub fn archive_outcome(
+    outcome: Outcome,
+    view: impl FnOnce(crate::domain::jobs::Job) -> JobView,
+) -> pb::ArchiveOutcome {
+    match outcome.result {
+        Ok(job) => pb::ArchiveOutcome {
+            job_id: outcome.job_id.to_string(),
+            archived: true,
+            error: String::new(),
+            job: Some(view(job).into()),
+        },
+        Err(error) => pb::ArchiveOutcome {
+            job_id: outcome.job_id.to_string(),
+            archived: false,
+            error: tonic::Status::from(error).message().to_owned(),
+            job: None,
+        },
+    }
+}
+
+impl From<StoreVersion> for pb::ArchiveStore {
+    fn from(store: StoreVersion) -> Self {
+        pb::ArchiveStore {
+            version: store.version,
+            provider: store.provider,
+            location: store.location,
+            credential_kind: store.credential_kind,
+            credential_version: store.credential_version,
+            current: store.current,
+            archived_jobs: store.archived_jobs,
+            pending_deletes: store.pending_deletes,
+            create_time: Some(api::timestamp(store.created_at)),
+            created_by: store.created_by,
+            credential_update_time: api::optional_timestamp(store.credential_updated_at),
+            credential_updated_by: store.credential_updated_by.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<MoveEvent> for pb::MigrateArchivesProgress {
+    fn from(event: MoveEvent) -> Self {
+        use pb::migrate_archives_progress::Event;
+        let event = match event {
+            MoveEvent::Plan {
+                target_version,
+                sources,
+            } => Event::Plan(pb::MovePlan {
+                target_version,
+                sources: sources
+                    .into_iter()
+                    .map(|s| pb::StoreVersionCount {
+                        store_version: s.store_version.unwrap_or_default(),
+                        jobs: s.jobs,
+                        stored_bytes: s.stored_bytes,
+                    })
+                    .collect(),
+            }),
+            MoveEvent::Job(moved) => {
+                let (outcome, detail, stored_bytes) = match moved.result {
+                    MoveResult::Moved { stored_bytes } => {
+                        (pb::MoveOutcome::Moved, String::new(), stored_bytes)
+                    }
+                    MoveResult::Skipped(why) => (pb::MoveOutcome::Skipped, why, 0),
+                    MoveResult::Failed(why) => (pb::MoveOutcome::Failed, why, 0),
+                };
+                Event::Job(pb::ArchiveMove {
+                    job_id: moved.job_id.to_string(),
+                    from_version: moved.from_version.unwrap_or_default(),
+                    to_version: moved.to_version,
+                    outcome: outcome.into(),
+                    detail,
+                    stored_bytes,
+                })
+            }
+            MoveEvent::Done(totals) => Event::Done(pb::MoveTotals {
+                moved: totals.moved,
+                skipped: totals.skipped,
+                failed: totals.failed,
+                stored_bytes: totals.stored_bytes,
+            }),
+        };
+        pb::MigrateArchivesProgress { event: Some(event) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn field_of<T: std::fmt::Debug>(result: Result<T, InvalidArgument>) -> &'static str {
+        result.expect_err("refused").field
+    }
+
+    #[test]
+    fn each_request_names_the_field_it_refuses() {
+        let job = Uuid::nil().to_string();
+        let archive = |edit: fn(&mut pb::ArchiveJobRequest)| {
+            let mut request = pb::ArchiveJobRequest {
+                job_id: job.clone(),
+                reason: "now".into(),
+                ..Default::default()
+            };
+            edit(&mut request);
+            ArchiveNow::try_from(request)
+        };
+        assert!(archive(|_| {}).is_ok());
+        assert_eq!(field_of(archive(|r| r.job_id = "job-1".into())), "job_id");
+        assert_eq!(field_of(archive(|r| r.reason = " ".into())), "reason");
+        assert_eq!(field_of(archive(|r| r.reason = "a\u{0}b".into())), "reason");
+        assert_eq!(field_of(archive(|r| r.compression = 9)), "compression");
+        assert_eq!(
+            field_of(archive(|r| r.request_id = "has space".into())),
+            "request_id"
+        );
+
+        let restore = RestoreJob::try_from(pb::RestoreJobRequest {
+            job_id: job.clone(),
+            trigger: 0,
+        });
+        assert_eq!(field_of(restore), "trigger");
+        let list = ListJobs::try_from(pb::ListJobArchivesRequest {
+            state: 7,
+            ..Default::default()
+        });
+        assert_eq!(field_of(list), "state");
+        let forged = ListJobs::try_from(pb::ListJobArchivesRequest {
+            page_token: "forged".into(),
+            ..Default::default()
+        });
+        assert_eq!(field_of(forged), "page_token");
+        let due = ArchiveDue::try_from(pb::ArchiveEligibleJobsRequest {
+            limit: -1,
+            reason: "catch up".into(),
+        });
+        assert_eq!(field_of(due), "limit");
+        let migrate = MigrateArchives::try_from(pb::MigrateArchivesRequest {
+            mode: 0,
+            reason: "one store".into(),
+            limit: 0,
+        });
+        assert_eq!(field_of(migrate), "mode");
+        let update = UpdateStoreCredential::try_from(pb::UpdateArchiveStoreCredentialRequest {
+            version: 0,
+            connection_string: "memory://x".into(),
+            container: String::new(),
+            reason: "rotate".into(),
+        });
+        assert_eq!(field_of(update), "version");
+        let store = SetStore::try_from(pb::SetArchiveStoreRequest {
+            connection_string: "memory://x".into(),
+            container: "a\u{0}".into(),
+            reason: "new".into(),
+            request_id: String::new(),
+        });
+        assert_eq!(field_of(store), "container");
+    }
+
+    #[test]
+    fn a_live_move_without_a_limit_moves_everything() {
+        let migrate = MigrateArchives::try_from(pb::MigrateArchivesRequest {
+            mode: pb::MoveMode::Live.into(),
+            reason: "one store".into(),
+            limit: 0,
+        })
+        .unwrap();
+        assert_eq!((migrate.mode, migrate.limit), (MoveMode::Live, None));
+    }
+}
