@@ -3,6 +3,7 @@
 //! replicas starting together apply them once. Connections use TLS as the URL's `sslmode`
 //! says ([`tls`]).
 
+pub mod lock;
 pub mod tls;
 
 use std::time::Duration;
@@ -207,28 +208,24 @@ pub async fn migrate(
             "schema name {schema:?} is not a plain identifier"
         )));
     }
-    let mut client = pool.get().await?;
-    let lock_key = format!("stowage.migrations.{schema}");
-    client
-        .execute("select pg_advisory_lock(hashtext($1))", &[&lock_key])
-        .await?;
+    let mut lock =
+        lock::AdvisoryLock::acquire(pool.get().await?, format!("stowage.migrations.{schema}"))
+            .await?;
     let result = async {
+        let client = lock.client();
         client
             .batch_execute(&format!("create schema if not exists {schema}"))
             .await?;
         let mut migrations = migrations.set_abort_divergent(true).set_abort_missing(true);
         let report = migrations
             .set_migration_table_name(format!("{schema}.refinery_schema_history"))
-            .run_async(&mut **client)
+            .run_async(&mut ***client)
             .await?;
         Ok::<_, DbError>(report)
     }
     .await;
-    let unlock = client
-        .execute("select pg_advisory_unlock(hashtext($1))", &[&lock_key])
-        .await;
+    lock.release().await;
     let report = result?;
-    unlock?;
     for migration in report.applied_migrations() {
         tracing::info!(schema, migration = %migration, "applied schema migration");
     }

@@ -137,17 +137,16 @@ impl Archiver {
         request: &ArchiveRequest<'_>,
     ) -> Result<Job> {
         let started = std::time::Instant::now();
-        let mut client = self.pool.get().await?;
         // One archive of a job at a time: they would write the same blob key.
-        if !job_lock::try_lock(&client, job_id).await? {
+        let Some(mut lock) = job_lock::try_lock(self.pool.get().await?, job_id).await? else {
             return Err(Error::FailedPrecondition(format!(
                 "job {job_id} is already being archived"
             )));
-        }
+        };
         let result = self
-            .archive_locked(&mut client, tenant, job_id, request, started)
+            .archive_locked(lock.client(), tenant, job_id, request, started)
             .await;
-        job_lock::unlock(client, job_id).await;
+        lock.release().await;
         result
     }
 

@@ -181,39 +181,23 @@ impl Relocator {
             to_version: target.version,
             result: MoveResult::Skipped(String::new()),
         };
-        let locked = async {
-            let client = self.pool.get().await?;
-            if !job_lock::try_lock(&client, job_id).await? {
-                return Ok((
-                    client,
-                    Err(MoveResult::Skipped(
-                        "an archive or move of the job is in flight".into(),
-                    )),
-                ));
-            }
-            Ok::<_, Error>((client, Ok(())))
-        };
-        let (mut client, locked) = match locked.await {
-            Ok(pair) => pair,
-            Err(error) => {
-                moved.result = MoveResult::Failed(error.to_string());
-                return moved;
-            }
-        };
+        let locked = async { job_lock::try_lock(self.pool.get().await?, job_id).await };
         let mut garbage = Vec::new();
-        moved.result = match locked {
-            Err(skipped) => {
-                drop(client);
-                return Moved {
-                    result: skipped,
-                    ..moved
-                };
-            }
-            Ok(()) => {
+        moved.result = match locked.await {
+            Err(error) => MoveResult::Failed(error.to_string()),
+            Ok(None) => MoveResult::Skipped("an archive or move of the job is in flight".into()),
+            Ok(Some(mut lock)) => {
                 let result = self
-                    .move_locked(&mut client, target, job_id, audit, &mut moved, &mut garbage)
+                    .move_locked(
+                        lock.client(),
+                        target,
+                        job_id,
+                        audit,
+                        &mut moved,
+                        &mut garbage,
+                    )
                     .await;
-                job_lock::unlock(client, job_id).await;
+                lock.release().await;
                 result.unwrap_or_else(|error| MoveResult::Failed(error.to_string()))
             }
         };

@@ -4,14 +4,14 @@
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
-use stowage_shared::shutdown::Drain;
+use stowage_shared::{db::lock::AdvisoryLock, shutdown::Drain};
 use tokio::sync::mpsc;
 
 use super::{admin::Outcome, audit::Actor, service::Archives};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// Advisory lock key of the tick (any 64-bit constant unique to this purpose).
-const TICK_LOCK: i64 = 0x5354_5747_4152_4348;
+/// Advisory lock of the tick: one replica ticks at a time.
+const TICK_LOCK: &str = "stowage.archive.tick";
 
 #[derive(Clone, Debug)]
 pub struct Scheduler {
@@ -77,16 +77,10 @@ impl Scheduler {
 
     /// One tick now, if no other replica is running one.
     pub async fn tick(&self) -> Result<Tick> {
-        // Detached from the pool: the session (and with it the lock) ends with this tick,
-        // whatever happens during it.
-        let client = deadpool_postgres::Object::take(self.pool.get().await?);
-        let locked: bool = client
-            .query_one("select pg_try_advisory_lock($1)", &[&TICK_LOCK])
-            .await?
-            .get(0);
-        if !locked {
+        // The lock's session ends with this tick, whatever happens during it.
+        let Some(lock) = AdvisoryLock::try_acquire(self.pool.get().await?, TICK_LOCK).await? else {
             return Ok(Tick::Skipped);
-        }
+        };
         let (outcomes, mut received) = mpsc::channel::<Outcome>(16);
         let drain_outcomes = tokio::spawn(async move { while received.recv().await.is_some() {} });
         let result = self
@@ -100,10 +94,7 @@ impl Scheduler {
             .await;
         drop(outcomes);
         let _ = drain_outcomes.await;
-        client
-            .execute("select pg_advisory_unlock($1)", &[&TICK_LOCK])
-            .await
-            .map_err(Error::from)?;
+        lock.release().await;
         let (archived, failed) = result?;
         Ok(Tick::Ran { archived, failed })
     }
