@@ -1,5 +1,8 @@
 //! Migration runs as callers see them: start (dry run or live, never by default), read,
-//! list, list items, retry a failed run, cancel. The work itself is the runner's.
+//! list, list items, retry a failed run, cancel. The work itself is the runner's; how a
+//! run ends is [`lifecycle`]'s.
+
+pub mod lifecycle;
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use stowage_shared::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use self::lifecycle::Ending;
 use super::{IDEMPOTENCY, Page, evidence, text_enum};
 use crate::{
     db::{self, evidence::AuditEntry},
@@ -362,15 +366,14 @@ impl Runs {
             return Ok(run);
         }
         db::runs::request_cancel(&tx, id).await?;
-        if run.state == RunState::Queued {
-            db::runs::end(&tx, id, RunState::Cancelled, None, None).await?;
-        }
-        let run = db::runs::get(&tx, None, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
-        if run.state.is_terminal() {
-            record_end(&tx, &run).await?;
-        }
+        let ended = run.state == RunState::Queued;
+        let run = if ended {
+            lifecycle::end_locked(&tx, &run, &Ending::Cancelled).await?
+        } else {
+            db::runs::get(&tx, None, id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("run {id}")))?
+        };
         evidence::audit(
             &tx,
             &AuditEntry::new(caller, "CancelRun")
@@ -381,6 +384,9 @@ impl Runs {
         )
         .await?;
         tx.commit().await?;
+        if ended {
+            lifecycle::ended(id, &Ending::Cancelled);
+        }
         Ok(run)
     }
 }
@@ -429,31 +435,4 @@ fn new_run(
         end_time: None,
         update_time: now,
     }
-}
-
-/// The domain event of a run that ended, in the transaction that ended it.
-pub async fn record_end(client: &impl stowage_shared::db::GenericClient, run: &Run) -> Result<()> {
-    let kind = if run.state == RunState::Failed {
-        super::evidence::RUN_FAILED
-    } else {
-        super::evidence::RUN_COMPLETED
-    };
-    let duration = run
-        .end_time
-        .zip(run.start_time.or(Some(run.create_time)))
-        .map(|(end, start)| (end - start).num_milliseconds() as f64 / 1000.0);
-    let payload = json!({
-        "state": run.state.as_str(),
-        "mode": run.mode.as_str(),
-        "target_binding_id": run.target_binding_id,
-        "items": run.counts,
-        "bytes_total": run.bytes_total,
-        "bytes_migrated": run.bytes_migrated,
-        "sources": run.sources,
-        "duration_seconds": duration,
-        "failure_cause": run.failure_cause.map(FailureCause::as_str),
-        "failure_detail": run.failure_detail,
-        "retry_of": run.retry_of,
-    });
-    db::evidence::record_domain_event(client, &run.organization_id, kind, run.id, &payload).await
 }
