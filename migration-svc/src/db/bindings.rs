@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    domain::bindings::{Binding, BindingState},
+    domain::model::bindings::{Binding, BindingState},
     error::{Error, Result},
 };
 

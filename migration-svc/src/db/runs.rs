@@ -8,7 +8,9 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    domain::runs::{Counts, FailureCause, ItemState, Limit, Mode, Run, RunState, SourceReport},
+    domain::model::runs::{
+        Counts, FailureCause, ItemState, Limit, Mode, Run, RunState, SourceReport,
+    },
     error::{Error, Result},
 };
 

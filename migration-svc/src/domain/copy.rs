@@ -9,7 +9,7 @@ use stowage_shared::blob::{
     BlobError, BlobKey, EncryptedStore, ObjectError, Receipt, encrypted::Expected,
 };
 
-use super::runs::ItemCause;
+use super::model::runs::ItemCause;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {

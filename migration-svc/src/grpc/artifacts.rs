@@ -15,7 +15,10 @@ use stowage_shared::{
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{optional_text, parse_id, parse_optional_id, required_text};
-use crate::domain::artifacts::{Artifact, Artifacts, ListArtifacts, NewArtifact};
+use crate::domain::{
+    artifacts::{Artifacts, ListArtifacts, NewArtifact},
+    model::artifacts::Artifact,
+};
 
 #[derive(Debug, Clone)]
 pub struct ArtifactApi {

@@ -9,8 +9,9 @@ use stowage_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{parse_id, required_text};
-use crate::domain::bindings::{
-    ActivateBinding, Binding, BindingState, Bindings, CreateBinding, ListBindings, UpdateCredential,
+use crate::domain::{
+    bindings::{ActivateBinding, Bindings, CreateBinding, ListBindings, UpdateCredential},
+    model::bindings::{Binding, BindingState},
 };
 
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use stowage_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{optional_text, optional_uuid, parse_optional_id};
-use crate::{
-    db::evidence::{AuditRecord, EventRecord},
-    domain::evidence::{Evidence, ListEvidence},
+use crate::domain::{
+    evidence::{Evidence, ListEvidence},
+    model::evidence::{AuditRecord, EventRecord},
 };
 
 #[derive(Debug, Clone)]

@@ -13,10 +13,10 @@ use tonic::{Request, Response, Status};
 
 use super::{optional_uuid, parse_id};
 use crate::domain::{
-    runs::{
-        Counts, FailureCause, ItemCause, ItemState, Limit, ListItems, ListRuns, Mode, RetryRun,
-        Run, RunItem, RunState, Runs, StartRun,
+    model::runs::{
+        Counts, FailureCause, ItemCause, ItemState, Limit, Mode, Run, RunItem, RunState,
     },
+    runs::{ListItems, ListRuns, RetryRun, Runs, StartRun},
     watch::{Event, Watcher},
 };
 

@@ -18,11 +18,11 @@ use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::{
-    bindings::BindingState,
-    runs::{
-        FailureCause, Run, RunItem, RunState,
-        lifecycle::{self, Ending, Failure},
+    model::{
+        bindings::BindingState,
+        runs::{FailureCause, Run, RunItem, RunState},
     },
+    runs::lifecycle::{self, Ending, Failure},
     stores::Stores,
 };
 use crate::{config::RunnerConfig, db, error::Result};

@@ -9,7 +9,10 @@ use uuid::Uuid;
 use super::{Runner, ensure_target_active};
 use crate::{
     db,
-    domain::runs::{Mode, Run, SourceReport, lifecycle::Ending},
+    domain::{
+        model::runs::{Mode, Run, SourceReport},
+        runs::lifecycle::Ending,
+    },
     error::Result,
 };
 

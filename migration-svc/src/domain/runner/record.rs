@@ -13,10 +13,8 @@ use crate::{
     db,
     domain::{
         artifacts::object_key,
-        runs::{
-            FailureCause, ItemCause, ItemState, RunItem, RunState,
-            lifecycle::{self, Failure},
-        },
+        model::runs::{FailureCause, ItemCause, ItemState, RunItem, RunState},
+        runs::lifecycle::{self, Failure},
     },
     error::{Error, Result},
 };

@@ -24,10 +24,14 @@ use super::{Runner, ensure_target_active, record::Outcome};
 use crate::{
     db,
     domain::{
-        artifacts::{Artifact, object_key},
+        artifacts::object_key,
         copy::copy,
+        model::{
+            artifacts::Artifact,
+            runs::{FailureCause, ItemCause, ItemState, Run, RunItem, RunState},
+        },
         pace::Pace,
-        runs::{FailureCause, ItemCause, ItemState, Run, RunItem, RunState, lifecycle::Failure},
+        runs::lifecycle::Failure,
     },
     error::{Error, Result},
 };

@@ -6,10 +6,12 @@ use serde_json::json;
 use stowage_shared::db::GenericClient;
 use uuid::Uuid;
 
-use super::{Counts, FailureCause, ItemCause, Run, RunState};
 use crate::{
     db,
-    domain::evidence::{MIGRATION_FAILED_CLOSED, RUN_COMPLETED, RUN_FAILED},
+    domain::{
+        evidence::{MIGRATION_FAILED_CLOSED, RUN_COMPLETED, RUN_FAILED},
+        model::runs::{Counts, FailureCause, ItemCause, Run, RunState},
+    },
     error::{Error, Result},
 };
 

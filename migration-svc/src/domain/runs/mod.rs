@@ -6,8 +6,7 @@ pub mod lifecycle;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use stowage_shared::{
     api::{Claim, RequestId},
@@ -17,144 +16,19 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use self::lifecycle::Ending;
-use super::{IDEMPOTENCY, Page, evidence, text_enum};
+// Re-exported for the watcher, which takes runs and items from here.
+pub use super::model::runs::{Run, RunItem};
+use super::{
+    IDEMPOTENCY, Page, evidence,
+    model::{
+        evidence::AuditEntry,
+        runs::{Counts, ItemState, Limit, Mode, RunState},
+    },
+};
 use crate::{
-    db::{self, evidence::AuditEntry},
+    db,
     error::{Error, Result},
 };
-
-text_enum! {
-    pub enum Mode {
-        DryRun = "dry_run",
-        Live = "live",
-    }
-}
-
-text_enum! {
-    pub enum RunState {
-        Queued = "queued",
-        Planning = "planning",
-        Running = "running",
-        Completed = "completed",
-        CompletedWithErrors = "completed_with_errors",
-        Failed = "failed",
-        Cancelled = "cancelled",
-    }
-}
-
-impl RunState {
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunState::Completed
-                | RunState::CompletedWithErrors
-                | RunState::Failed
-                | RunState::Cancelled
-        )
-    }
-}
-
-text_enum! {
-    pub enum ItemState {
-        Queued = "queued",
-        Running = "running",
-        Migrated = "migrated",
-        Skipped = "skipped",
-        Failed = "failed",
-    }
-}
-
-text_enum! {
-    /// Why an item was skipped or failed.
-    pub enum ItemCause {
-        AlreadyOnTarget = "already_on_target",
-        ArtifactDeleted = "artifact_deleted",
-        SourcePermissionDenied = "source_permission_denied",
-        SourceNotFound = "source_not_found",
-        SourceUnavailable = "source_unavailable",
-        SourceUnreadable = "source_unreadable",
-        ChecksumMismatch = "checksum_mismatch",
-        TargetUnavailable = "target_unavailable",
-        Internal = "internal",
-        /// Never started: the run failed first.
-        RunFailed = "run_failed",
-    }
-}
-
-text_enum! {
-    /// Why a run FAILED.
-    pub enum FailureCause {
-        TargetNotActive = "target_not_active",
-        TargetUnavailable = "target_unavailable",
-        Internal = "internal",
-    }
-}
-
-/// Per-run throughput limits; 0 is unlimited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limit {
-    pub bytes_per_second: i64,
-    pub objects_per_second: i64,
-}
-
-/// Items of a run by state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub queued: i64,
-    pub running: i64,
-    pub migrated: i64,
-    pub skipped: i64,
-    pub failed: i64,
-}
-
-/// Artifacts and bytes of the plan from one source binding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceReport {
-    pub binding_id: Uuid,
-    pub artifacts: i64,
-    pub bytes: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    pub id: Uuid,
-    pub organization_id: String,
-    pub target_binding_id: Uuid,
-    pub mode: Mode,
-    pub state: RunState,
-    pub reason: String,
-    pub requested_by: String,
-    pub retry_of: Option<Uuid>,
-    pub limit: Limit,
-    pub counts: Counts,
-    pub bytes_total: i64,
-    pub bytes_migrated: i64,
-    pub sources: Vec<SourceReport>,
-    pub failure_cause: Option<FailureCause>,
-    pub failure_detail: Option<String>,
-    pub cancel_requested: bool,
-    /// Outcomes recorded so far (the last outcome sequence number).
-    pub last_outcome: i64,
-    pub create_time: DateTime<Utc>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
-    pub update_time: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunItem {
-    pub run_id: Uuid,
-    pub artifact_id: Uuid,
-    pub source_binding_id: Uuid,
-    pub state: ItemState,
-    pub size_bytes: i64,
-    pub cause: Option<ItemCause>,
-    pub cause_detail: Option<String>,
-    pub attempts: i32,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
-    pub outcome_seq: Option<i64>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StartRun {
