@@ -8,13 +8,16 @@ use futures::{Stream, StreamExt, stream::BoxStream};
 use stowage_shared::{
     api::InvalidArgument,
     auth::{Principal, Role},
-    blob::BlobKey,
+    blob::{BlobKey, Receipt},
 };
 use uuid::Uuid;
 
 use super::{
     Page,
-    model::{artifacts::Artifact, bindings::BindingState},
+    model::{
+        artifacts::Artifact,
+        bindings::{Binding, BindingState},
+    },
     stores::Stores,
 };
 use crate::{
@@ -26,6 +29,36 @@ use crate::{
 /// overwrites its own earlier attempt and never another object.
 pub fn object_key(artifact: Uuid, binding: Uuid) -> Result<BlobKey> {
     Ok(BlobKey::new(format!("artifacts/{binding}/{artifact}"))?)
+}
+
+/// The artifact an upload recorded by its receipt becomes.
+fn uploaded(
+    id: Uuid,
+    org: &str,
+    binding: Uuid,
+    key: &BlobKey,
+    meta: NewArtifact,
+    receipt: Receipt,
+) -> Result<Artifact> {
+    let now = stowage_shared::db::now();
+    Ok(Artifact {
+        id,
+        organization_id: org.to_owned(),
+        binding_id: binding,
+        object_key: key.to_string(),
+        name: meta.name,
+        purpose: meta.purpose,
+        content_type: meta.content_type,
+        size_bytes: i64::try_from(receipt.plaintext_len)
+            .map_err(|_| Error::Internal("artifact size".into()))?,
+        sha256: receipt.sha256,
+        stored_bytes: i64::try_from(receipt.stored_len)
+            .map_err(|_| Error::Internal("stored size".into()))?,
+        kek_id: receipt.kek_id,
+        create_time: now,
+        update_time: now,
+        delete_time: None,
+    })
 }
 
 /// The metadata message of an upload.
@@ -72,24 +105,7 @@ impl Artifacts {
     {
         caller.require(Role::Member)?;
         let org = caller.organization.as_str();
-        let active = {
-            let client = self.pool.get().await?;
-            db::bindings::active(&client, org).await?
-        }
-        .ok_or_else(|| {
-            Error::FailedPrecondition(
-                "the organization has no active binding: activate one first".into(),
-            )
-        })?;
-        if let Some(wanted) = meta.binding
-            && wanted != active.id
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "binding {wanted} is not the organization's active binding ({}); it refuses \
-                 new writes",
-                active.id
-            )));
-        }
+        let active = self.active_for_write(org, meta.binding).await?;
         let (_, store) = self.stores.open(org, active.id).await?;
         let id = Uuid::now_v7();
         let key = object_key(id, active.id)?;
@@ -104,25 +120,8 @@ impl Artifacts {
             )
             .into());
         }
-        let now = stowage_shared::db::now();
-        let artifact = Artifact {
-            id,
-            organization_id: org.to_owned(),
-            binding_id: active.id,
-            object_key: key.to_string(),
-            name: meta.name,
-            purpose: meta.purpose,
-            content_type: meta.content_type,
-            size_bytes: i64::try_from(receipt.plaintext_len)
-                .map_err(|_| Error::Internal("artifact size".into()))?,
-            sha256: receipt.sha256,
-            stored_bytes: i64::try_from(receipt.stored_len)
-                .map_err(|_| Error::Internal("stored size".into()))?,
-            kek_id: receipt.kek_id,
-            create_time: now,
-            update_time: now,
-            delete_time: None,
-        };
+        let plaintext_len = receipt.plaintext_len;
+        let artifact = uploaded(id, org, active.id, &key, meta, receipt)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Recorded only against a binding that is still active: one disabled meanwhile
@@ -136,9 +135,32 @@ impl Artifacts {
         db::artifacts::insert(&tx, &artifact).await?;
         tx.commit().await?;
         metrics::counter!("migration_artifacts_written_total").increment(1);
-        metrics::counter!("migration_artifact_bytes_written_total")
-            .increment(receipt.plaintext_len);
+        metrics::counter!("migration_artifact_bytes_written_total").increment(plaintext_len);
         Ok(artifact)
+    }
+
+    /// The organization's active binding, which an upload goes to; one that names
+    /// another binding is refused.
+    async fn active_for_write(&self, org: &str, wanted: Option<Uuid>) -> Result<Binding> {
+        let active = {
+            let client = self.pool.get().await?;
+            db::bindings::active(&client, org).await?
+        }
+        .ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the organization has no active binding: activate one first".into(),
+            )
+        })?;
+        if let Some(wanted) = wanted
+            && wanted != active.id
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "binding {wanted} is not the organization's active binding ({}); it refuses \
+                 new writes",
+                active.id
+            )));
+        }
+        Ok(active)
     }
 
     pub async fn stat(&self, caller: &Principal, id: Uuid) -> Result<Artifact> {

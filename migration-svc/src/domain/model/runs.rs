@@ -139,3 +139,35 @@ pub struct RunItem {
     pub end_time: Option<DateTime<Utc>>,
     pub outcome_seq: Option<i64>,
 }
+
+#[cfg(test)]
+impl Run {
+    /// A live run of organization `acme` to binding 7 in `state`, nothing counted: for
+    /// unit tests of the rules over runs.
+    pub(crate) fn example(state: RunState) -> Self {
+        let now = Utc::now();
+        Run {
+            id: Uuid::from_u128(1),
+            organization_id: "acme".into(),
+            target_binding_id: Uuid::from_u128(7),
+            mode: Mode::Live,
+            state,
+            reason: "test".into(),
+            requested_by: "alice".into(),
+            retry_of: None,
+            limit: Limit::default(),
+            counts: Counts::default(),
+            bytes_total: 0,
+            bytes_migrated: 0,
+            sources: Vec::new(),
+            failure_cause: None,
+            failure_detail: None,
+            cancel_requested: false,
+            last_outcome: 0,
+            create_time: now,
+            start_time: None,
+            end_time: None,
+            update_time: now,
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! to fail a run closed asks [`ensure_target_active`] and leaves through [`Runner::fail`];
 //! every end of a run is [`lifecycle`]'s.
 
+mod outcome;
 mod plan;
 mod record;
 mod work;
@@ -185,4 +186,45 @@ fn target_failure(run: &Run, state: Option<BindingState>) -> Option<Failure> {
         format!("binding {binding} is not the organization's active binding")
     };
     Some(Failure::new(FailureCause::TargetNotActive, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_active_target_lets_the_run_go_on() {
+        let run = Run::example(RunState::Running);
+        assert_eq!(target_failure(&run, Some(BindingState::Active)), None);
+    }
+
+    #[test]
+    fn a_target_disabled_pending_or_gone_fails_the_run_as_not_active() {
+        for state in [
+            Some(BindingState::Disabled),
+            Some(BindingState::Pending),
+            None,
+        ] {
+            let failure = target_failure(&Run::example(RunState::Running), state);
+            let failure = failure.expect("a failure");
+            assert_eq!(failure.cause, FailureCause::TargetNotActive);
+            assert!(
+                failure.detail.contains("no longer active"),
+                "{}",
+                failure.detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_not_active_at_planning_is_said_so() {
+        let failure = target_failure(&Run::example(RunState::Planning), None).expect("a failure");
+        assert!(
+            failure
+                .detail
+                .contains("not the organization's active binding"),
+            "{}",
+            failure.detail
+        );
+    }
 }

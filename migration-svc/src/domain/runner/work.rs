@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
-use super::{Runner, ensure_target_active, record::Outcome};
+use super::{Runner, ensure_target_active, outcome::Outcome};
 use crate::{
     db,
     domain::{

@@ -174,30 +174,8 @@ impl Runs {
         let failed = db::runs::get_for_update(&tx, Some(org), command.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {}", command.id)))?;
-        match failed.state {
-            RunState::Failed => {}
-            RunState::CompletedWithErrors => {
-                return Err(Error::FailedPrecondition(format!(
-                    "run {} is COMPLETED_WITH_ERRORS: only FAILED runs are retried; start a new \
-                     run (StartRun) to the same target, whose planning picks up every artifact \
-                     not yet on it",
-                    failed.id
-                )));
-            }
-            other => {
-                return Err(Error::FailedPrecondition(format!(
-                    "run {} is {}: only FAILED runs are retried; to migrate what is left, start \
-                     a new run",
-                    failed.id,
-                    other.as_str().to_uppercase()
-                )));
-            }
-        }
-        let reason = if command.reason.is_empty() {
-            format!("retry of run {}", failed.id)
-        } else {
-            command.reason.clone()
-        };
+        retryable(&failed)?;
+        let reason = retry_reason(&failed, &command.reason);
         let run = new_run(
             caller,
             failed.target_binding_id,
@@ -265,6 +243,33 @@ impl Runs {
     }
 }
 
+/// Only a FAILED run is retried: a run that ended otherwise, or has not ended, is a
+/// failed precondition that says what to do instead.
+fn retryable(run: &Run) -> Result<()> {
+    match run.state {
+        RunState::Failed => Ok(()),
+        RunState::CompletedWithErrors => Err(Error::FailedPrecondition(format!(
+            "run {} is COMPLETED_WITH_ERRORS: only FAILED runs are retried; start a new run \
+             (StartRun) to the same target, whose planning picks up every artifact not yet on it",
+            run.id
+        ))),
+        other => Err(Error::FailedPrecondition(format!(
+            "run {} is {}: only FAILED runs are retried; to migrate what is left, start a new run",
+            run.id,
+            other.as_str().to_uppercase()
+        ))),
+    }
+}
+
+/// A retry's reason: the caller's, or one naming the run it retries.
+fn retry_reason(failed: &Run, reason: &str) -> String {
+    if reason.is_empty() {
+        format!("retry of run {}", failed.id)
+    } else {
+        reason.to_owned()
+    }
+}
+
 /// Inserts a queued run; a second open live run of the organization is refused.
 async fn insert_open(client: &impl stowage_shared::db::GenericClient, run: &Run) -> Result<()> {
     match db::runs::insert(client, run).await {
@@ -308,5 +313,71 @@ fn new_run(
         start_time: None,
         end_time: None,
         update_time: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(state: RunState) -> Run {
+        let caller = Principal {
+            subject: "alice".into(),
+            organization: "acme".into(),
+            roles: [Role::OrgAdmin].into(),
+        };
+        let mut run = new_run(
+            &caller,
+            Uuid::nil(),
+            Mode::Live,
+            "why",
+            Limit::default(),
+            None,
+        );
+        run.state = state;
+        run
+    }
+
+    #[test]
+    fn a_new_run_is_queued_for_the_caller_with_nothing_counted() {
+        let run = run(RunState::Queued);
+        assert_eq!(
+            (run.organization_id.as_str(), run.requested_by.as_str()),
+            ("acme", "alice")
+        );
+        assert_eq!(run.counts, Counts::default());
+        assert!(!run.cancel_requested && run.end_time.is_none());
+    }
+
+    #[test]
+    fn only_a_failed_run_is_retried() {
+        assert!(retryable(&run(RunState::Failed)).is_ok());
+        for state in RunState::ALL.iter().filter(|s| **s != RunState::Failed) {
+            let refused = retryable(&run(*state));
+            assert!(
+                matches!(refused, Err(Error::FailedPrecondition(_))),
+                "{state:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_completed_with_errors_is_told_to_start_a_new_run() {
+        let Err(Error::FailedPrecondition(message)) =
+            retryable(&run(RunState::CompletedWithErrors))
+        else {
+            panic!("not refused");
+        };
+        assert!(message.contains("StartRun"), "{message}");
+    }
+
+    #[test]
+    fn a_retry_without_a_reason_names_the_run_it_retries() {
+        let failed = run(RunState::Failed);
+        assert_eq!(
+            retry_reason(&failed, ""),
+            format!("retry of run {}", failed.id)
+        );
+        assert_eq!(retry_reason(&failed, "fixed the key"), "fixed the key");
     }
 }
