@@ -358,3 +358,16 @@ pub async fn run_to_end(
     let run = runs.start_run(request).await?.into_inner();
     wait_for_end(runs, &run.id, timeout).await
 }
+
+/// Polls a run until at least `migrated` of its items are migrated (at most `timeout`).
+pub async fn wait_for_migrated(
+    runs: &mut MigrationServiceClient<Bearer>,
+    id: &str,
+    migrated: i64,
+    timeout: Duration,
+) -> Result<pb::Run> {
+    wait_for(runs, id, timeout, |run| {
+        run.items.as_ref().is_some_and(|c| c.migrated >= migrated)
+    })
+    .await
+}

@@ -32,11 +32,9 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
         .await
         .unwrap()
         .into_inner();
-    migration::wait_for(&mut runs, &run.id, WAIT, |r| {
-        r.items.as_ref().is_some_and(|c| c.migrated >= 3)
-    })
-    .await
-    .unwrap();
+    migration::wait_for_migrated(&mut runs, &run.id, 3, WAIT)
+        .await
+        .unwrap();
     t.proxy.kill();
     let run = migration::wait_for_end(&mut runs, &run.id, WAIT)
         .await
@@ -175,11 +173,9 @@ async fn a_target_replaced_mid_run_fails_the_run_closed_and_a_second_live_run_wa
         .await
         .unwrap_err();
     assert_eq!(second.code(), Code::FailedPrecondition, "{second:?}");
-    migration::wait_for(&mut runs, &run.id, WAIT, |r| {
-        r.items.as_ref().is_some_and(|c| c.migrated >= 2)
-    })
-    .await
-    .unwrap();
+    migration::wait_for_migrated(&mut runs, &run.id, 2, WAIT)
+        .await
+        .unwrap();
     let newer = migration::create_active(&mut bindings, migration::memory_binding("n"))
         .await
         .unwrap();

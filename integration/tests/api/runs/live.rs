@@ -121,14 +121,13 @@ async fn a_live_run_migrates_every_artifact_verified_and_leaves_sources_untouche
     );
 
     // Nothing is left to do: the next run has no items.
-    let again = runs
-        .start_run(start_request(&target.id, pb::MigrationMode::Live))
-        .await
-        .unwrap()
-        .into_inner();
-    let again = migration::wait_for_end(&mut runs, &again.id, WAIT)
-        .await
-        .unwrap();
+    let again = migration::run_to_end(
+        &mut runs,
+        start_request(&target.id, pb::MigrationMode::Live),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(again.state(), pb::RunState::Completed);
     assert_eq!(again.items.unwrap().migrated, 0);
     app.stop().await.unwrap();
@@ -169,14 +168,13 @@ async fn a_revoked_source_credential_fails_items_and_a_new_run_after_the_fix_mig
         .await
         .unwrap();
     let mut runs = app.runs(Some(&token)).await;
-    let first = runs
-        .start_run(start_request(&target.id, pb::MigrationMode::Live))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = migration::wait_for_end(&mut runs, &first.id, WAIT)
-        .await
-        .unwrap();
+    let first = migration::run_to_end(
+        &mut runs,
+        start_request(&target.id, pb::MigrationMode::Live),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         first.state(),
         pb::RunState::CompletedWithErrors,
@@ -344,11 +342,9 @@ async fn a_throttled_run_shows_queued_and_running_items_and_cancels_after_them()
         .await
         .unwrap()
         .into_inner();
-    migration::wait_for(&mut runs, &run.id, WAIT, |r| {
-        r.items.as_ref().is_some_and(|c| c.migrated >= 1)
-    })
-    .await
-    .unwrap();
+    migration::wait_for_migrated(&mut runs, &run.id, 1, WAIT)
+        .await
+        .unwrap();
     let queued = migration::items(&mut runs, &run.id, pb::ItemState::Queued)
         .await
         .unwrap();

@@ -146,14 +146,13 @@ async fn a_target_that_is_not_active_fails_the_run_at_planning() {
         .await
         .unwrap();
     let mut runs = app.runs(Some(&token)).await;
-    let run = runs
-        .start_run(start_request(&pending.id, pb::MigrationMode::Live))
-        .await
-        .unwrap()
-        .into_inner();
-    let run = migration::wait_for_end(&mut runs, &run.id, WAIT)
-        .await
-        .unwrap();
+    let run = migration::run_to_end(
+        &mut runs,
+        start_request(&pending.id, pb::MigrationMode::Live),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(run.state(), pb::RunState::Failed);
     assert_eq!(run.failure_cause(), pb::RunFailureCause::TargetNotActive);
     assert!(

@@ -39,11 +39,9 @@ async fn a_replica_killed_mid_run_is_taken_over_and_the_run_completes() {
         .await
         .unwrap()
         .into_inner();
-    migration::wait_for(&mut runs, &run.id, WAIT, |r| {
-        r.items.as_ref().is_some_and(|c| c.migrated >= 4)
-    })
-    .await
-    .unwrap();
+    migration::wait_for_migrated(&mut runs, &run.id, 4, WAIT)
+        .await
+        .unwrap();
     first.kill().await;
     let stalled = runs
         .get_run(pb::GetRunRequest { id: run.id.clone() })
