@@ -96,28 +96,18 @@ pub async fn list_audit(
     client: &impl GenericClient,
     query: &EvidenceQuery,
 ) -> Result<Vec<AuditRecord>> {
-    let statement = client
-        .prepare_cached(
-            "select id, at, organization_id, actor, action, run_id, binding_id, mode, reason,
+    let rows = listed(
+        client,
+        "select id, at, organization_id, actor, action, run_id, binding_id, mode, reason,
                     outcome, detail
              from migration.audit_log
              where ($1::text is null or organization_id = $1)
                and ($2::uuid is null or run_id = $2)
                and ($3::bigint is null or id > $3)
              order by id limit $4",
-        )
-        .await?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &query.organization,
-                &query.run_id,
-                &query.after,
-                &query.limit,
-            ],
-        )
-        .await?;
+        query,
+    )
+    .await?;
     Ok(rows.iter().map(audit_record).collect())
 }
 
@@ -163,18 +153,7 @@ pub async fn list_events(
            and ($3::bigint is null or id > $3)
          order by id limit $4"
     };
-    let statement = client.prepare_cached(sql).await?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &query.organization,
-                &query.run_id,
-                &query.after,
-                &query.limit,
-            ],
-        )
-        .await?;
+    let rows = listed(client, sql, query).await?;
     Ok(rows
         .iter()
         .map(|row| EventRecord {
@@ -188,4 +167,16 @@ pub async fn list_events(
             payload: row.get("payload"),
         })
         .collect())
+}
+
+/// Runs a listing whose parameters are the query's organization, run, cursor and limit.
+async fn listed(client: &impl GenericClient, sql: &str, query: &EvidenceQuery) -> Result<Vec<Row>> {
+    let statement = client.prepare_cached(sql).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &query.organization,
+        &query.run_id,
+        &query.after,
+        &query.limit,
+    ];
+    Ok(client.query(&statement, &params).await?)
 }

@@ -140,22 +140,28 @@ pub struct RunItem {
     pub outcome_seq: Option<i64>,
 }
 
-#[cfg(test)]
 impl Run {
-    /// A live run of organization `acme` to binding 7 in `state`, nothing counted: for
-    /// unit tests of the rules over runs.
-    pub(crate) fn example(state: RunState) -> Self {
-        let now = Utc::now();
+    /// A new run, QUEUED: nothing planned, counted or ended yet.
+    pub fn queued(
+        organization: &str,
+        requested_by: &str,
+        target: Uuid,
+        mode: Mode,
+        reason: &str,
+        limit: Limit,
+        retry_of: Option<Uuid>,
+    ) -> Self {
+        let now = stowage_shared::db::now();
         Run {
-            id: Uuid::from_u128(1),
-            organization_id: "acme".into(),
-            target_binding_id: Uuid::from_u128(7),
-            mode: Mode::Live,
-            state,
-            reason: "test".into(),
-            requested_by: "alice".into(),
-            retry_of: None,
-            limit: Limit::default(),
+            id: Uuid::now_v7(),
+            organization_id: organization.to_owned(),
+            target_binding_id: target,
+            mode,
+            state: RunState::Queued,
+            reason: reason.to_owned(),
+            requested_by: requested_by.to_owned(),
+            retry_of,
+            limit,
             counts: Counts::default(),
             bytes_total: 0,
             bytes_migrated: 0,
@@ -169,5 +175,23 @@ impl Run {
             end_time: None,
             update_time: now,
         }
+    }
+
+    /// A live run of organization `acme` to binding 7 in `state`, nothing counted: for
+    /// unit tests of the rules over runs.
+    #[cfg(test)]
+    pub(crate) fn example(state: RunState) -> Self {
+        let target = Uuid::from_u128(7);
+        let mut run = Run::queued(
+            "acme",
+            "alice",
+            target,
+            Mode::Live,
+            "test",
+            Limit::default(),
+            None,
+        );
+        run.state = state;
+        run
     }
 }

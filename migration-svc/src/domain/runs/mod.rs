@@ -22,7 +22,7 @@ use super::{
     IDEMPOTENCY, Page, evidence,
     model::{
         evidence::AuditEntry,
-        runs::{Counts, ItemState, Limit, Mode, RunState},
+        runs::{ItemState, Limit, Mode, RunState},
     },
 };
 use crate::{
@@ -282,6 +282,7 @@ async fn insert_open(client: &impl stowage_shared::db::GenericClient, run: &Run)
     }
 }
 
+/// A new queued run requested by `caller`.
 fn new_run(
     caller: &Principal,
     target: Uuid,
@@ -290,35 +291,14 @@ fn new_run(
     limit: Limit,
     retry_of: Option<Uuid>,
 ) -> Run {
-    let now = stowage_shared::db::now();
-    Run {
-        id: Uuid::now_v7(),
-        organization_id: caller.organization.clone(),
-        target_binding_id: target,
-        mode,
-        state: RunState::Queued,
-        reason: reason.to_owned(),
-        requested_by: caller.subject.clone(),
-        retry_of,
-        limit,
-        counts: Counts::default(),
-        bytes_total: 0,
-        bytes_migrated: 0,
-        sources: Vec::new(),
-        failure_cause: None,
-        failure_detail: None,
-        cancel_requested: false,
-        last_outcome: 0,
-        create_time: now,
-        start_time: None,
-        end_time: None,
-        update_time: now,
-    }
+    let (org, subject) = (&caller.organization, &caller.subject);
+    Run::queued(org, subject, target, mode, reason, limit, retry_of)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::model::runs::Counts;
 
     fn run(state: RunState) -> Run {
         let caller = Principal {
