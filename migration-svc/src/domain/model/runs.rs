@@ -1,5 +1,6 @@
 //! Migration runs and their items as stored and shown: modes, states, the causes of a
-//! skipped or failed item and of a failed run, limits, counts and the plan by source.
+//! skipped or failed item and of a failed run, limits, counts, the plan by source, and
+//! the tally a batch of outcomes adds to a run.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,40 @@ pub struct RunItem {
     pub outcome_seq: Option<i64>,
 }
 
+/// What a batch of outcomes adds to a run's counters.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub migrated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub migrated_bytes: i64,
+}
+
+impl Tally {
+    pub fn add(&mut self, state: ItemState, migrated_bytes: i64) {
+        match state {
+            ItemState::Migrated => self.migrated += 1,
+            ItemState::Skipped => self.skipped += 1,
+            ItemState::Failed => self.failed += 1,
+            ItemState::Queued | ItemState::Running => {}
+        }
+        self.migrated_bytes += migrated_bytes;
+    }
+
+    pub fn count(&self, state: ItemState) -> i64 {
+        match state {
+            ItemState::Migrated => self.migrated,
+            ItemState::Skipped => self.skipped,
+            ItemState::Failed => self.failed,
+            ItemState::Queued | ItemState::Running => 0,
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.migrated + self.skipped + self.failed
+    }
+}
+
 impl Run {
     /// A new run, QUEUED: nothing planned, counted or ended yet.
     pub fn queued(
@@ -193,5 +228,43 @@ impl Run {
         );
         run.state = state;
         run
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_each_ended_state_and_only_migrated_bytes_move() {
+        let mut tally = Tally::default();
+        tally.add(ItemState::Migrated, 10);
+        tally.add(ItemState::Migrated, 5);
+        tally.add(ItemState::Skipped, 0);
+        tally.add(ItemState::Failed, 0);
+        assert_eq!(tally.count(ItemState::Migrated), 2);
+        assert_eq!((tally.total(), tally.migrated_bytes), (4, 15));
+        assert_eq!(
+            tally.count(ItemState::Queued) + tally.count(ItemState::Running),
+            0
+        );
+    }
+
+    #[test]
+    fn only_the_four_ends_of_a_run_are_terminal() {
+        let terminal: Vec<_> = RunState::ALL.iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal.len(), 4);
+        assert!(!RunState::Running.is_terminal() && !RunState::Planning.is_terminal());
+    }
+
+    #[test]
+    fn every_state_and_cause_reads_back_from_its_text() {
+        for state in RunState::ALL {
+            assert_eq!(RunState::parse(state.as_str()), Some(*state));
+        }
+        for cause in ItemCause::ALL {
+            assert_eq!(ItemCause::parse(cause.as_str()), Some(*cause));
+        }
+        assert_eq!(ItemState::parse("MIGRATED"), None);
     }
 }

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     db,
     domain::{
-        model::runs::{FailureCause, ItemCause, ItemState, Run, RunItem, RunState},
+        model::runs::{FailureCause, ItemCause, ItemState, Run, RunItem, RunState, Tally},
         runs::lifecycle::{self, Failure},
     },
     error::{Error, Result},
@@ -161,9 +161,9 @@ impl Recorded<'_> {
         &self,
         client: &impl GenericClient,
         outcomes: Vec<(RunItem, Outcome)>,
-    ) -> Result<(db::runs::Tally, Vec<db::items::Finished>)> {
+    ) -> Result<(Tally, Vec<db::items::Finished>)> {
         let target = self.run.target_binding_id;
-        let mut tally = db::runs::Tally::default();
+        let mut tally = Tally::default();
         let mut finished = Vec::with_capacity(outcomes.len());
         for (item, outcome) in outcomes {
             if !self.held.contains(&item.artifact_id) {
@@ -211,7 +211,7 @@ async fn why_not_flipped(
 }
 
 /// Counts and logs a batch that was recorded.
-fn counted(tally: &db::runs::Tally, finished: &[db::items::Finished]) {
+fn counted(tally: &Tally, finished: &[db::items::Finished]) {
     for state in ItemState::ALL {
         let n = tally.count(*state);
         if n > 0 {
