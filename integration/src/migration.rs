@@ -1,5 +1,6 @@
 //! Helpers for migration-svc tests: bindings on Azurite (directly or through a
-//! [`TcpProxy`]), activation, uploads and downloads of artifacts, and waiting for runs.
+//! [`TcpProxy`]), activation, uploads and downloads of artifacts, a source and a target
+//! with artifacts to move, and starting and waiting for runs.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use stowage_shared::blob::{
 };
 
 use crate::{
+    TestApp,
     app::Bearer,
     azurite::{self, TestContainer},
     proxy::TcpProxy,
@@ -302,4 +304,70 @@ pub async fn items(
         }
         page_token = page.next_page_token;
     }
+}
+
+/// Uploads artifacts of `sizes` (content `seed`, `seed + 1`, …) to the active binding;
+/// returns them with their content.
+pub async fn upload(
+    app: &TestApp,
+    token: &str,
+    seed: usize,
+    sizes: &[usize],
+) -> Result<Vec<(pb::Artifact, Vec<u8>)>> {
+    let mut artifacts = app.artifacts(Some(token)).await;
+    let mut out = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let data = content(seed + i, *size);
+        let name = format!("file-{}", seed + i);
+        let artifact = put(&mut artifacts, metadata("document", &name), &data).await?;
+        out.push((artifact, data));
+    }
+    Ok(out)
+}
+
+/// An active memory binding holding artifacts of `sizes`, then a new active memory
+/// binding (the target) replacing it: `(source, artifacts, target)`.
+pub async fn memory_source_and_target(
+    app: &TestApp,
+    token: &str,
+    sizes: &[usize],
+) -> Result<(pb::Binding, Vec<(pb::Artifact, Vec<u8>)>, pb::Binding)> {
+    let mut bindings = app.bindings(Some(token)).await;
+    let source = create_active(&mut bindings, memory_binding("a")).await?;
+    let uploaded = upload(app, token, 0, sizes).await?;
+    let target = create_active(&mut bindings, memory_binding("t")).await?;
+    Ok((source, uploaded, target))
+}
+
+/// A live run to `target` at `objects_per_second` at most.
+pub fn limited_request(target: &str, objects_per_second: i64) -> pb::StartRunRequest {
+    let mut request = start_request(target, pb::MigrationMode::Live);
+    request.limit = Some(pb::ThroughputLimit {
+        bytes_per_second: 0,
+        objects_per_second,
+    });
+    request
+}
+
+/// Starts a run and waits for it to end (at most `timeout`).
+pub async fn run_to_end(
+    runs: &mut MigrationServiceClient<Bearer>,
+    request: pb::StartRunRequest,
+    timeout: Duration,
+) -> Result<pb::Run> {
+    let run = runs.start_run(request).await?.into_inner();
+    wait_for_end(runs, &run.id, timeout).await
+}
+
+/// Polls a run until at least `migrated` of its items are migrated (at most `timeout`).
+pub async fn wait_for_migrated(
+    runs: &mut MigrationServiceClient<Bearer>,
+    id: &str,
+    migrated: i64,
+    timeout: Duration,
+) -> Result<pb::Run> {
+    wait_for(runs, id, timeout, |run| {
+        run.items.as_ref().is_some_and(|c| c.migrated >= migrated)
+    })
+    .await
 }

@@ -154,11 +154,8 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<ExitCod
 
 /// Follows a run until it ends, rejoining a dropped stream from its last cursor; the
 /// run's last state seen.
-async fn watch(
-    runs: &mut MigrationServiceClient<Channel>,
-    authorization: &str,
-    id: &str,
-) -> anyhow::Result<pb::RunState> {
+/// The progress bar of a watched run.
+fn progress_bar() -> anyhow::Result<ProgressBar> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} {msg:28} [{bar:40}] {pos}/{len} items {elapsed} eta {eta}",
@@ -166,6 +163,35 @@ async fn watch(
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    Ok(bar)
+}
+
+/// Shows one watch event; returns the run it carried, if any.
+fn show_event(bar: &ProgressBar, event: Option<Event>) -> Option<pb::Run> {
+    match event {
+        Some(Event::Snapshot(run) | Event::Update(run)) => {
+            show(bar, &run);
+            Some(run)
+        }
+        Some(Event::Outcome(item)) if item.state() == pb::ItemState::Failed => {
+            bar.println(format!(
+                "failed {}: {:?} {}",
+                item.artifact_id,
+                item.cause(),
+                item.cause_detail
+            ));
+            None
+        }
+        Some(Event::Outcome(_) | Event::Heartbeat(_)) | None => None,
+    }
+}
+
+async fn watch(
+    runs: &mut MigrationServiceClient<Channel>,
+    authorization: &str,
+    id: &str,
+) -> anyhow::Result<pb::RunState> {
+    let bar = progress_bar()?;
     let mut cursor = 0;
     let mut rejoins = 0;
     let mut last = None;
@@ -182,20 +208,8 @@ async fn watch(
             match stream.message().await {
                 Ok(Some(event)) => {
                     cursor = event.cursor;
-                    match event.event {
-                        Some(Event::Snapshot(run) | Event::Update(run)) => {
-                            show(&bar, &run);
-                            last = Some(run);
-                        }
-                        Some(Event::Outcome(item)) if item.state() == pb::ItemState::Failed => {
-                            bar.println(format!(
-                                "failed {}: {:?} {}",
-                                item.artifact_id,
-                                item.cause(),
-                                item.cause_detail
-                            ));
-                        }
-                        Some(Event::Outcome(_) | Event::Heartbeat(_)) | None => {}
+                    if let Some(run) = show_event(&bar, event.event) {
+                        last = Some(run);
                     }
                 }
                 Ok(None) => break true,

@@ -108,3 +108,103 @@ impl From<Error> for Status {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use stowage_shared::{auth::Role, digest::HashingStopped, format::FormatError};
+    use tonic::Code;
+
+    use super::*;
+
+    fn code(error: impl Into<Error>) -> Code {
+        Status::from(error.into()).code()
+    }
+
+    #[test]
+    fn each_of_our_own_errors_has_the_code_that_says_what_it_means() {
+        let bad = InvalidArgument::new("reason", "too long");
+        assert_eq!(code(bad), Code::InvalidArgument);
+        assert_eq!(code(Error::NotFound("run 1".into())), Code::NotFound);
+        assert_eq!(
+            code(Error::FailedPrecondition("no".into())),
+            Code::FailedPrecondition
+        );
+        assert_eq!(code(Error::DataLoss("bits".into())), Code::DataLoss);
+        assert_eq!(code(Error::Unavailable("later".into())), Code::Unavailable);
+    }
+
+    #[test]
+    fn an_invalid_argument_names_its_field() {
+        let status = Status::from(Error::from(InvalidArgument::new("reason", "too long")));
+        assert!(status.message().contains("reason"), "{}", status.message());
+    }
+
+    #[test]
+    fn internal_errors_reach_the_caller_as_a_short_generic_message() {
+        for error in [
+            Error::Internal("the recorder stopped at 0xdeadbeef".into()),
+            Error::Corrupt("binding state \"weird\"".into()),
+            Error::Keys(KeyError::Empty),
+            Error::Store(BlobError::Failed("secret detail".into())),
+            Error::Idempotency(IdempotencyError::Corrupt("r1".into())),
+        ] {
+            let status = Status::from(error);
+            assert_eq!(status.code(), Code::Internal);
+            assert_eq!(status.message(), "internal error");
+        }
+    }
+
+    #[test]
+    fn a_store_that_refuses_access_is_a_precondition_without_its_detail() {
+        let status = Status::from(Error::from(BlobError::PermissionDenied("sig=abc".into())));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(!status.message().contains("sig=abc"));
+    }
+
+    #[test]
+    fn store_errors_say_whether_to_try_again_or_what_is_missing() {
+        assert_eq!(
+            code(BlobError::Unavailable("timeout".into())),
+            Code::Unavailable
+        );
+        assert_eq!(code(BlobError::NotFound("k".into())), Code::NotFound);
+        assert_eq!(
+            code(BlobError::Config("no container".into())),
+            Code::FailedPrecondition
+        );
+    }
+
+    #[test]
+    fn unreadable_objects_are_data_loss_and_a_broken_upload_is_the_callers() {
+        assert_eq!(
+            code(ObjectError::Format(FormatError::Truncated)),
+            Code::DataLoss
+        );
+        let mismatch = ObjectError::ChecksumMismatch {
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        assert_eq!(code(mismatch), Code::DataLoss);
+        let short = ObjectError::LengthMismatch {
+            expected: 2,
+            actual: 1,
+        };
+        assert_eq!(code(short), Code::DataLoss);
+        let upload = Status::from(Error::from(ObjectError::Source("reset".into())));
+        assert_eq!(upload.code(), Code::InvalidArgument);
+        assert!(upload.message().contains("chunk"));
+    }
+
+    #[test]
+    fn a_reused_request_id_is_invalid_and_auth_errors_keep_their_codes() {
+        let reused = IdempotencyError::Mismatch("r1".into());
+        assert_eq!(code(reused), Code::InvalidArgument);
+        assert_eq!(code(AuthError::MissingToken), Code::Unauthenticated);
+        assert_eq!(
+            code(AuthError::MissingRole(Role::OrgAdmin)),
+            Code::PermissionDenied
+        );
+        assert_eq!(code(DbError::Config("url".into())), Code::Internal);
+        assert_eq!(code(ObjectError::Hashing(HashingStopped)), Code::Internal);
+    }
+}

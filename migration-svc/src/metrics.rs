@@ -11,7 +11,7 @@ use stowage_shared::instruments::Metric;
 
 use crate::{
     db,
-    domain::runs::{ItemState, RunState},
+    domain::model::runs::{ItemState, RunState},
     error::Result,
 };
 

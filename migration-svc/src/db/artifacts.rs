@@ -6,7 +6,7 @@ use stowage_shared::db::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::{domain::artifacts::Artifact, error::Result};
+use crate::{domain::model::artifacts::Artifact, error::Result};
 
 const COLUMNS: &str = "id, organization_id, binding_id, object_key, name, purpose,
     content_type, size_bytes, sha256, stored_bytes, kek_id, create_time, update_time,

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    domain::bindings::{Binding, BindingState},
+    domain::model::bindings::{Binding, BindingState},
     error::{Error, Result},
 };
 
@@ -78,17 +78,7 @@ pub async fn insert(client: &impl GenericClient, b: &Binding, sealed: &[u8]) -> 
 }
 
 pub async fn get(client: &impl GenericClient, org: &str, id: Uuid) -> Result<Option<Binding>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.bindings where organization_id = $1 and id = $2"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&org, &id])
-        .await?
-        .as_ref()
-        .map(binding)
-        .transpose()
+    select_one(client, org, id, "").await
 }
 
 /// The binding and its sealed credential.
@@ -115,10 +105,20 @@ pub async fn get_for_update(
     org: &str,
     id: Uuid,
 ) -> Result<Option<Binding>> {
+    select_one(client, org, id, "for update").await
+}
+
+/// One binding of `org` by id, with `locking` (empty or a locking clause) appended.
+async fn select_one(
+    client: &impl GenericClient,
+    org: &str,
+    id: Uuid,
+    locking: &str,
+) -> Result<Option<Binding>> {
     let statement = client
         .prepare_cached(&format!(
             "select {COLUMNS} from migration.bindings
-             where organization_id = $1 and id = $2 for update"
+             where organization_id = $1 and id = $2 {locking}"
         ))
         .await?;
     client

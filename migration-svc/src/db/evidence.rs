@@ -1,94 +1,17 @@
 //! `migration.audit_log`, `migration.domain_events` and `migration.security_events`: the
 //! evidence of submissions, of runs ending, and of fail-closed conditions.
 
-use chrono::{DateTime, Utc};
-use stowage_shared::{auth::Principal, db::GenericClient};
+use stowage_shared::db::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::{domain::runs::Mode, error::Result};
-
-/// Who did what; built by the caller, recorded by [`record_audit`].
-#[derive(Debug, Clone)]
-pub struct AuditEntry {
-    pub organization_id: String,
-    pub actor: String,
-    pub action: String,
-    pub run_id: Option<Uuid>,
-    pub binding_id: Option<Uuid>,
-    pub mode: Option<Mode>,
-    pub reason: Option<String>,
-    pub ok: bool,
-    pub detail: serde_json::Value,
-}
-
-impl AuditEntry {
-    pub fn new(caller: &Principal, action: &'static str) -> Self {
-        Self {
-            organization_id: caller.organization.clone(),
-            actor: caller.subject.clone(),
-            action: action.to_owned(),
-            run_id: None,
-            binding_id: None,
-            mode: None,
-            reason: None,
-            ok: true,
-            detail: serde_json::json!({}),
-        }
-    }
-
-    pub fn run(mut self, id: Uuid) -> Self {
-        self.run_id = Some(id);
-        self
-    }
-
-    pub fn binding(mut self, id: Uuid) -> Self {
-        self.binding_id = Some(id);
-        self
-    }
-
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = Some(mode);
-        self
-    }
-
-    pub fn reason(mut self, reason: &str) -> Self {
-        self.reason = Some(reason.to_owned());
-        self
-    }
-
-    pub fn detail(mut self, detail: serde_json::Value) -> Self {
-        self.detail = detail;
-        self
-    }
-
-    pub fn failed(mut self, detail: serde_json::Value) -> Self {
-        self.ok = false;
-        self.detail = detail;
-        self
-    }
-}
-
-/// An audit entry as listed.
-#[derive(Debug, Clone)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub entry: AuditEntry,
-}
-
-/// A domain or security event as listed.
-#[derive(Debug, Clone)]
-pub struct EventRecord {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub organization_id: String,
-    pub kind: String,
-    pub severity: Option<String>,
-    pub run_id: Option<Uuid>,
-    pub binding_id: Option<Uuid>,
-    pub payload: serde_json::Value,
-}
+use crate::{
+    domain::model::{
+        evidence::{AuditEntry, AuditRecord, EventRecord},
+        runs::Mode,
+    },
+    error::Result,
+};
 
 pub async fn record_audit(client: &impl GenericClient, entry: &AuditEntry) -> Result<()> {
     let statement = client
@@ -173,28 +96,18 @@ pub async fn list_audit(
     client: &impl GenericClient,
     query: &EvidenceQuery,
 ) -> Result<Vec<AuditRecord>> {
-    let statement = client
-        .prepare_cached(
-            "select id, at, organization_id, actor, action, run_id, binding_id, mode, reason,
+    let rows = listed(
+        client,
+        "select id, at, organization_id, actor, action, run_id, binding_id, mode, reason,
                     outcome, detail
              from migration.audit_log
              where ($1::text is null or organization_id = $1)
                and ($2::uuid is null or run_id = $2)
                and ($3::bigint is null or id > $3)
              order by id limit $4",
-        )
-        .await?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &query.organization,
-                &query.run_id,
-                &query.after,
-                &query.limit,
-            ],
-        )
-        .await?;
+        query,
+    )
+    .await?;
     Ok(rows.iter().map(audit_record).collect())
 }
 
@@ -240,18 +153,7 @@ pub async fn list_events(
            and ($3::bigint is null or id > $3)
          order by id limit $4"
     };
-    let statement = client.prepare_cached(sql).await?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &query.organization,
-                &query.run_id,
-                &query.after,
-                &query.limit,
-            ],
-        )
-        .await?;
+    let rows = listed(client, sql, query).await?;
     Ok(rows
         .iter()
         .map(|row| EventRecord {
@@ -265,4 +167,16 @@ pub async fn list_events(
             payload: row.get("payload"),
         })
         .collect())
+}
+
+/// Runs a listing whose parameters are the query's organization, run, cursor and limit.
+async fn listed(client: &impl GenericClient, sql: &str, query: &EvidenceQuery) -> Result<Vec<Row>> {
+    let statement = client.prepare_cached(sql).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &query.organization,
+        &query.run_id,
+        &query.after,
+        &query.limit,
+    ];
+    Ok(client.query(&statement, &params).await?)
 }

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    domain::runs::{ItemCause, ItemState, RunItem},
+    domain::model::runs::{ItemCause, ItemState, RunItem},
     error::{Error, Result},
 };
 

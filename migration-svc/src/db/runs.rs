@@ -8,7 +8,9 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    domain::runs::{Counts, FailureCause, ItemState, Limit, Mode, Run, RunState, SourceReport},
+    domain::model::runs::{
+        Counts, FailureCause, ItemState, Limit, Mode, Run, RunState, SourceReport, Tally,
+    },
     error::{Error, Result},
 };
 
@@ -329,40 +331,6 @@ pub async fn shift(
         .await?;
     client.execute(&statement, &[&id, &n]).await?;
     Ok(())
-}
-
-/// What a batch of outcomes adds to a run's counters.
-#[derive(Debug, Default)]
-pub struct Tally {
-    migrated: i64,
-    skipped: i64,
-    failed: i64,
-    pub migrated_bytes: i64,
-}
-
-impl Tally {
-    pub fn add(&mut self, state: ItemState, migrated_bytes: i64) {
-        match state {
-            ItemState::Migrated => self.migrated += 1,
-            ItemState::Skipped => self.skipped += 1,
-            ItemState::Failed => self.failed += 1,
-            ItemState::Queued | ItemState::Running => {}
-        }
-        self.migrated_bytes += migrated_bytes;
-    }
-
-    pub fn count(&self, state: ItemState) -> i64 {
-        match state {
-            ItemState::Migrated => self.migrated,
-            ItemState::Skipped => self.skipped,
-            ItemState::Failed => self.failed,
-            ItemState::Queued | ItemState::Running => 0,
-        }
-    }
-
-    fn total(&self) -> i64 {
-        self.migrated + self.skipped + self.failed
-    }
 }
 
 /// Records a batch of outcomes on the (already locked) run: the items leave RUNNING, and

@@ -4,55 +4,61 @@
 //! that binding's credential, checked against the recorded digest.
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, stream::BoxStream};
-use serde::{Deserialize, Serialize};
 use stowage_shared::{
     api::InvalidArgument,
     auth::{Principal, Role},
-    blob::{BlobKey, encrypted::Expected},
+    blob::{BlobKey, Receipt},
 };
 use uuid::Uuid;
 
-use super::{Page, bindings::BindingState, stores::Stores};
+use super::{
+    Page,
+    model::{
+        artifacts::Artifact,
+        bindings::{Binding, BindingState},
+    },
+    stores::Stores,
+};
 use crate::{
     db::{self, artifacts::ArtifactFilter},
     error::{Error, Result},
 };
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Artifact {
-    pub id: Uuid,
-    pub organization_id: String,
-    pub binding_id: Uuid,
-    pub object_key: String,
-    pub name: String,
-    pub purpose: String,
-    pub content_type: String,
-    pub size_bytes: i64,
-    /// Plaintext SHA-256, lowercase hex.
-    pub sha256: String,
-    pub stored_bytes: i64,
-    pub kek_id: String,
-    pub create_time: DateTime<Utc>,
-    pub update_time: DateTime<Utc>,
-    pub delete_time: Option<DateTime<Utc>>,
-}
-
-impl Artifact {
-    /// What a read of this artifact must produce.
-    pub fn expected(&self) -> Expected {
-        Expected {
-            sha256: self.sha256.clone(),
-            plaintext_len: u64::try_from(self.size_bytes).ok(),
-        }
-    }
-}
-
 /// The key of an artifact's object on a binding: deterministic, so a repeated copy
 /// overwrites its own earlier attempt and never another object.
 pub fn object_key(artifact: Uuid, binding: Uuid) -> Result<BlobKey> {
     Ok(BlobKey::new(format!("artifacts/{binding}/{artifact}"))?)
+}
+
+/// The artifact an upload recorded by its receipt becomes.
+fn uploaded(
+    id: Uuid,
+    org: &str,
+    binding: Uuid,
+    key: &BlobKey,
+    meta: NewArtifact,
+    receipt: Receipt,
+) -> Result<Artifact> {
+    let now = stowage_shared::db::now();
+    Ok(Artifact {
+        id,
+        organization_id: org.to_owned(),
+        binding_id: binding,
+        object_key: key.to_string(),
+        name: meta.name,
+        purpose: meta.purpose,
+        content_type: meta.content_type,
+        size_bytes: i64::try_from(receipt.plaintext_len)
+            .map_err(|_| Error::Internal("artifact size".into()))?,
+        sha256: receipt.sha256,
+        stored_bytes: i64::try_from(receipt.stored_len)
+            .map_err(|_| Error::Internal("stored size".into()))?,
+        kek_id: receipt.kek_id,
+        create_time: now,
+        update_time: now,
+        delete_time: None,
+    })
 }
 
 /// The metadata message of an upload.
@@ -99,24 +105,7 @@ impl Artifacts {
     {
         caller.require(Role::Member)?;
         let org = caller.organization.as_str();
-        let active = {
-            let client = self.pool.get().await?;
-            db::bindings::active(&client, org).await?
-        }
-        .ok_or_else(|| {
-            Error::FailedPrecondition(
-                "the organization has no active binding: activate one first".into(),
-            )
-        })?;
-        if let Some(wanted) = meta.binding
-            && wanted != active.id
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "binding {wanted} is not the organization's active binding ({}); it refuses \
-                 new writes",
-                active.id
-            )));
-        }
+        let active = self.active_for_write(org, meta.binding).await?;
         let (_, store) = self.stores.open(org, active.id).await?;
         let id = Uuid::now_v7();
         let key = object_key(id, active.id)?;
@@ -131,25 +120,8 @@ impl Artifacts {
             )
             .into());
         }
-        let now = stowage_shared::db::now();
-        let artifact = Artifact {
-            id,
-            organization_id: org.to_owned(),
-            binding_id: active.id,
-            object_key: key.to_string(),
-            name: meta.name,
-            purpose: meta.purpose,
-            content_type: meta.content_type,
-            size_bytes: i64::try_from(receipt.plaintext_len)
-                .map_err(|_| Error::Internal("artifact size".into()))?,
-            sha256: receipt.sha256,
-            stored_bytes: i64::try_from(receipt.stored_len)
-                .map_err(|_| Error::Internal("stored size".into()))?,
-            kek_id: receipt.kek_id,
-            create_time: now,
-            update_time: now,
-            delete_time: None,
-        };
+        let plaintext_len = receipt.plaintext_len;
+        let artifact = uploaded(id, org, active.id, &key, meta, receipt)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Recorded only against a binding that is still active: one disabled meanwhile
@@ -163,9 +135,32 @@ impl Artifacts {
         db::artifacts::insert(&tx, &artifact).await?;
         tx.commit().await?;
         metrics::counter!("migration_artifacts_written_total").increment(1);
-        metrics::counter!("migration_artifact_bytes_written_total")
-            .increment(receipt.plaintext_len);
+        metrics::counter!("migration_artifact_bytes_written_total").increment(plaintext_len);
         Ok(artifact)
+    }
+
+    /// The organization's active binding, which an upload goes to; one that names
+    /// another binding is refused.
+    async fn active_for_write(&self, org: &str, wanted: Option<Uuid>) -> Result<Binding> {
+        let active = {
+            let client = self.pool.get().await?;
+            db::bindings::active(&client, org).await?
+        }
+        .ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the organization has no active binding: activate one first".into(),
+            )
+        })?;
+        if let Some(wanted) = wanted
+            && wanted != active.id
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "binding {wanted} is not the organization's active binding ({}); it refuses \
+                 new writes",
+                active.id
+            )));
+        }
+        Ok(active)
     }
 
     pub async fn stat(&self, caller: &Principal, id: Uuid) -> Result<Artifact> {

@@ -2,54 +2,28 @@
 //! posture check, which disables the binding it replaces. Credentials are sealed by
 //! [`Stores`] and never leave in clear.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
-    blob::{Credential, Location, Provider, StoreConfig, posture},
+    blob::{Credential, StoreConfig, posture},
 };
 use uuid::Uuid;
 
 use super::{
     IDEMPOTENCY, Page,
     evidence::{self, Evidence},
+    model::{
+        bindings::{Binding, BindingState},
+        evidence::AuditEntry,
+    },
     stores::Stores,
-    text_enum,
 };
 use crate::{
-    db::{self, evidence::AuditEntry},
+    db,
     error::{Error, Result},
 };
-
-text_enum! {
-    pub enum BindingState {
-        /// Created, never activated.
-        Pending = "pending",
-        /// The organization's one binding for new writes.
-        Active = "active",
-        /// Replaced: refuses writes, still serves reads.
-        Disabled = "disabled",
-    }
-}
-
-/// A binding as callers see it: everything but the secret.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Binding {
-    pub id: Uuid,
-    pub organization_id: String,
-    pub display_name: String,
-    pub provider: Provider,
-    pub location: Location,
-    pub state: BindingState,
-    pub credential_kind: String,
-    pub credential_update_time: DateTime<Utc>,
-    pub create_time: DateTime<Utc>,
-    pub update_time: DateTime<Utc>,
-    pub activate_time: Option<DateTime<Utc>>,
-    pub disable_time: Option<DateTime<Utc>>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CreateBinding {

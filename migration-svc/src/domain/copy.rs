@@ -9,7 +9,7 @@ use stowage_shared::blob::{
     BlobError, BlobKey, EncryptedStore, ObjectError, Receipt, encrypted::Expected,
 };
 
-use super::runs::ItemCause;
+use super::model::runs::ItemCause;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -80,5 +80,79 @@ pub async fn copy(
             ))
         }
         Err(other) => Err(CopyError::Target(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stowage_shared::{digest::HashingStopped, format::FormatError};
+
+    use super::*;
+
+    fn blob(error: BlobError) -> ObjectError {
+        ObjectError::Blob(error)
+    }
+
+    fn checksum() -> ObjectError {
+        ObjectError::ChecksumMismatch {
+            expected: "a".into(),
+            actual: "b".into(),
+        }
+    }
+
+    #[test]
+    fn a_source_failure_ends_the_item_with_what_went_wrong_at_the_source() {
+        let cases = [
+            (
+                blob(BlobError::NotFound("k".into())),
+                ItemCause::SourceNotFound,
+            ),
+            (
+                blob(BlobError::PermissionDenied("k".into())),
+                ItemCause::SourcePermissionDenied,
+            ),
+            (
+                blob(BlobError::Unavailable("timeout".into())),
+                ItemCause::SourceUnavailable,
+            ),
+            (
+                blob(BlobError::Failed("500".into())),
+                ItemCause::SourceUnavailable,
+            ),
+            (
+                ObjectError::Format(FormatError::Truncated),
+                ItemCause::SourceUnreadable,
+            ),
+            (checksum(), ItemCause::ChecksumMismatch),
+            (ObjectError::Hashing(HashingStopped), ItemCause::Internal),
+        ];
+        for (error, cause) in cases {
+            let text = error.to_string();
+            assert_eq!(CopyError::Source(error).item_cause(), Some(cause), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_copy_that_does_not_read_back_verified_is_a_checksum_mismatch() {
+        for error in [
+            checksum(),
+            ObjectError::Format(FormatError::CorruptSegment(0)),
+        ] {
+            assert_eq!(
+                CopyError::Target(error).item_cause(),
+                Some(ItemCause::ChecksumMismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_that_does_not_take_the_write_is_no_item_cause_but_the_runs() {
+        for error in [
+            BlobError::Unavailable("timeout".into()),
+            BlobError::PermissionDenied("revoked".into()),
+            BlobError::NotFound("container".into()),
+        ] {
+            assert_eq!(CopyError::Target(blob(error)).item_cause(), None);
+        }
     }
 }

@@ -10,10 +10,8 @@ use uuid::Uuid;
 
 use super::Page;
 use crate::{
-    db::{
-        self,
-        evidence::{AuditEntry, AuditRecord, EventRecord, EvidenceQuery},
-    },
+    db::{self, evidence::EvidenceQuery},
+    domain::model::evidence::{AuditEntry, AuditRecord, EventRecord},
     error::Result,
 };
 

@@ -12,7 +12,7 @@ use std::{
 /// How often a waiting item looks at the run's stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
-use super::runs::Limit;
+use super::model::runs::Limit;
 
 #[derive(Debug)]
 struct Rate {

@@ -14,7 +14,7 @@ use stowage_shared::{
 };
 use uuid::Uuid;
 
-use super::bindings::Binding;
+use super::model::bindings::Binding;
 use crate::{
     db,
     error::{Error, Result},

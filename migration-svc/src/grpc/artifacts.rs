@@ -15,7 +15,10 @@ use stowage_shared::{
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{optional_text, parse_id, parse_optional_id, required_text};
-use crate::domain::artifacts::{Artifact, Artifacts, ListArtifacts, NewArtifact};
+use crate::domain::{
+    artifacts::{Artifacts, ListArtifacts, NewArtifact},
+    model::artifacts::Artifact,
+};
 
 #[derive(Debug, Clone)]
 pub struct ArtifactApi {
@@ -178,6 +181,114 @@ impl From<Artifact> for pb::Artifact {
             create_time: Some(api::timestamp(a.create_time)),
             update_time: Some(api::timestamp(a.update_time)),
             delete_time: api::optional_timestamp(a.delete_time),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::refused, *};
+
+    fn metadata() -> pb::ArtifactMetadata {
+        pb::ArtifactMetadata {
+            purpose: "document".into(),
+            name: "hello.txt".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_upload_without_a_content_type_is_an_octet_stream() {
+        let meta = NewArtifact::try_from(metadata()).expect("valid");
+        assert_eq!(meta.content_type, "application/octet-stream");
+        assert_eq!((meta.expected_sha256, meta.binding), (None, None));
+    }
+
+    #[test]
+    fn an_expected_digest_is_64_hex_digits_kept_lowercase() {
+        let hex = "AB".repeat(32);
+        let request = pb::ArtifactMetadata {
+            expected_sha256: hex.clone(),
+            ..metadata()
+        };
+        let meta = NewArtifact::try_from(request).expect("valid");
+        assert_eq!(meta.expected_sha256, Some(hex.to_ascii_lowercase()));
+        for bad in ["abc", &"zz".repeat(32)] {
+            let request = pb::ArtifactMetadata {
+                expected_sha256: bad.to_owned(),
+                ..metadata()
+            };
+            assert_eq!(refused(NewArtifact::try_from(request)), "expected_sha256");
+        }
+    }
+
+    #[test]
+    fn each_malformed_upload_field_is_named() {
+        let cases = [
+            (
+                pb::ArtifactMetadata {
+                    purpose: String::new(),
+                    ..metadata()
+                },
+                "purpose",
+            ),
+            (
+                pb::ArtifactMetadata {
+                    name: "a\0".into(),
+                    ..metadata()
+                },
+                "name",
+            ),
+            (
+                pb::ArtifactMetadata {
+                    content_type: "x".repeat(256),
+                    ..metadata()
+                },
+                "content_type",
+            ),
+            (
+                pb::ArtifactMetadata {
+                    binding_id: "b".into(),
+                    ..metadata()
+                },
+                "binding_id",
+            ),
+        ];
+        for (request, field) in cases {
+            assert_eq!(refused(NewArtifact::try_from(request)), field);
+        }
+    }
+
+    #[test]
+    fn a_listing_names_its_malformed_page_and_filters() {
+        let list = |r: pb::ListArtifactsRequest| ListArtifacts::try_from(r);
+        let ok = list(pb::ListArtifactsRequest::default()).expect("valid");
+        assert_eq!((ok.binding, ok.purpose, ok.after), (None, None, None));
+        let cases = [
+            (
+                pb::ListArtifactsRequest {
+                    page_size: -1,
+                    ..Default::default()
+                },
+                "page_size",
+            ),
+            (
+                pb::ListArtifactsRequest {
+                    page_token: "?".into(),
+                    ..Default::default()
+                },
+                "page_token",
+            ),
+            (
+                pb::ListArtifactsRequest {
+                    binding_id: "b".into(),
+                    ..Default::default()
+                },
+                "binding_id",
+            ),
+        ];
+        for (request, field) in cases {
+            assert_eq!(refused(list(request)), field);
         }
     }
 }

@@ -9,8 +9,9 @@ use stowage_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{parse_id, required_text};
-use crate::domain::bindings::{
-    ActivateBinding, Binding, BindingState, Bindings, CreateBinding, ListBindings, UpdateCredential,
+use crate::domain::{
+    bindings::{ActivateBinding, Bindings, CreateBinding, ListBindings, UpdateCredential},
+    model::bindings::{Binding, BindingState},
 };
 
 #[derive(Debug, Clone)]
@@ -240,5 +241,127 @@ impl From<Binding> for pb::Binding {
             activate_time: api::optional_timestamp(b.activate_time),
             disable_time: api::optional_timestamp(b.disable_time),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::refused, *};
+
+    fn create() -> pb::CreateBindingRequest {
+        pb::CreateBindingRequest {
+            display_name: "scratch".into(),
+            provider: pb::Provider::File as i32,
+            location: Some(pb::Location {
+                container: "/tmp/scratch".into(),
+                ..Default::default()
+            }),
+            credential: Some(pb::Credential {
+                kind: Some(pb::credential::Kind::None(pb::NoCredential {})),
+            }),
+            request_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_create_request_is_taken_with_its_store() {
+        let command = CreateBinding::try_from(create()).expect("valid");
+        assert_eq!(command.store.provider, Provider::File);
+        assert_eq!(command.store.credential, Credential::None);
+    }
+
+    #[test]
+    fn each_malformed_create_field_is_named() {
+        let cases = [
+            (
+                pb::CreateBindingRequest {
+                    display_name: " ".into(),
+                    ..create()
+                },
+                "display_name",
+            ),
+            (
+                pb::CreateBindingRequest {
+                    provider: 0,
+                    ..create()
+                },
+                "provider",
+            ),
+            (
+                pb::CreateBindingRequest {
+                    provider: 99,
+                    ..create()
+                },
+                "provider",
+            ),
+            (
+                pb::CreateBindingRequest {
+                    credential: None,
+                    ..create()
+                },
+                "credential",
+            ),
+            (
+                pb::CreateBindingRequest {
+                    location: None,
+                    ..create()
+                },
+                "location.container",
+            ),
+            (
+                pb::CreateBindingRequest {
+                    request_id: "a b".into(),
+                    ..create()
+                },
+                "request_id",
+            ),
+        ];
+        for (request, field) in cases {
+            assert_eq!(refused(CreateBinding::try_from(request)), field);
+        }
+    }
+
+    #[test]
+    fn a_sas_token_loses_its_leading_question_mark() {
+        let sas = pb::Credential {
+            kind: Some(pb::credential::Kind::AzureSasToken("?sv=1&sig=x".into())),
+        };
+        let request = pb::UpdateBindingCredentialRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+            credential: Some(sas),
+            request_id: String::new(),
+        };
+        let command = UpdateCredential::try_from(request).expect("valid");
+        assert!(
+            matches!(command.credential, Credential::AzureSas { token } if token == "sv=1&sig=x")
+        );
+    }
+
+    #[test]
+    fn a_credential_update_names_a_malformed_id_and_a_missing_credential() {
+        let request = pb::UpdateBindingCredentialRequest {
+            id: "b".into(),
+            ..Default::default()
+        };
+        assert_eq!(refused(UpdateCredential::try_from(request)), "id");
+        let request = pb::UpdateBindingCredentialRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        };
+        assert_eq!(refused(UpdateCredential::try_from(request)), "credential");
+    }
+
+    #[test]
+    fn a_binding_listing_filters_by_a_known_state_only() {
+        let list = |state| {
+            ListBindings::try_from(pb::ListBindingsRequest {
+                state,
+                ..Default::default()
+            })
+        };
+        assert_eq!(list(0).expect("valid").state, None);
+        let active = list(pb::BindingState::Active as i32).expect("valid");
+        assert_eq!(active.state, Some(BindingState::Active));
+        assert_eq!(refused(list(42)), "state");
     }
 }

@@ -8,9 +8,9 @@ use stowage_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{optional_text, optional_uuid, parse_optional_id};
-use crate::{
-    db::evidence::{AuditRecord, EventRecord},
-    domain::evidence::{Evidence, ListEvidence},
+use crate::domain::{
+    evidence::{Evidence, ListEvidence},
+    model::evidence::{AuditRecord, EventRecord},
 };
 
 #[derive(Debug, Clone)]
@@ -123,6 +123,51 @@ impl From<EventRecord> for pb::SecurityEvent {
             binding_id: optional_uuid(e.binding_id),
             time: Some(api::timestamp(e.at)),
             detail_json: e.payload.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::refused, *};
+
+    #[test]
+    fn an_evidence_listing_without_filters_is_the_callers_default_page() {
+        let query = ListEvidence::try_from(pb::ListEvidenceRequest::default()).expect("valid");
+        assert_eq!(
+            (query.organization, query.run_id, query.after),
+            (None, None, None)
+        );
+        assert_eq!(query.limit, 50);
+    }
+
+    #[test]
+    fn each_malformed_evidence_filter_is_named() {
+        let cases = [
+            (
+                pb::ListEvidenceRequest {
+                    run_id: "r".into(),
+                    ..Default::default()
+                },
+                "run_id",
+            ),
+            (
+                pb::ListEvidenceRequest {
+                    organization_id: "a\0".into(),
+                    ..Default::default()
+                },
+                "organization_id",
+            ),
+            (
+                pb::ListEvidenceRequest {
+                    page_size: -5,
+                    ..Default::default()
+                },
+                "page_size",
+            ),
+        ];
+        for (request, field) in cases {
+            assert_eq!(refused(ListEvidence::try_from(request)), field);
         }
     }
 }

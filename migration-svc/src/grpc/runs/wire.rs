@@ -1,156 +1,17 @@
-//! `stowage.migration.v1.MigrationService`.
+//! The run messages at the wire: `StartRunRequest` and state filters validated on
+//! receipt, runs, items, counts, causes and watch events converted on the way out.
 
-use std::pin::Pin;
+use stowage_proto::migration::v1 as pb;
+use stowage_shared::api::{self, InvalidArgument, RequestId};
 
-use futures::{Stream, TryStreamExt};
-use stowage_proto::migration::v1::{self as pb, migration_service_server::MigrationService};
-use stowage_shared::{
-    api::{self, InvalidArgument, RequestId},
-    auth,
-    shutdown::Drain,
-};
-use tonic::{Request, Response, Status};
-
-use super::{optional_uuid, parse_id};
+use super::super::{optional_uuid, parse_id};
 use crate::domain::{
-    runs::{
-        Counts, FailureCause, ItemCause, ItemState, Limit, ListItems, ListRuns, Mode, RetryRun,
-        Run, RunItem, RunState, Runs, StartRun,
+    model::runs::{
+        Counts, FailureCause, ItemCause, ItemState, Limit, Mode, Run, RunItem, RunState,
     },
-    watch::{Event, Watcher},
+    runs::StartRun,
+    watch::Event,
 };
-
-#[derive(Debug, Clone)]
-pub struct MigrationApi {
-    runs: Runs,
-    watcher: Watcher,
-    drain: Drain,
-}
-
-impl MigrationApi {
-    pub fn new(runs: Runs, watcher: Watcher, drain: Drain) -> Self {
-        Self {
-            runs,
-            watcher,
-            drain,
-        }
-    }
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl MigrationService for MigrationApi {
-    async fn start_run(
-        &self,
-        request: Request<pb::StartRunRequest>,
-    ) -> Result<Response<pb::Run>, Status> {
-        let caller = auth::principal(&request)?;
-        let command = StartRun::try_from(request.into_inner())?;
-        Ok(Response::new(
-            self.runs.start(&caller, command).await?.into(),
-        ))
-    }
-
-    async fn get_run(
-        &self,
-        request: Request<pb::GetRunRequest>,
-    ) -> Result<Response<pb::Run>, Status> {
-        let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
-        Ok(Response::new(self.runs.get(&caller, id).await?.into()))
-    }
-
-    async fn list_runs(
-        &self,
-        request: Request<pb::ListRunsRequest>,
-    ) -> Result<Response<pb::ListRunsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let query = ListRuns {
-            state: run_state(request.state)?,
-            after: api::parse_page_token(&request.page_token)?,
-            limit: api::page_size(request.page_size)?,
-        };
-        let page = self.runs.list(&caller, query).await?;
-        Ok(Response::new(pb::ListRunsResponse {
-            runs: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: page.next.map(|id| api::page_token(&id)).unwrap_or_default(),
-        }))
-    }
-
-    async fn list_run_items(
-        &self,
-        request: Request<pb::ListRunItemsRequest>,
-    ) -> Result<Response<pb::ListRunItemsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let query = ListItems {
-            run_id: parse_id("run_id", &request.run_id)?,
-            state: item_state(request.state)?,
-            after: api::parse_page_token(&request.page_token)?,
-            limit: api::page_size(request.page_size)?,
-        };
-        let page = self.runs.items(&caller, query).await?;
-        Ok(Response::new(pb::ListRunItemsResponse {
-            items: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: page.next.map(|id| api::page_token(&id)).unwrap_or_default(),
-        }))
-    }
-
-    async fn retry_run(
-        &self,
-        request: Request<pb::RetryRunRequest>,
-    ) -> Result<Response<pb::Run>, Status> {
-        let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let command = RetryRun {
-            id: parse_id("id", &request.id)?,
-            reason: api::optional_reason(&request.reason)?.to_owned(),
-            request_id: RequestId::parse(&request.request_id)?,
-        };
-        Ok(Response::new(
-            self.runs.retry(&caller, command).await?.into(),
-        ))
-    }
-
-    async fn cancel_run(
-        &self,
-        request: Request<pb::CancelRunRequest>,
-    ) -> Result<Response<pb::Run>, Status> {
-        let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let id = parse_id("id", &request.id)?;
-        let reason = api::optional_reason(&request.reason)?;
-        let run = self.runs.cancel(&caller, id, reason).await?;
-        Ok(Response::new(run.into()))
-    }
-
-    type WatchRunStream = EventStream;
-
-    async fn watch_run(
-        &self,
-        request: Request<pb::WatchRunRequest>,
-    ) -> Result<Response<Self::WatchRunStream>, Status> {
-        let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
-        let resume_after = request.get_ref().resume_after;
-        if resume_after < 0 {
-            return Err(InvalidArgument::new("resume_after", "must not be negative").into());
-        }
-        let events = self
-            .watcher
-            .watch(&caller, id, resume_after)
-            .await?
-            .map_err(Status::from)
-            .map_ok(|(cursor, event)| pb::RunEvent {
-                cursor,
-                event: Some(event.into()),
-            });
-        let events = crate::metrics::watched(events);
-        Ok(Response::new(Box::pin(self.drain.clone().cut(events))))
-    }
-}
 
 impl TryFrom<pb::StartRunRequest> for StartRun {
     type Error = InvalidArgument;
@@ -188,7 +49,7 @@ impl TryFrom<pb::StartRunRequest> for StartRun {
     }
 }
 
-fn run_state(raw: i32) -> Result<Option<RunState>, InvalidArgument> {
+pub(super) fn run_state(raw: i32) -> Result<Option<RunState>, InvalidArgument> {
     Ok(match pb::RunState::try_from(raw) {
         Ok(pb::RunState::Unspecified) => None,
         Ok(pb::RunState::Queued) => Some(RunState::Queued),
@@ -202,7 +63,7 @@ fn run_state(raw: i32) -> Result<Option<RunState>, InvalidArgument> {
     })
 }
 
-fn item_state(raw: i32) -> Result<Option<ItemState>, InvalidArgument> {
+pub(super) fn item_state(raw: i32) -> Result<Option<ItemState>, InvalidArgument> {
     Ok(match pb::ItemState::try_from(raw) {
         Ok(pb::ItemState::Unspecified) => None,
         Ok(pb::ItemState::Queued) => Some(ItemState::Queued),
@@ -359,5 +220,94 @@ impl From<Event> for pb::run_event::Event {
             Event::Outcome(item) => E::Outcome(item.into()),
             Event::Heartbeat => E::Heartbeat(pb::Heartbeat {}),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::super::refused, *};
+
+    fn start() -> pb::StartRunRequest {
+        pb::StartRunRequest {
+            target_binding_id: uuid::Uuid::now_v7().to_string(),
+            mode: pb::MigrationMode::Live as i32,
+            reason: "new bucket".into(),
+            limit: None,
+            request_id: "r-1".into(),
+        }
+    }
+
+    #[test]
+    fn a_start_request_is_taken_with_its_mode_reason_and_no_limit_by_default() {
+        let command = StartRun::try_from(start()).expect("valid");
+        assert_eq!(
+            (command.mode, command.reason.as_str()),
+            (Mode::Live, "new bucket")
+        );
+        assert_eq!(command.limit, Limit::default());
+    }
+
+    #[test]
+    fn a_start_request_without_a_known_mode_is_refused_naming_the_mode() {
+        for mode in [pb::MigrationMode::Unspecified as i32, 99] {
+            let request = pb::StartRunRequest { mode, ..start() };
+            assert_eq!(refused(StartRun::try_from(request)), "mode");
+        }
+    }
+
+    #[test]
+    fn each_malformed_start_field_is_named() {
+        let negative = pb::ThroughputLimit {
+            bytes_per_second: -1,
+            objects_per_second: 0,
+        };
+        let cases = [
+            (
+                pb::StartRunRequest {
+                    limit: Some(negative),
+                    ..start()
+                },
+                "limit",
+            ),
+            (
+                pb::StartRunRequest {
+                    target_binding_id: "b".into(),
+                    ..start()
+                },
+                "target_binding_id",
+            ),
+            (
+                pb::StartRunRequest {
+                    reason: " ".into(),
+                    ..start()
+                },
+                "reason",
+            ),
+            (
+                pb::StartRunRequest {
+                    request_id: "a b".into(),
+                    ..start()
+                },
+                "request_id",
+            ),
+        ];
+        for (request, field) in cases {
+            assert_eq!(refused(StartRun::try_from(request)), field);
+        }
+    }
+
+    #[test]
+    fn a_state_filter_left_unspecified_lists_all_and_an_unknown_one_is_refused() {
+        assert_eq!(run_state(pb::RunState::Unspecified as i32).ok(), Some(None));
+        assert_eq!(
+            run_state(pb::RunState::Failed as i32).ok(),
+            Some(Some(RunState::Failed))
+        );
+        assert_eq!(refused(run_state(99)), "state");
+        assert_eq!(
+            item_state(pb::ItemState::Skipped as i32).ok(),
+            Some(Some(ItemState::Skipped))
+        );
+        assert_eq!(refused(item_state(-1)), "state");
     }
 }

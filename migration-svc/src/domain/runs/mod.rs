@@ -1,10 +1,12 @@
 //! Migration runs as callers see them: start (dry run or live, never by default), read,
-//! list, list items, retry a failed run, cancel. The work itself is the runner's.
+//! list, list items, retry a failed run, cancel. The work itself is the runner's; how a
+//! run ends is [`lifecycle`]'s.
+
+pub mod lifecycle;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use stowage_shared::{
     api::{Claim, RequestId},
@@ -13,144 +15,20 @@ use stowage_shared::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{IDEMPOTENCY, Page, evidence, text_enum};
+use self::lifecycle::Ending;
+// Re-exported for the watcher, which takes runs and items from here.
+pub use super::model::runs::{Run, RunItem};
+use super::{
+    IDEMPOTENCY, Page, evidence,
+    model::{
+        evidence::AuditEntry,
+        runs::{ItemState, Limit, Mode, RunState},
+    },
+};
 use crate::{
-    db::{self, evidence::AuditEntry},
+    db,
     error::{Error, Result},
 };
-
-text_enum! {
-    pub enum Mode {
-        DryRun = "dry_run",
-        Live = "live",
-    }
-}
-
-text_enum! {
-    pub enum RunState {
-        Queued = "queued",
-        Planning = "planning",
-        Running = "running",
-        Completed = "completed",
-        CompletedWithErrors = "completed_with_errors",
-        Failed = "failed",
-        Cancelled = "cancelled",
-    }
-}
-
-impl RunState {
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunState::Completed
-                | RunState::CompletedWithErrors
-                | RunState::Failed
-                | RunState::Cancelled
-        )
-    }
-}
-
-text_enum! {
-    pub enum ItemState {
-        Queued = "queued",
-        Running = "running",
-        Migrated = "migrated",
-        Skipped = "skipped",
-        Failed = "failed",
-    }
-}
-
-text_enum! {
-    /// Why an item was skipped or failed.
-    pub enum ItemCause {
-        AlreadyOnTarget = "already_on_target",
-        ArtifactDeleted = "artifact_deleted",
-        SourcePermissionDenied = "source_permission_denied",
-        SourceNotFound = "source_not_found",
-        SourceUnavailable = "source_unavailable",
-        SourceUnreadable = "source_unreadable",
-        ChecksumMismatch = "checksum_mismatch",
-        TargetUnavailable = "target_unavailable",
-        Internal = "internal",
-        /// Never started: the run failed first.
-        RunFailed = "run_failed",
-    }
-}
-
-text_enum! {
-    /// Why a run FAILED.
-    pub enum FailureCause {
-        TargetNotActive = "target_not_active",
-        TargetUnavailable = "target_unavailable",
-        Internal = "internal",
-    }
-}
-
-/// Per-run throughput limits; 0 is unlimited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limit {
-    pub bytes_per_second: i64,
-    pub objects_per_second: i64,
-}
-
-/// Items of a run by state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub queued: i64,
-    pub running: i64,
-    pub migrated: i64,
-    pub skipped: i64,
-    pub failed: i64,
-}
-
-/// Artifacts and bytes of the plan from one source binding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceReport {
-    pub binding_id: Uuid,
-    pub artifacts: i64,
-    pub bytes: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    pub id: Uuid,
-    pub organization_id: String,
-    pub target_binding_id: Uuid,
-    pub mode: Mode,
-    pub state: RunState,
-    pub reason: String,
-    pub requested_by: String,
-    pub retry_of: Option<Uuid>,
-    pub limit: Limit,
-    pub counts: Counts,
-    pub bytes_total: i64,
-    pub bytes_migrated: i64,
-    pub sources: Vec<SourceReport>,
-    pub failure_cause: Option<FailureCause>,
-    pub failure_detail: Option<String>,
-    pub cancel_requested: bool,
-    /// Outcomes recorded so far (the last outcome sequence number).
-    pub last_outcome: i64,
-    pub create_time: DateTime<Utc>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
-    pub update_time: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunItem {
-    pub run_id: Uuid,
-    pub artifact_id: Uuid,
-    pub source_binding_id: Uuid,
-    pub state: ItemState,
-    pub size_bytes: i64,
-    pub cause: Option<ItemCause>,
-    pub cause_detail: Option<String>,
-    pub attempts: i32,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
-    pub outcome_seq: Option<i64>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StartRun {
@@ -296,30 +174,8 @@ impl Runs {
         let failed = db::runs::get_for_update(&tx, Some(org), command.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {}", command.id)))?;
-        match failed.state {
-            RunState::Failed => {}
-            RunState::CompletedWithErrors => {
-                return Err(Error::FailedPrecondition(format!(
-                    "run {} is COMPLETED_WITH_ERRORS: only FAILED runs are retried; start a new \
-                     run (StartRun) to the same target, whose planning picks up every artifact \
-                     not yet on it",
-                    failed.id
-                )));
-            }
-            other => {
-                return Err(Error::FailedPrecondition(format!(
-                    "run {} is {}: only FAILED runs are retried; to migrate what is left, start \
-                     a new run",
-                    failed.id,
-                    other.as_str().to_uppercase()
-                )));
-            }
-        }
-        let reason = if command.reason.is_empty() {
-            format!("retry of run {}", failed.id)
-        } else {
-            command.reason.clone()
-        };
+        retryable(&failed)?;
+        let reason = retry_reason(&failed, &command.reason);
         let run = new_run(
             caller,
             failed.target_binding_id,
@@ -362,15 +218,14 @@ impl Runs {
             return Ok(run);
         }
         db::runs::request_cancel(&tx, id).await?;
-        if run.state == RunState::Queued {
-            db::runs::end(&tx, id, RunState::Cancelled, None, None).await?;
-        }
-        let run = db::runs::get(&tx, None, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
-        if run.state.is_terminal() {
-            record_end(&tx, &run).await?;
-        }
+        let ended = run.state == RunState::Queued;
+        let run = if ended {
+            lifecycle::end_locked(&tx, &run, &Ending::Cancelled).await?
+        } else {
+            db::runs::get(&tx, None, id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("run {id}")))?
+        };
         evidence::audit(
             &tx,
             &AuditEntry::new(caller, "CancelRun")
@@ -381,7 +236,37 @@ impl Runs {
         )
         .await?;
         tx.commit().await?;
+        if ended {
+            lifecycle::ended(id, &Ending::Cancelled);
+        }
         Ok(run)
+    }
+}
+
+/// Only a FAILED run is retried: a run that ended otherwise, or has not ended, is a
+/// failed precondition that says what to do instead.
+fn retryable(run: &Run) -> Result<()> {
+    match run.state {
+        RunState::Failed => Ok(()),
+        RunState::CompletedWithErrors => Err(Error::FailedPrecondition(format!(
+            "run {} is COMPLETED_WITH_ERRORS: only FAILED runs are retried; start a new run \
+             (StartRun) to the same target, whose planning picks up every artifact not yet on it",
+            run.id
+        ))),
+        other => Err(Error::FailedPrecondition(format!(
+            "run {} is {}: only FAILED runs are retried; to migrate what is left, start a new run",
+            run.id,
+            other.as_str().to_uppercase()
+        ))),
+    }
+}
+
+/// A retry's reason: the caller's, or one naming the run it retries.
+fn retry_reason(failed: &Run, reason: &str) -> String {
+    if reason.is_empty() {
+        format!("retry of run {}", failed.id)
+    } else {
+        reason.to_owned()
     }
 }
 
@@ -397,6 +282,7 @@ async fn insert_open(client: &impl stowage_shared::db::GenericClient, run: &Run)
     }
 }
 
+/// A new queued run requested by `caller`.
 fn new_run(
     caller: &Principal,
     target: Uuid,
@@ -405,55 +291,73 @@ fn new_run(
     limit: Limit,
     retry_of: Option<Uuid>,
 ) -> Run {
-    let now = stowage_shared::db::now();
-    Run {
-        id: Uuid::now_v7(),
-        organization_id: caller.organization.clone(),
-        target_binding_id: target,
-        mode,
-        state: RunState::Queued,
-        reason: reason.to_owned(),
-        requested_by: caller.subject.clone(),
-        retry_of,
-        limit,
-        counts: Counts::default(),
-        bytes_total: 0,
-        bytes_migrated: 0,
-        sources: Vec::new(),
-        failure_cause: None,
-        failure_detail: None,
-        cancel_requested: false,
-        last_outcome: 0,
-        create_time: now,
-        start_time: None,
-        end_time: None,
-        update_time: now,
-    }
+    let (org, subject) = (&caller.organization, &caller.subject);
+    Run::queued(org, subject, target, mode, reason, limit, retry_of)
 }
 
-/// The domain event of a run that ended, in the transaction that ended it.
-pub async fn record_end(client: &impl stowage_shared::db::GenericClient, run: &Run) -> Result<()> {
-    let kind = if run.state == RunState::Failed {
-        super::evidence::RUN_FAILED
-    } else {
-        super::evidence::RUN_COMPLETED
-    };
-    let duration = run
-        .end_time
-        .zip(run.start_time.or(Some(run.create_time)))
-        .map(|(end, start)| (end - start).num_milliseconds() as f64 / 1000.0);
-    let payload = json!({
-        "state": run.state.as_str(),
-        "mode": run.mode.as_str(),
-        "target_binding_id": run.target_binding_id,
-        "items": run.counts,
-        "bytes_total": run.bytes_total,
-        "bytes_migrated": run.bytes_migrated,
-        "sources": run.sources,
-        "duration_seconds": duration,
-        "failure_cause": run.failure_cause.map(FailureCause::as_str),
-        "failure_detail": run.failure_detail,
-        "retry_of": run.retry_of,
-    });
-    db::evidence::record_domain_event(client, &run.organization_id, kind, run.id, &payload).await
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::runs::Counts;
+
+    fn run(state: RunState) -> Run {
+        let caller = Principal {
+            subject: "alice".into(),
+            organization: "acme".into(),
+            roles: [Role::OrgAdmin].into(),
+        };
+        let mut run = new_run(
+            &caller,
+            Uuid::nil(),
+            Mode::Live,
+            "why",
+            Limit::default(),
+            None,
+        );
+        run.state = state;
+        run
+    }
+
+    #[test]
+    fn a_new_run_is_queued_for_the_caller_with_nothing_counted() {
+        let run = run(RunState::Queued);
+        assert_eq!(
+            (run.organization_id.as_str(), run.requested_by.as_str()),
+            ("acme", "alice")
+        );
+        assert_eq!(run.counts, Counts::default());
+        assert!(!run.cancel_requested && run.end_time.is_none());
+    }
+
+    #[test]
+    fn only_a_failed_run_is_retried() {
+        assert!(retryable(&run(RunState::Failed)).is_ok());
+        for state in RunState::ALL.iter().filter(|s| **s != RunState::Failed) {
+            let refused = retryable(&run(*state));
+            assert!(
+                matches!(refused, Err(Error::FailedPrecondition(_))),
+                "{state:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_completed_with_errors_is_told_to_start_a_new_run() {
+        let Err(Error::FailedPrecondition(message)) =
+            retryable(&run(RunState::CompletedWithErrors))
+        else {
+            panic!("not refused");
+        };
+        assert!(message.contains("StartRun"), "{message}");
+    }
+
+    #[test]
+    fn a_retry_without_a_reason_names_the_run_it_retries() {
+        let failed = run(RunState::Failed);
+        assert_eq!(
+            retry_reason(&failed, ""),
+            format!("retry of run {}", failed.id)
+        );
+        assert_eq!(retry_reason(&failed, "fixed the key"), "fixed the key");
+    }
 }

@@ -1,0 +1,14 @@
+//! Migration runs through the gRPC API on PostgreSQL and Azurite, by behaviour: planning
+//! (dry runs, states, validation), live copies and their item causes, failing closed,
+//! watching, and replicas taking over each other's work.
+
+use std::time::Duration;
+
+mod fail_closed;
+mod live;
+mod planning;
+mod takeover;
+mod watch;
+
+/// How long a test waits for a run to get somewhere.
+const WAIT: Duration = Duration::from_secs(60);

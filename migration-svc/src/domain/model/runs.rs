@@ -1,0 +1,270 @@
+//! Migration runs and their items as stored and shown: modes, states, the causes of a
+//! skipped or failed item and of a failed run, limits, counts, the plan by source, and
+//! the tally a batch of outcomes adds to a run.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::text_enum;
+
+text_enum! {
+    pub enum Mode {
+        DryRun = "dry_run",
+        Live = "live",
+    }
+}
+
+text_enum! {
+    pub enum RunState {
+        Queued = "queued",
+        Planning = "planning",
+        Running = "running",
+        Completed = "completed",
+        CompletedWithErrors = "completed_with_errors",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+}
+
+impl RunState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunState::Completed
+                | RunState::CompletedWithErrors
+                | RunState::Failed
+                | RunState::Cancelled
+        )
+    }
+}
+
+text_enum! {
+    pub enum ItemState {
+        Queued = "queued",
+        Running = "running",
+        Migrated = "migrated",
+        Skipped = "skipped",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Why an item was skipped or failed.
+    pub enum ItemCause {
+        AlreadyOnTarget = "already_on_target",
+        ArtifactDeleted = "artifact_deleted",
+        SourcePermissionDenied = "source_permission_denied",
+        SourceNotFound = "source_not_found",
+        SourceUnavailable = "source_unavailable",
+        SourceUnreadable = "source_unreadable",
+        ChecksumMismatch = "checksum_mismatch",
+        TargetUnavailable = "target_unavailable",
+        Internal = "internal",
+        /// Never started: the run failed first.
+        RunFailed = "run_failed",
+    }
+}
+
+text_enum! {
+    /// Why a run FAILED.
+    pub enum FailureCause {
+        TargetNotActive = "target_not_active",
+        TargetUnavailable = "target_unavailable",
+        Internal = "internal",
+    }
+}
+
+/// Per-run throughput limits; 0 is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub bytes_per_second: i64,
+    pub objects_per_second: i64,
+}
+
+/// Items of a run by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub queued: i64,
+    pub running: i64,
+    pub migrated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+}
+
+/// Artifacts and bytes of the plan from one source binding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceReport {
+    pub binding_id: Uuid,
+    pub artifacts: i64,
+    pub bytes: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: Uuid,
+    pub organization_id: String,
+    pub target_binding_id: Uuid,
+    pub mode: Mode,
+    pub state: RunState,
+    pub reason: String,
+    pub requested_by: String,
+    pub retry_of: Option<Uuid>,
+    pub limit: Limit,
+    pub counts: Counts,
+    pub bytes_total: i64,
+    pub bytes_migrated: i64,
+    pub sources: Vec<SourceReport>,
+    pub failure_cause: Option<FailureCause>,
+    pub failure_detail: Option<String>,
+    pub cancel_requested: bool,
+    /// Outcomes recorded so far (the last outcome sequence number).
+    pub last_outcome: i64,
+    pub create_time: DateTime<Utc>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub update_time: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunItem {
+    pub run_id: Uuid,
+    pub artifact_id: Uuid,
+    pub source_binding_id: Uuid,
+    pub state: ItemState,
+    pub size_bytes: i64,
+    pub cause: Option<ItemCause>,
+    pub cause_detail: Option<String>,
+    pub attempts: i32,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub outcome_seq: Option<i64>,
+}
+
+/// What a batch of outcomes adds to a run's counters.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub migrated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub migrated_bytes: i64,
+}
+
+impl Tally {
+    pub fn add(&mut self, state: ItemState, migrated_bytes: i64) {
+        match state {
+            ItemState::Migrated => self.migrated += 1,
+            ItemState::Skipped => self.skipped += 1,
+            ItemState::Failed => self.failed += 1,
+            ItemState::Queued | ItemState::Running => {}
+        }
+        self.migrated_bytes += migrated_bytes;
+    }
+
+    pub fn count(&self, state: ItemState) -> i64 {
+        match state {
+            ItemState::Migrated => self.migrated,
+            ItemState::Skipped => self.skipped,
+            ItemState::Failed => self.failed,
+            ItemState::Queued | ItemState::Running => 0,
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.migrated + self.skipped + self.failed
+    }
+}
+
+impl Run {
+    /// A new run, QUEUED: nothing planned, counted or ended yet.
+    pub fn queued(
+        organization: &str,
+        requested_by: &str,
+        target: Uuid,
+        mode: Mode,
+        reason: &str,
+        limit: Limit,
+        retry_of: Option<Uuid>,
+    ) -> Self {
+        let now = stowage_shared::db::now();
+        Run {
+            id: Uuid::now_v7(),
+            organization_id: organization.to_owned(),
+            target_binding_id: target,
+            mode,
+            state: RunState::Queued,
+            reason: reason.to_owned(),
+            requested_by: requested_by.to_owned(),
+            retry_of,
+            limit,
+            counts: Counts::default(),
+            bytes_total: 0,
+            bytes_migrated: 0,
+            sources: Vec::new(),
+            failure_cause: None,
+            failure_detail: None,
+            cancel_requested: false,
+            last_outcome: 0,
+            create_time: now,
+            start_time: None,
+            end_time: None,
+            update_time: now,
+        }
+    }
+
+    /// A live run of organization `acme` to binding 7 in `state`, nothing counted: for
+    /// unit tests of the rules over runs.
+    #[cfg(test)]
+    pub(crate) fn example(state: RunState) -> Self {
+        let target = Uuid::from_u128(7);
+        let mut run = Run::queued(
+            "acme",
+            "alice",
+            target,
+            Mode::Live,
+            "test",
+            Limit::default(),
+            None,
+        );
+        run.state = state;
+        run
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_each_ended_state_and_only_migrated_bytes_move() {
+        let mut tally = Tally::default();
+        tally.add(ItemState::Migrated, 10);
+        tally.add(ItemState::Migrated, 5);
+        tally.add(ItemState::Skipped, 0);
+        tally.add(ItemState::Failed, 0);
+        assert_eq!(tally.count(ItemState::Migrated), 2);
+        assert_eq!((tally.total(), tally.migrated_bytes), (4, 15));
+        assert_eq!(
+            tally.count(ItemState::Queued) + tally.count(ItemState::Running),
+            0
+        );
+    }
+
+    #[test]
+    fn only_the_four_ends_of_a_run_are_terminal() {
+        let terminal: Vec<_> = RunState::ALL.iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal.len(), 4);
+        assert!(!RunState::Running.is_terminal() && !RunState::Planning.is_terminal());
+    }
+
+    #[test]
+    fn every_state_and_cause_reads_back_from_its_text() {
+        for state in RunState::ALL {
+            assert_eq!(RunState::parse(state.as_str()), Some(*state));
+        }
+        for cause in ItemCause::ALL {
+            assert_eq!(ItemCause::parse(cause.as_str()), Some(*cause));
+        }
+        assert_eq!(ItemState::parse("MIGRATED"), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! The runner every replica runs: it plans queued runs ([`plan`]), works through running
+//! runs' items ([`work`]) and records their outcomes ([`record`]). Every place that decides
+//! to fail a run closed asks [`ensure_target_active`] and leaves through [`Runner::fail`];
+//! every end of a run is [`lifecycle`]'s.
+
+mod outcome;
+mod plan;
+mod record;
+mod work;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use stowage_shared::{db::GenericClient, shutdown::Drain};
+use tokio::sync::Notify;
+use tokio_util::task::AbortOnDropHandle;
+use uuid::Uuid;
+
+use super::{
+    model::{
+        bindings::BindingState,
+        runs::{FailureCause, Run, RunItem, RunState},
+    },
+    runs::lifecycle::{self, Ending, Failure},
+    stores::Stores,
+};
+use crate::{config::RunnerConfig, db, error::Result};
+
+#[derive(Clone, Debug)]
+pub struct Runner {
+    pool: deadpool_postgres::Pool,
+    stores: Stores,
+    config: RunnerConfig,
+    /// This replica's name on leases.
+    owner: String,
+    /// The items this replica holds leases on and is still working on; only these are
+    /// renewed, so an item whose outcome could not be recorded is left to expire.
+    leased: Arc<Mutex<HashSet<(Uuid, Uuid)>>>,
+    wake: Arc<Notify>,
+}
+
+impl Runner {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        stores: Stores,
+        config: RunnerConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let owner = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into()),
+            Uuid::new_v4().simple()
+        );
+        Self {
+            pool,
+            stores,
+            config,
+            owner,
+            leased: Arc::default(),
+            wake,
+        }
+    }
+
+    /// Works until the drain starts; leases this replica holds are renewed meanwhile.
+    pub async fn run(self, drain: Drain) {
+        // Stops with this future, however it ends.
+        let _heartbeat = AbortOnDropHandle::new(tokio::spawn(self.clone().heartbeat()));
+        tracing::info!(owner = %self.owner, "migration runner started");
+        while !drain.is_draining() {
+            let idle = match self.step(&drain).await {
+                Ok(worked) => !worked,
+                Err(error) => {
+                    tracing::error!(%error, "migration runner step failed");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = self.wake.notified() => {}
+                    () = drain.draining() => {}
+                }
+            }
+        }
+        tracing::info!("migration runner stopped");
+    }
+
+    async fn heartbeat(self) {
+        let every = self.config.lease_ttl / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let (runs, artifacts): (Vec<Uuid>, Vec<Uuid>) = match self.leased.lock() {
+                Ok(leased) => leased.iter().copied().unzip(),
+                Err(_) => continue,
+            };
+            if runs.is_empty() {
+                continue;
+            }
+            let renewed = async {
+                let client = self.pool.get().await?;
+                let ttl = self.config.lease_ttl;
+                db::items::heartbeat(&client, &self.owner, &runs, &artifacts, ttl).await
+            };
+            if let Err(error) = renewed.await {
+                tracing::warn!(%error, "could not renew item leases");
+            }
+        }
+    }
+
+    /// One unit of work: plan a run, or work through a running run's items. Returns
+    /// whether there was anything to do.
+    pub async fn step(&self, drain: &Drain) -> Result<bool> {
+        if self.plan_next().await? {
+            return Ok(true);
+        }
+        let running = {
+            let client = self.pool.get().await?;
+            db::runs::running(&client).await?
+        };
+        for run_id in running {
+            if drain.is_draining() {
+                break;
+            }
+            match self.work(run_id, drain).await {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                // One run's trouble never holds up the others.
+                Err(error) => tracing::error!(run = %run_id, %error, "could not work on a run"),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn current(&self, run_id: Uuid) -> Result<Option<Run>> {
+        let client = self.pool.get().await?;
+        db::runs::get(&client, None, run_id).await
+    }
+
+    /// Ends the run with `ending` unless it has ended already.
+    async fn end(&self, run: &Run, ending: Ending) -> Result<bool> {
+        lifecycle::end(&self.pool, run.id, &ending).await
+    }
+
+    /// The one way out of a run whose target cannot take its writes: FAILED, at most
+    /// once; failed closed (with its security event) if it was running. Migrated items
+    /// stay migrated; nothing is written anywhere else.
+    async fn fail(&self, run: &Run, failure: Failure) -> Result<()> {
+        self.end(run, Ending::Failed(failure)).await?;
+        Ok(())
+    }
+
+    /// Adds or removes items from the set whose leases the heartbeat renews.
+    fn track<'a>(&self, items: impl IntoIterator<Item = &'a RunItem>, leased: bool) {
+        if let Ok(mut set) = self.leased.lock() {
+            for item in items {
+                let key = (item.run_id, item.artifact_id);
+                if leased {
+                    set.insert(key);
+                } else {
+                    set.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// The one check before a run plans or writes: its target is still the organization's
+/// active binding (read `for share`, so inside a transaction it stays so until commit).
+/// `Some` is the failure to end the run with.
+async fn ensure_target_active(client: &impl GenericClient, run: &Run) -> Result<Option<Failure>> {
+    let state = db::bindings::state_for_share(client, run.target_binding_id).await?;
+    Ok(target_failure(run, state))
+}
+
+/// The pure half of [`ensure_target_active`].
+fn target_failure(run: &Run, state: Option<BindingState>) -> Option<Failure> {
+    if state == Some(BindingState::Active) {
+        return None;
+    }
+    let binding = run.target_binding_id;
+    let detail = if run.state == RunState::Running {
+        format!("binding {binding} is no longer active")
+    } else {
+        format!("binding {binding} is not the organization's active binding")
+    };
+    Some(Failure::new(FailureCause::TargetNotActive, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_active_target_lets_the_run_go_on() {
+        let run = Run::example(RunState::Running);
+        assert_eq!(target_failure(&run, Some(BindingState::Active)), None);
+    }
+
+    #[test]
+    fn a_target_disabled_pending_or_gone_fails_the_run_as_not_active() {
+        for state in [
+            Some(BindingState::Disabled),
+            Some(BindingState::Pending),
+            None,
+        ] {
+            let failure = target_failure(&Run::example(RunState::Running), state);
+            let failure = failure.expect("a failure");
+            assert_eq!(failure.cause, FailureCause::TargetNotActive);
+            assert!(
+                failure.detail.contains("no longer active"),
+                "{}",
+                failure.detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_not_active_at_planning_is_said_so() {
+        let failure = target_failure(&Run::example(RunState::Planning), None).expect("a failure");
+        assert!(
+            failure
+                .detail
+                .contains("not the organization's active binding"),
+            "{}",
+            failure.detail
+        );
+    }
+}
