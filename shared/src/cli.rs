@@ -4,6 +4,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
 use crate::{
     auth::{AuthError, Role, TokenMinter},
     config::AuthConfig,
@@ -73,6 +75,52 @@ pub struct ClientArgs {
     /// Organization (tenant) of a minted token.
     #[arg(long = "as-org", default_value = "demo")]
     pub org: String,
+    /// PEM root certificate(s) the server's certificate must chain to; implies TLS for a
+    /// `host:port` server. Without it, an `https://` server is checked against the system's
+    /// trust store.
+    #[arg(long, env = "STOWAGE_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain, for a server that requires mutual TLS (with `--key`).
+    #[arg(
+        long,
+        env = "STOWAGE_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `--cert`.
+    #[arg(
+        long,
+        env = "STOWAGE_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// Whether any TLS setting was given (a `host:port` server is then reached over TLS).
+    fn wants_tls(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some()
+    }
+
+    /// The client TLS settings: `--ca` (else the system roots) and `--cert`/`--key`.
+    fn tls_config(&self) -> Result<ClientTlsConfig, ClientError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| ClientError::Read {
+                path: path.clone(),
+                source,
+            })
+        };
+        let mut config = match &self.ca {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +134,16 @@ pub enum ClientError {
     },
     #[error("invalid server address {0:?}")]
     Address(String),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS settings for {server}: {source}")]
+    Tls {
+        server: String,
+        source: tonic::transport::Error,
+    },
     #[error("{0}")]
     Token(String),
 }
@@ -106,9 +164,20 @@ pub async fn connect(
             Duration::from_secs(3600),
         )?,
     };
-    let server = server_url(args.server.as_deref().unwrap_or(default_server));
-    let endpoint = tonic::transport::Endpoint::from_shared(server.clone())
+    let server = server_url(
+        args.server.as_deref().unwrap_or(default_server),
+        args.wants_tls(),
+    );
+    let mut endpoint = tonic::transport::Endpoint::from_shared(server.clone())
         .map_err(|_| ClientError::Address(server.clone()))?;
+    if server.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(args.tls_config()?)
+            .map_err(|source| ClientError::Tls {
+                server: server.clone(),
+                source,
+            })?;
+    }
     let channel = endpoint
         .tcp_nodelay(true)
         .connect()
@@ -117,11 +186,14 @@ pub async fn connect(
     Ok((channel, format!("Bearer {token}")))
 }
 
-/// A server address as a URL: `host:port` without a scheme is plaintext HTTP/2.
-pub fn server_url(server: &str) -> String {
+/// A server address as a URL: `host:port` without a scheme is plaintext HTTP/2, or TLS
+/// when `tls` (a CA or client certificate was given).
+pub fn server_url(server: &str, tls: bool) -> String {
     let server = server.trim();
     if server.contains("://") {
         server.to_owned()
+    } else if tls {
+        format!("https://{server}")
     } else {
         format!("http://{server}")
     }
@@ -137,9 +209,13 @@ pub fn authorized<T>(message: T, authorization: &str) -> Result<tonic::Request<T
     Ok(request)
 }
 
-/// The local server a client subcommand talks to by default: the configured port.
+/// The local server a client subcommand talks to by default: the configured port, over
+/// TLS as `localhost` when the configuration has `[grpc] tls`.
 pub fn local_server(grpc: &crate::config::GrpcConfig) -> String {
-    format!("http://127.0.0.1:{}", grpc.listen.port())
+    match grpc.tls {
+        Some(_) => format!("https://localhost:{}", grpc.listen.port()),
+        None => format!("http://127.0.0.1:{}", grpc.listen.port()),
+    }
 }
 
 #[cfg(test)]
@@ -148,9 +224,21 @@ mod tests {
 
     #[test]
     fn an_address_without_a_scheme_is_plaintext() {
-        assert_eq!(server_url("127.0.0.1:50051"), "http://127.0.0.1:50051");
-        assert_eq!(server_url("db.internal:50051"), "http://db.internal:50051");
-        assert_eq!(server_url("https://svc:443"), "https://svc:443");
-        assert_eq!(server_url(" http://[::1]:1 "), "http://[::1]:1");
+        assert_eq!(
+            server_url("127.0.0.1:50051", false),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            server_url("db.internal:50051", false),
+            "http://db.internal:50051"
+        );
+        assert_eq!(server_url("https://svc:443", false), "https://svc:443");
+        assert_eq!(server_url(" http://[::1]:1 ", false), "http://[::1]:1");
+    }
+
+    #[test]
+    fn an_address_without_a_scheme_is_tls_when_a_ca_or_certificate_is_given() {
+        assert_eq!(server_url("svc:443", true), "https://svc:443");
+        assert_eq!(server_url("http://svc:80", true), "http://svc:80");
     }
 }
