@@ -1,8 +1,9 @@
 //! Command-line pieces both binaries share: `--config`, the subcommands every service has
 //! (`serve`, `migrate`, `token`, which mints a development token from the configured
-//! signing key), and how client subcommands reach a server.
+//! signing key, `completions`), how client subcommands reach a server, and how they report:
+//! a summary line or one JSON object (`--output json`), a failure's gRPC code on stderr.
 
-use std::{path::PathBuf, time::Duration};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
@@ -28,6 +29,17 @@ pub enum ServiceCommand {
     Migrate,
     /// Print a bearer token signed with the configured key (development).
     Token(TokenArgs),
+    /// Print a shell completion script, e.g. `completions bash > /etc/bash_completion.d/NAME`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `completions SHELL`: the completion script of `command` (the binary's whole CLI).
+pub fn print_completions(shell: clap_complete::Shell, mut command: clap::Command) {
+    let name = command.get_name().to_owned();
+    clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
 }
 
 /// `token`: prints a bearer token for development and scripts.
@@ -96,6 +108,119 @@ pub struct ClientArgs {
         requires = "cert"
     )]
     pub key: Option<PathBuf>,
+    /// `text`: details and a final summary line; `json`: one JSON object on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// What a client subcommand prints on stdout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Details, then one summary line.
+    #[default]
+    Text,
+    /// One JSON object (on failure `{"error": {"code": …, "message": …}}`), for scripts.
+    Json,
+}
+
+impl Output {
+    /// Whether to draw a progress bar: text output to a terminal (stderr) only.
+    pub fn progress(self) -> bool {
+        self == Self::Text && std::io::stderr().is_terminal()
+    }
+
+    /// Prints a command's result: `summary` as text, or `json` as one line.
+    pub fn finish(self, summary: &str, json: &serde_json::Value) {
+        match self {
+            Self::Text => println!("{summary}"),
+            Self::Json => println!("{json}"),
+        }
+    }
+
+    /// Reports a failed client command and returns its exit status, 1: the gRPC code (or
+    /// `UNAVAILABLE` for a server that cannot be reached) and message on stderr and, with
+    /// `json`, as an error object on stdout.
+    pub fn fail(self, error: &(dyn std::error::Error + 'static)) -> ExitCode {
+        let name = grpc_code(error).map(code_name);
+        let message = match find::<tonic::Status>(error) {
+            Some(status) => status.message().to_owned(),
+            None => error_chain(error),
+        };
+        match name {
+            Some(name) => eprintln!("error: {name}: {message}"),
+            None => eprintln!("error: {message}"),
+        }
+        if self == Self::Json {
+            println!(
+                "{}",
+                serde_json::json!({ "error": { "code": name, "message": message } })
+            );
+        }
+        ExitCode::FAILURE
+    }
+}
+
+fn find<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = error.source();
+    }
+    None
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let more = source.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = source.source();
+    }
+    text
+}
+
+/// The gRPC code of a failed call in `error`'s chain; `UNAVAILABLE` when the server could
+/// not be reached.
+pub fn grpc_code(error: &(dyn std::error::Error + 'static)) -> Option<tonic::Code> {
+    if let Some(status) = find::<tonic::Status>(error) {
+        return Some(status.code());
+    }
+    find::<ClientError>(error).and_then(|error| match error {
+        ClientError::Connect { .. } => Some(tonic::Code::Unavailable),
+        _ => None,
+    })
+}
+
+/// A code's name as the gRPC specification writes it (`NOT_FOUND`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 impl ClientArgs {
@@ -234,6 +359,18 @@ mod tests {
         );
         assert_eq!(server_url("https://svc:443", false), "https://svc:443");
         assert_eq!(server_url(" http://[::1]:1 ", false), "http://[::1]:1");
+    }
+
+    #[test]
+    fn a_status_anywhere_in_the_chain_names_its_code() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("restoring")]
+        struct Outer(#[source] tonic::Status);
+        let error = Outer(tonic::Status::not_found("no such job"));
+        assert_eq!(grpc_code(&error), Some(tonic::Code::NotFound));
+        assert_eq!(code_name(tonic::Code::NotFound), "NOT_FOUND");
+        let other = ClientError::Token("bad".into());
+        assert_eq!(grpc_code(&other), None);
     }
 
     #[test]

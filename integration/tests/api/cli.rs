@@ -40,11 +40,14 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 async fn migration_cli(app: &TestApp, token: &str, args: &[&str]) -> Output {
-    let server = app.migration_addr.to_string();
+    migration_cli_at(&app.migration_addr.to_string(), token, args).await
+}
+
+async fn migration_cli_at(server: &str, token: &str, args: &[&str]) -> Output {
     let run = tokio::process::Command::new(workspace_binary("migration-svc").unwrap())
         .arg("run")
         .args(args)
-        .args(["--server", &server, "--token", token])
+        .args(["--server", server, "--token", token])
         .env_remove("STOWAGE_CONFIG")
         .env_remove("STOWAGE_SERVER")
         .env_remove("STOWAGE_TOKEN")
@@ -209,4 +212,166 @@ async fn client_subcommands_reach_a_server_under_mtls_with_ca_cert_and_key() {
         );
     }
     app.stop().await.unwrap();
+}
+
+/// stdout's lines, the last one first.
+fn last_line(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// stdout as exactly one JSON object.
+fn json(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one line of JSON: {stdout}");
+    serde_json::from_str(&stdout).expect("stdout is JSON")
+}
+
+#[tokio::test]
+async fn run_subcommands_end_with_a_summary_line_when_piped_and_print_one_json_object_with_output_json()
+ {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut bindings = app.bindings(Some(&token)).await;
+    let active = migration::create_active(&mut bindings, memory_binding("t"))
+        .await
+        .unwrap();
+    let start = ["start", "--target", &active.id, "--mode", "dry-run"];
+    let start = [&start[..], &["--reason", "sizing"]].concat();
+
+    let text = migration_cli(&app, &token, &start).await;
+    assert_eq!(text.status.code(), Some(0));
+    let summary = last_line(&text);
+    assert!(summary.starts_with("run "), "{summary}");
+    assert!(
+        summary.contains(" completed: 0 migrated, 0 skipped, 0 failed; 0 of 0 bytes"),
+        "{summary}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&text.stderr).contains('['),
+        "no progress bar off a terminal"
+    );
+
+    let run =
+        json(&migration_cli(&app, &token, &[&start[..], &["--output", "json"]].concat()).await);
+    assert_eq!(run["state"], "COMPLETED");
+    assert_eq!(run["mode"], "DRY_RUN");
+    assert_eq!(run["exit_code"], 0);
+    let id = run["id"].as_str().unwrap().to_owned();
+    let got = migration_cli(&app, &token, &["get", "--run", &id, "--output", "json"]).await;
+    assert_eq!(got.status.code(), Some(0));
+    assert_eq!(json(&got)["id"], id.as_str());
+    let queued = migration_cli(&app, &token, &[&start[..], &["--no-watch"]].concat()).await;
+    assert!(
+        last_line(&queued).contains(" queued: "),
+        "{}",
+        last_line(&queued)
+    );
+    let watched = migration_cli(&app, &token, &["watch", "--run", &id]).await;
+    assert!(
+        last_line(&watched).starts_with(&format!("run {id} completed: ")),
+        "{}",
+        last_line(&watched)
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn archive_and_restore_print_a_summary_line_and_json_when_stdout_is_not_a_terminal() {
+    let app = spawn_app().await.unwrap();
+    let db = app.db.client().await.unwrap();
+    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 30, 10)
+        .await
+        .unwrap()
+        .to_string();
+    let server = app.archive_addr.to_string();
+    let archive_cli = |role: Role, more: &[&str]| {
+        let token = app.token("acme", &[role]);
+        let run = [
+            args(more),
+            args(&["--job", &job, "--server", &server, "--token", &token]),
+        ]
+        .concat();
+        async move { command("archive-svc", &run).await }
+    };
+
+    let archived = archive_cli(Role::SuperAdmin, &["archive"]).await;
+    assert_eq!(archived.status.code(), Some(0));
+    let summary = last_line(&archived);
+    assert!(
+        summary.starts_with(&format!("archived job {job}: 40 rows to ")),
+        "{summary}"
+    );
+    let restored = archive_cli(Role::Member, &["restore"]).await;
+    assert_eq!(restored.status.code(), Some(0));
+    let summary = last_line(&restored);
+    assert!(
+        summary.starts_with(&format!("restored job {job}: 40 rows, "))
+            && summary.ends_with(" bytes read"),
+        "{summary}"
+    );
+    // restored already: a second restore finds the job hot
+    let hot = json(&archive_cli(Role::Member, &["restore", "--output", "json"]).await);
+    assert_eq!(hot["already_hot"], true);
+    assert_eq!(hot["job_id"], job.as_str());
+    let hot = archive_cli(Role::Member, &["restore"]).await;
+    assert_eq!(
+        last_line(&hot),
+        format!("job {job} is already hot; nothing restored")
+    );
+    let again = json(&archive_cli(Role::SuperAdmin, &["archive", "--output", "json"]).await);
+    assert_eq!(again["scan_items"], 30);
+    assert_eq!(again["file_records"], 10);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_grpc_error_exits_one_and_names_the_code_on_stderr_and_in_json() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::Member]);
+    let server = app.archive_addr.to_string();
+    let missing = uuid::Uuid::new_v4().to_string();
+    let restore = args(&[
+        "restore", "--job", &missing, "--server", &server, "--token", &token,
+    ]);
+
+    let text = command("archive-svc", &restore).await;
+    assert_eq!(text.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&text.stderr);
+    assert!(stderr.starts_with("error: NOT_FOUND: "), "{stderr}");
+    let failed = command(
+        "archive-svc",
+        &[restore, args(&["--output", "json"])].concat(),
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(json(&failed)["error"]["code"], "NOT_FOUND");
+
+    let unreachable = format!(
+        "127.0.0.1:{}",
+        stowage_integration::process::free_port().unwrap()
+    );
+    let run = migration_cli_at(&unreachable, &token, &["get", "--run", &missing]).await;
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.starts_with("error: UNAVAILABLE: "), "{stderr}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn both_binaries_generate_shell_completions() {
+    for binary in ["migration-svc", "archive-svc"] {
+        for shell in ["bash", "zsh", "fish"] {
+            let output = command(binary, &args(&["completions", shell])).await;
+            assert_eq!(output.status.code(), Some(0), "{binary} {shell}");
+            let script = String::from_utf8_lossy(&output.stdout);
+            assert!(script.contains(binary), "{binary} {shell}");
+            assert!(script.contains("completions"), "{binary} {shell}");
+        }
+    }
+    let bash = command("migration-svc", &args(&["completions", "bash"])).await;
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("--output"));
 }
