@@ -12,14 +12,10 @@ use stowage_proto::archive::v1::{
 };
 use stowage_shared::{
     auth::Role,
-    cli::{ClientArgs, authorized, connect, local_server},
+    cli::{ClientArgs, authorized, connect},
 };
 
 use crate::config::Config;
-
-fn default_server(config: &Config) -> String {
-    local_server(&config.common.grpc)
-}
 
 /// A bar drawn on a terminal only (hidden for scripts and `--output json`).
 fn progress(client: &ClientArgs, style: Option<&str>) -> anyhow::Result<ProgressBar> {
@@ -37,13 +33,7 @@ fn progress(client: &ClientArgs, style: Option<&str>) -> anyhow::Result<Progress
 
 /// `archive-svc restore --job ID`: restores and shows progress until done.
 pub async fn restore(config: &Config, client: &ClientArgs, job: &str) -> anyhow::Result<()> {
-    let (channel, authorization) = connect(
-        client,
-        &default_server(config),
-        &config.common.auth,
-        Role::Member,
-    )
-    .await?;
+    let (channel, authorization) = connect(client, &config.common, Role::Member).await?;
     let request = pb::RestoreJobRequest {
         job_id: job.to_owned(),
         trigger: pb::RestoreTrigger::User.into(),
@@ -96,13 +86,7 @@ pub async fn archive(
     job: &str,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let (channel, authorization) = connect(
-        client,
-        &default_server(config),
-        &config.common.auth,
-        Role::SuperAdmin,
-    )
-    .await?;
+    let (channel, authorization) = connect(client, &config.common, Role::SuperAdmin).await?;
     let spinner = progress(client, None)?.with_message(format!("archiving {job}"));
     let request = pb::ArchiveJobRequest {
         job_id: job.to_owned(),

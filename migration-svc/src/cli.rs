@@ -13,7 +13,7 @@ use stowage_proto::migration::v1::{
 };
 use stowage_shared::{
     auth::Role,
-    cli::{ClientArgs, Output, authorized, connect, local_server},
+    cli::{ClientArgs, Output, authorized, connect},
 };
 use tonic::transport::Channel;
 
@@ -82,13 +82,7 @@ async fn client(
     config: &Config,
     args: &ClientArgs,
 ) -> anyhow::Result<(MigrationServiceClient<Channel>, String)> {
-    let (channel, authorization) = connect(
-        args,
-        &local_server(&config.common.grpc),
-        &config.common.auth,
-        Role::OrgAdmin,
-    )
-    .await?;
+    let (channel, authorization) = connect(args, &config.common, Role::OrgAdmin).await?;
     Ok((MigrationServiceClient::new(channel), authorization))
 }
 

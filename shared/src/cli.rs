@@ -9,7 +9,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::{
     auth::{AuthError, Role, TokenMinter},
-    config::AuthConfig,
+    config::{AuthConfig, ClientConfig, Common},
 };
 
 /// `--config FILE` (or `STOWAGE_CONFIG`), for every subcommand.
@@ -224,6 +224,20 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 }
 
 impl ClientArgs {
+    /// These arguments with what they leave out taken from `[client]` in the configuration.
+    fn or_config(&self, config: &ClientConfig) -> Self {
+        let mut args = self.clone();
+        args.server = args.server.or_else(|| config.server.clone());
+        if args.ca.is_none() {
+            args.ca = config.ca.clone();
+        }
+        if args.cert.is_none() && args.key.is_none() {
+            args.cert = config.cert.clone();
+            args.key = config.key.clone();
+        }
+        args
+    }
+
     /// Whether any TLS setting was given (a `host:port` server is then reached over TLS).
     fn wants_tls(&self) -> bool {
         self.ca.is_some() || self.cert.is_some()
@@ -273,16 +287,18 @@ pub enum ClientError {
     Token(String),
 }
 
-/// A channel to the server and an `authorization` value for `role`.
+/// A channel to the server and an `authorization` value for `role`. The server and TLS
+/// files come from `args`, else `[client]`, else the configured local server.
 pub async fn connect(
     args: &ClientArgs,
-    default_server: &str,
-    auth: &AuthConfig,
+    common: &Common,
     role: Role,
 ) -> Result<(tonic::transport::Channel, String), ClientError> {
+    let args = &args.or_config(&common.client);
+    let default_server = local_server(&common.grpc);
     let token = match &args.token {
         Some(token) => token.clone(),
-        None => TokenMinter::from_config(auth)?.mint(
+        None => TokenMinter::from_config(&common.auth)?.mint(
             "cli",
             &args.org,
             &[role],
@@ -290,7 +306,7 @@ pub async fn connect(
         )?,
     };
     let server = server_url(
-        args.server.as_deref().unwrap_or(default_server),
+        args.server.as_deref().unwrap_or(&default_server),
         args.wants_tls(),
     );
     let mut endpoint = tonic::transport::Endpoint::from_shared(server.clone())

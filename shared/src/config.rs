@@ -50,6 +50,27 @@ pub struct Common {
     pub auth: AuthConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Defaults for the client subcommands; their flags and environment win.
+    #[serde(default)]
+    pub client: ClientConfig,
+}
+
+/// `[client]`: where and how the client subcommands reach a server.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// As `--server`: `http(s)://host:port`, or `host:port`.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// As `--ca`: PEM root certificate(s) the server's certificate must chain to.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// As `--cert`: PEM client certificate chain for mutual TLS.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// As `--key`: PEM private key of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// Default listen addresses of a service, as [`load`] defaults.

@@ -121,7 +121,7 @@ async fn run_start_and_run_watch_exit_non_zero_when_the_run_fails() {
 }
 
 #[tokio::test]
-async fn client_subcommands_reach_a_server_under_mtls_with_ca_cert_and_key() {
+async fn client_subcommands_reach_a_server_under_mtls_with_ca_cert_and_key_from_flags_or_config() {
     let (ca, clients, pem) = (Ca::new("server ca"), Ca::new("client ca"), Pem::dir());
     let app = spawn_tls_app(&server_tls(&pem, &ca, Some(&clients))).await;
     let files = client_files(&pem, &ca, &clients);
@@ -195,22 +195,37 @@ async fn client_subcommands_reach_a_server_under_mtls_with_ca_cert_and_key() {
         .unwrap()
         .to_string();
     let archive_server = app.archive_addr.to_string();
-    for (subcommand, role) in [("archive", Role::SuperAdmin), ("restore", Role::Member)] {
-        let token = app.token("acme", &[role]);
-        let run = [
-            args(&[subcommand, "--job", &job, "--server", &archive_server]),
-            args(&["--token", &token]),
-            tls_args(&files),
-        ]
-        .concat();
-        let output = command("archive-svc", &run).await;
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{subcommand}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let admin = app.token("acme", &[Role::SuperAdmin]);
+    let archive = [
+        args(&["archive", "--job", &job, "--server", &archive_server]),
+        args(&["--token", &admin]),
+        tls_args(&files),
+    ]
+    .concat();
+    let archived = command("archive-svc", &archive).await;
+    let stderr = String::from_utf8_lossy(&archived.stderr);
+    assert_eq!(archived.status.code(), Some(0), "{stderr}");
+    // the same from the configuration's [client] section
+    let [ca, cert, key] = &files;
+    let config = pem.write(
+        "client.toml",
+        &format!(
+            "[client]\nserver = {:?}\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            archive_server,
+            ca.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let member = app.token("acme", &[Role::Member]);
+    let restore = [
+        args(&["--config", &config.display().to_string()]),
+        args(&["restore", "--job", &job, "--token", &member]),
+    ]
+    .concat();
+    let restored = command("archive-svc", &restore).await;
+    let stderr = String::from_utf8_lossy(&restored.stderr);
+    assert_eq!(restored.status.code(), Some(0), "{stderr}");
     app.stop().await.unwrap();
 }
 

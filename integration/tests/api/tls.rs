@@ -287,3 +287,38 @@ pub fn tls_args(files: &[PathBuf; 3]) -> Vec<String> {
         arg(&files[2]),
     ]
 }
+
+#[tokio::test]
+async fn a_connection_that_never_starts_the_tls_handshake_is_closed_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+
+    let (ca, pem) = (Ca::new("stowage test ca"), Pem::dir());
+    let tls = server_tls(&pem, &ca, None);
+    let app = spawn_app_configured(|c| {
+        for common in [&mut c.migration.common, &mut c.archive.common] {
+            common.grpc.tls = Some(tls.clone());
+            common.grpc.handshake_timeout = Duration::from_millis(500);
+        }
+    })
+    .await
+    .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(app.migration_addr)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut [0u8; 64])).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "still open after 5 s: {read:?}"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+    // a client that finishes the handshake is served
+    health(endpoint(app.migration_addr.port(), &ca, None))
+        .await
+        .unwrap();
+    app.stop().await.unwrap();
+}
