@@ -1,9 +1,11 @@
 //! `archive-svc`: serve (default), apply schema migrations, mint a development token, seed
 //! demo data, or act as a client: restore a job, archive one now.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use archive_svc::{config::Config, domain::jobs::JobStatus, seed, startup::App};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use stowage_shared::{
     cli::{self, ClientArgs, ConfigArg, ServiceCommand},
     config::ServiceConfig,
@@ -60,8 +62,12 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if let Some(Command::Service(ServiceCommand::Completions { shell })) = cli.command {
+        cli::print_completions(shell, Cli::command());
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::load(cli.config.config.as_deref()).context("loading configuration")?;
     match cli
         .command
@@ -73,6 +79,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Service(ServiceCommand::Migrate) => {
             let _telemetry = telemetry::init("archive-svc", &config.common.log)?;
             archive_svc::startup::migrate(&config).await?;
+        }
+        Command::Service(ServiceCommand::Completions { shell }) => {
+            cli::print_completions(shell, Cli::command())
         }
         Command::Service(ServiceCommand::Serve) => {
             let _telemetry = telemetry::init("archive-svc", &config.common.log)?;
@@ -103,15 +112,19 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Restore { job, client } => {
-            archive_svc::cli::restore(&config, &client, &job).await?
+            if let Err(error) = archive_svc::cli::restore(&config, &client, &job).await {
+                return Ok(client.output.fail(error.as_ref()));
+            }
         }
         Command::Archive {
             job,
             reason,
             client,
         } => {
-            archive_svc::cli::archive(&config, &client, &job, &reason).await?;
+            if let Err(error) = archive_svc::cli::archive(&config, &client, &job, &reason).await {
+                return Ok(client.output.fail(error.as_ref()));
+            }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

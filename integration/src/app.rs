@@ -82,6 +82,7 @@ pub fn test_common(db: &TestDb) -> Result<Common> {
             primary: "test-1".to_owned(),
             keks: [("test-1".to_owned(), SecretString::from(kek))].into(),
         },
+        client: Default::default(),
     })
 }
 

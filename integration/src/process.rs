@@ -57,6 +57,7 @@ pub fn config_toml(common: &Common, port: u16, extra: &str) -> Result<String> {
 /// A running service binary.
 pub struct ServiceProcess {
     pub addr: SocketAddr,
+    endpoint: Endpoint,
     child: tokio::process::Child,
     config: PathBuf,
 }
@@ -64,6 +65,17 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `binary serve` with `config` and waits (up to 20 s) until it accepts calls.
     pub async fn start(binary: &str, config: &str, port: u16) -> Result<Self> {
+        let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
+        Self::start_reached(binary, config, port, endpoint).await
+    }
+
+    /// [`Self::start`] for a server reached through `endpoint` (a TLS one, say).
+    pub async fn start_reached(
+        binary: &str,
+        config: &str,
+        port: u16,
+        endpoint: Endpoint,
+    ) -> Result<Self> {
         let path = std::env::temp_dir().join(format!("stowage-{binary}-{port}.toml"));
         std::fs::write(&path, config)?;
         let child = tokio::process::Command::new(workspace_binary(binary)?)
@@ -76,6 +88,7 @@ impl ServiceProcess {
             .spawn()?;
         let mut process = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            endpoint,
             child,
             config: path,
         };
@@ -92,7 +105,9 @@ impl ServiceProcess {
     }
 
     pub async fn connect(&self) -> Result<Channel> {
-        Ok(Endpoint::from_shared(format!("http://{}", self.addr))?
+        Ok(self
+            .endpoint
+            .clone()
             .connect_timeout(Duration::from_secs(2))
             .connect()
             .await?)

@@ -1,17 +1,19 @@
 //! Client subcommands: start a run (and follow it), follow a run with a live progress bar
 //! fed by `WatchRun` (rejoining with its cursor if the stream drops), and print a run.
-//! A followed run's end state is the exit status (see [`exit_code`]), so scripts can
-//! trust it.
+//! Each ends with a summary line (or, with `--output json`, one JSON object) on stdout;
+//! the bar is drawn only on a terminal. A followed run's end state is the exit status
+//! (see [`exit_code`]), so scripts can trust it.
 
 use std::{process::ExitCode, time::Duration};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 use stowage_proto::migration::v1::{
     self as pb, migration_service_client::MigrationServiceClient, run_event::Event,
 };
 use stowage_shared::{
     auth::Role,
-    cli::{ClientArgs, authorized, connect, local_server},
+    cli::{ClientArgs, Output, authorized, connect},
 };
 use tonic::transport::Channel;
 
@@ -65,17 +67,22 @@ pub enum RunCommand {
     },
 }
 
+impl RunCommand {
+    /// What the command prints (`--output`).
+    pub fn output(&self) -> Output {
+        match self {
+            Self::Start { client, .. } | Self::Watch { client, .. } | Self::Get { client, .. } => {
+                client.output
+            }
+        }
+    }
+}
+
 async fn client(
     config: &Config,
     args: &ClientArgs,
 ) -> anyhow::Result<(MigrationServiceClient<Channel>, String)> {
-    let (channel, authorization) = connect(
-        args,
-        &local_server(&config.common.grpc),
-        &config.common.auth,
-        Role::OrgAdmin,
-    )
-    .await?;
+    let (channel, authorization) = connect(args, &config.common, Role::OrgAdmin).await?;
     Ok((MigrationServiceClient::new(channel), authorization))
 }
 
@@ -129,15 +136,15 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<ExitCod
                 .into_inner();
             eprintln!("run {} queued", run.id);
             if no_watch {
-                println!("{}", run.id);
+                finish(args.output, &run);
                 return Ok(ExitCode::SUCCESS);
             }
-            let state = watch(&mut runs, &authorization, &run.id).await?;
+            let state = watch(&mut runs, &authorization, &run.id, args.output).await?;
             Ok(ExitCode::from(exit_code(state)))
         }
         RunCommand::Watch { run, client: args } => {
             let (mut runs, authorization) = client(config, &args).await?;
-            let state = watch(&mut runs, &authorization, &run).await?;
+            let state = watch(&mut runs, &authorization, &run, args.output).await?;
             Ok(ExitCode::from(exit_code(state)))
         }
         RunCommand::Get { run, client: args } => {
@@ -146,7 +153,7 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<ExitCod
                 .get_run(authorized(pb::GetRunRequest { id: run }, &authorization)?)
                 .await?
                 .into_inner();
-            print_run(&run);
+            finish(args.output, &run);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -174,12 +181,15 @@ fn show_event(bar: &ProgressBar, event: Option<Event>) -> Option<pb::Run> {
             Some(run)
         }
         Some(Event::Outcome(item)) if item.state() == pb::ItemState::Failed => {
-            bar.println(format!(
-                "failed {}: {:?} {}",
-                item.artifact_id,
-                item.cause(),
-                item.cause_detail
-            ));
+            // On stderr whether or not the bar is drawn.
+            bar.suspend(|| {
+                eprintln!(
+                    "failed {}: {:?} {}",
+                    item.artifact_id,
+                    item.cause(),
+                    item.cause_detail
+                );
+            });
             None
         }
         Some(Event::Outcome(_) | Event::Heartbeat(_)) | None => None,
@@ -190,8 +200,14 @@ async fn watch(
     runs: &mut MigrationServiceClient<Channel>,
     authorization: &str,
     id: &str,
+    output: Output,
 ) -> anyhow::Result<pb::RunState> {
-    let bar = progress_bar()?;
+    // Drawn only for people: a script reads the summary line or the JSON.
+    let bar = if output.progress() {
+        progress_bar()?
+    } else {
+        ProgressBar::hidden()
+    };
     let mut cursor = 0;
     let mut rejoins = 0;
     let mut last = None;
@@ -215,7 +231,9 @@ async fn watch(
                 Ok(None) => break true,
                 Err(status) if status.code() == tonic::Code::Unavailable && rejoins < REJOINS => {
                     rejoins += 1;
-                    bar.println(format!("stream dropped ({}); rejoining", status.message()));
+                    bar.suspend(|| {
+                        eprintln!("stream dropped ({}); rejoining", status.message());
+                    });
                     tokio::time::sleep(Duration::from_millis(500 * u64::from(rejoins))).await;
                     break false;
                 }
@@ -226,12 +244,16 @@ async fn watch(
             break;
         }
     }
-    bar.finish();
+    bar.finish_and_clear();
     let state = last
         .as_ref()
         .map_or(pb::RunState::Unspecified, pb::Run::state);
-    if let Some(run) = last {
-        print_run(&run);
+    match last {
+        Some(run) => finish(output, &run),
+        None => output.finish(
+            &format!("run {id}: the stream ended before any state"),
+            &json!({ "id": id, "state": null }),
+        ),
     }
     if state == pb::RunState::Failed {
         eprintln!("run {id} FAILED");
@@ -255,6 +277,62 @@ fn state_name(state: pb::RunState) -> String {
         .as_str_name()
         .trim_start_matches("RUN_STATE_")
         .to_ascii_lowercase()
+}
+
+/// Prints `run`: its details and a summary line, or one JSON object.
+fn finish(output: Output, run: &pb::Run) {
+    if output == Output::Text {
+        print_run(run);
+    }
+    output.finish(&summary(run), &run_json(run));
+}
+
+/// `run ID completed: 9 migrated, 1 skipped, 0 failed; 123 of 456 bytes`.
+fn summary(run: &pb::Run) -> String {
+    let c = run.items.unwrap_or_default();
+    format!(
+        "run {} {}: {} migrated, {} skipped, {} failed; {} of {} bytes",
+        run.id,
+        state_name(run.state()),
+        c.migrated,
+        c.skipped,
+        c.failed,
+        run.bytes_migrated,
+        run.bytes_total
+    )
+}
+
+fn run_json(run: &pb::Run) -> serde_json::Value {
+    let c = run.items.unwrap_or_default();
+    let failure = (run.failure_cause() != pb::RunFailureCause::Unspecified).then(|| {
+        json!({
+            "cause": run.failure_cause().as_str_name().trim_start_matches("RUN_FAILURE_CAUSE_"),
+            "detail": run.failure_detail,
+        })
+    });
+    json!({
+        "id": run.id,
+        "state": run.state().as_str_name().trim_start_matches("RUN_STATE_"),
+        "mode": run.mode().as_str_name().trim_start_matches("MIGRATION_MODE_"),
+        "target_binding_id": run.target_binding_id,
+        "reason": run.reason,
+        "items": {
+            "queued": c.queued,
+            "running": c.running,
+            "migrated": c.migrated,
+            "skipped": c.skipped,
+            "failed": c.failed,
+        },
+        "bytes_migrated": run.bytes_migrated,
+        "bytes_total": run.bytes_total,
+        "sources": run.sources.iter().map(|source| json!({
+            "binding_id": source.binding_id,
+            "artifacts": source.artifacts,
+            "bytes": source.bytes,
+        })).collect::<Vec<_>>(),
+        "failure": failure,
+        "exit_code": exit_code(run.state()),
+    })
 }
 
 fn print_run(run: &pb::Run) {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use migration_svc::{cli::RunCommand, config::Config, startup::App};
 use stowage_shared::{
     cli::{self, ConfigArg, ServiceCommand},
@@ -36,6 +36,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if let Some(Command::Service(ServiceCommand::Completions { shell })) = cli.command {
+        cli::print_completions(shell, Cli::command());
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::load(cli.config.config.as_deref()).context("loading configuration")?;
     match cli
         .command
@@ -48,12 +52,20 @@ async fn main() -> anyhow::Result<ExitCode> {
             let _telemetry = telemetry::init("migration-svc", &config.common.log)?;
             migration_svc::startup::migrate(&config).await?;
         }
+        Command::Service(ServiceCommand::Completions { shell }) => {
+            cli::print_completions(shell, Cli::command())
+        }
         Command::Service(ServiceCommand::Serve) => {
             let _telemetry = telemetry::init("migration-svc", &config.common.log)?;
             let app = App::build(config).await.context("starting migration-svc")?;
             app.run_until_stopped(shutdown::signal()).await?;
         }
-        Command::Run(command) => return migration_svc::cli::run(&config, command).await,
+        Command::Run(command) => {
+            let output = command.output();
+            return Ok(migration_svc::cli::run(&config, command)
+                .await
+                .unwrap_or_else(|error| output.fail(error.as_ref())));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

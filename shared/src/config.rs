@@ -50,6 +50,27 @@ pub struct Common {
     pub auth: AuthConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Defaults for the client subcommands; their flags and environment win.
+    #[serde(default)]
+    pub client: ClientConfig,
+}
+
+/// `[client]`: where and how the client subcommands reach a server.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// As `--server`: `http(s)://host:port`, or `host:port`.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// As `--ca`: PEM root certificate(s) the server's certificate must chain to.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// As `--cert`: PEM client certificate chain for mutual TLS.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// As `--key`: PEM private key of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// Default listen addresses of a service, as [`load`] defaults.
@@ -154,13 +175,34 @@ impl GrpcConfig {
 }
 
 /// Server TLS; with `client_ca` set, clients must present a certificate it signed (mTLS).
+/// The files are re-read when they change (checked every `reload_interval`) or on SIGHUP.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
     pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// PEM root certificate(s) client certificates must chain to; set, it makes TLS mutual.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    #[serde(default = "default_reload_interval", with = "humantime_secs")]
+    pub reload_interval: Duration,
+}
+
+impl TlsConfig {
+    pub fn new(cert: PathBuf, key: PathBuf, client_ca: Option<PathBuf>) -> Self {
+        Self {
+            cert,
+            key,
+            client_ca,
+            reload_interval: default_reload_interval(),
+        }
+    }
+}
+
+fn default_reload_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// The Prometheus scrape endpoint (`GET /metrics`) on its own HTTP port.

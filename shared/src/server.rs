@@ -3,6 +3,7 @@
 //! configured, guarded connections ([`incoming`]) and a graceful drain on shutdown.
 
 pub mod incoming;
+pub mod tls;
 
 use std::{convert::Infallible, future::Future, io, net::SocketAddr, pin::Pin};
 
@@ -10,11 +11,7 @@ use futures::Stream;
 use http::Request;
 use tokio::net::TcpListener;
 use tonic::{
-    Response, Status,
-    body::Body,
-    server::NamedService,
-    service::RoutesBuilder,
-    transport::{Certificate, Identity, Server, ServerTlsConfig},
+    Response, Status, body::Body, server::NamedService, service::RoutesBuilder, transport::Server,
 };
 use tonic_health::{
     ServingStatus,
@@ -42,7 +39,7 @@ pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(#[from] tls::TlsError),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
@@ -156,18 +153,20 @@ impl GrpcServer {
             .layer(crate::rpc_telemetry::RpcTelemetryLayer::new(&services))
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .http2_max_header_list_size(MAX_HEADER_LIST_SIZE);
-        if let Some(tls) = &config.tls {
-            let tls = tls_config(tls).await?.timeout(config.handshake_timeout);
-            builder = builder.tls_config(tls)?;
-        }
-        // TCP_NODELAY, the connection limit and the handshake deadline are set on each
-        // accepted socket: the builder's own settings apply only to listeners it binds.
+        // TCP_NODELAY, the connection limit, TLS (reloaded when its files change) and the
+        // handshake deadline are applied to each accepted socket: the builder's own settings
+        // apply only to listeners it binds.
+        let tls = match &config.tls {
+            Some(tls) => Some(tls::ServerTls::load(tls).await?),
+            None => None,
+        };
         let connections = incoming::incoming(
             listener,
             incoming::Limits {
                 handshake_timeout: config.handshake_timeout,
                 max_connections: config.max_connections,
             },
+            tls,
         );
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -202,23 +201,6 @@ impl GrpcServer {
             }
         }
     }
-}
-
-async fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServerError> {
-    let read = |path: &std::path::PathBuf| {
-        let path = path.clone();
-        async move {
-            tokio::fs::read(&path)
-                .await
-                .map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", path.display())))
-        }
-    };
-    let identity = Identity::from_pem(read(&tls.cert).await?, read(&tls.key).await?);
-    let mut config = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &tls.client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read(ca).await?));
-    }
-    Ok(config)
 }
 
 /// tonic's health service, with `Watch` streams ended by the drain.

@@ -16,5 +16,6 @@ mod foundation;
 mod metrics;
 mod runs;
 mod shutdown;
+mod tls;
 mod traces;
 mod validation;
