@@ -113,8 +113,9 @@ async function follow<O extends object>(
 
 async function main(): Promise<void> {
   const meta = { authorization: `Bearer ${param("token")}` };
+  // both framings gRPC-Web has: binary to one service, base64 text to the other
   const migration = new GrpcWebFetchTransport({ baseUrl: param("migration"), format: "binary" });
-  const archive = new GrpcWebFetchTransport({ baseUrl: param("archive"), format: "binary" });
+  const archive = new GrpcWebFetchTransport({ baseUrl: param("archive"), format: "text" });
 
   const watch = migration.serverStreaming(
     MigrationService.methods[0],

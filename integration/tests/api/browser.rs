@@ -31,7 +31,8 @@ async fn a_browser_follows_a_live_run_and_a_restore_over_grpc_web_and_sees_what_
     .unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
 
-    // a run of a few hundred small artifacts between memory bindings, paced to last seconds
+    // a run of a few hundred small artifacts between memory bindings, paced to last about
+    // ten seconds, so the page joins it while it runs
     let mut bindings = app.bindings(Some(&token)).await;
     migration::create_active(&mut bindings, migration::memory_binding("a"))
         .await
@@ -74,7 +75,7 @@ async fn a_browser_follows_a_live_run_and_a_restore_over_grpc_web_and_sees_what_
     let mut start = migration::start_request(&target.id, pb::MigrationMode::Live);
     start.limit = Some(pb::ThroughputLimit {
         bytes_per_second: 0,
-        objects_per_second: 100,
+        objects_per_second: 30,
     });
     let run = runs.start_run(start).await.unwrap().into_inner();
 
@@ -84,11 +85,23 @@ async fn a_browser_follows_a_live_run_and_a_restore_over_grpc_web_and_sees_what_
     );
     let visit = browser::visit(&url, Duration::from_secs(60)).await.unwrap();
     let report = &visit.report;
+    let kinds = |stream: &str| {
+        let mut kinds = BTreeMap::<String, usize>::new();
+        for event in report[stream].as_array().into_iter().flatten() {
+            let kind = event
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "cursor"))
+                .cloned()
+                .unwrap_or_default();
+            *kinds.entry(kind).or_default() += 1;
+        }
+        kinds
+    };
     println!(
-        "chromium {}: {} watch events, {} restore events",
+        "chromium {}: WatchRun events {:?}, RestoreJob progress {}",
         visit.chromium,
-        report["watch"].as_array().map_or(0, Vec::len),
-        report["restore"].as_array().map_or(0, Vec::len),
+        kinds("watch"),
+        report["restore"],
     );
     let said = format!("errors: {}; console: {:?}", report["errors"], visit.console);
     assert_eq!(report["done"], true, "the page finished; {said}");
