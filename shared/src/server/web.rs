@@ -86,6 +86,20 @@ mod tests {
         }
     }
 
+    fn grpc(toml: &str) -> crate::config::GrpcConfig {
+        use figment::providers::Format;
+        figment::Figment::from(figment::providers::Toml::string(toml))
+            .extract()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_grpc_section_allows_no_origin_unless_it_names_some() {
+        assert!(grpc("listen = \"127.0.0.1:0\"").cors_origins.is_empty());
+        let named = grpc("listen = \"127.0.0.1:0\"\ncors_origins = [\"http://localhost:8080\"]");
+        assert_eq!(named.cors_origins, ["http://localhost:8080"]);
+    }
+
     #[test]
     fn no_origins_build_a_layer_that_allows_none() {
         assert!(cors_layer(&[]).is_ok());
