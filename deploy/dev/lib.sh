@@ -4,6 +4,8 @@
 #   free_port        print a free tcp port on 127.0.0.1
 #   ensure_azurite   install the pinned azurite with npm when needed
 #   start_azurite    start azurite-blob, export STOWAGE_TEST_AZURITE
+#   ensure_browser   chromium (apt) and the browser test's npm packages and
+#                    bundle; export STOWAGE_TEST_CHROMIUM
 #   track_pid        have cleanup stop a process this script started
 # Everything a script starts through these is stopped when it exits
 # (normally, on error, or on ctrl-c), and nothing else is.
@@ -14,6 +16,8 @@
 #   STOWAGE_DEV_PG_USER    os user that runs a private cluster when root
 #                          (default postgres)
 #   STOWAGE_DEV_AZURITE_MB memory azurite may keep blobs in (default 1024)
+#   STOWAGE_DEV_CHROMIUM   chromium or chrome binary for the browser tests
+#                          (default /usr/bin/chromium, installed when missing)
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   echo "lib.sh: this file is sourced by the other deploy/dev scripts, not run" >&2
@@ -273,14 +277,18 @@ EOF
 
 AZURITE_BIN="$DEV_DIR/node_modules/.bin/azurite-blob"
 
-# ensure_azurite: npm ci in deploy/dev when azurite is missing or the lock changed.
-ensure_azurite() {
+_need_node() {
   if ! have node || ! have npm; then
-    die "node.js 20 or newer with npm is needed for azurite (brew install node on macOS; on debian/ubuntu a nodejs >= 20 package, e.g. from nodesource, or nvm)"
+    die "node.js 20 or newer with npm is needed for $1 (brew install node on macOS; on debian/ubuntu a nodejs >= 20 package, e.g. from nodesource, or nvm)"
   fi
   local major
   major=$(node -p 'process.versions.node.split(".")[0]')
-  ((major >= 20)) || die "node $(node --version) is too old for azurite 3.35: install node.js 20 or newer"
+  ((major >= 20)) || die "node $(node --version) is too old for $1: install node.js 20 or newer"
+}
+
+# ensure_azurite: npm ci in deploy/dev when azurite is missing or the lock changed.
+ensure_azurite() {
+  _need_node "azurite 3.35"
   if [[ ! -x $AZURITE_BIN || $DEV_DIR/package-lock.json -nt $DEV_DIR/node_modules/.package-lock.json ]]; then
     say "installing azurite (npm ci in deploy/dev)"
     (cd "$DEV_DIR" && npm ci --no-audit --no-fund --prefer-offline) >&2 ||
@@ -340,4 +348,44 @@ except Exception:
   done
   tail -n 20 "$log" >&2 || true
   die "azurite did not answer on 127.0.0.1:$port within 30s; see ${log#"$ROOT"/}"
+}
+
+# --- browser tests -----------------------------------------------------------
+
+BROWSER_DIR="$ROOT/integration/browser"
+
+# ensure_browser: Debian's chromium (apt-get install when missing and root),
+# then npm ci and the page's bundle in integration/browser; exports
+# STOWAGE_TEST_CHROMIUM for the tests. playwright-core drives that chromium:
+# no browser is downloaded from npm.
+ensure_browser() {
+  local chromium=${STOWAGE_DEV_CHROMIUM:-/usr/bin/chromium}
+  if [[ ! -x $chromium ]]; then
+    [[ -z ${STOWAGE_DEV_CHROMIUM:-} ]] ||
+      die "STOWAGE_DEV_CHROMIUM=$chromium is not an executable"
+    have apt-get ||
+      die "chromium is needed for the browser tests and there is no apt-get here: install chromium or chrome and set STOWAGE_DEV_CHROMIUM to its binary"
+    [[ $(id -u) == 0 ]] ||
+      die "chromium is needed for the browser tests: run 'sudo apt-get install -y chromium' (or set STOWAGE_DEV_CHROMIUM to a chromium or chrome binary)"
+    say "installing chromium (apt-get install chromium) for the browser tests"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2; then
+      say "apt-get install failed; updating the package lists and trying again"
+      DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2 ||
+        die "could not install chromium with apt-get; install it by hand or set STOWAGE_DEV_CHROMIUM"
+    fi
+    [[ -x $chromium ]] || die "apt-get installed chromium but $chromium is not there"
+  fi
+  export STOWAGE_TEST_CHROMIUM=$chromium
+
+  _need_node "the browser tests"
+  if [[ ! -d $BROWSER_DIR/node_modules/playwright-core ||
+    $BROWSER_DIR/package-lock.json -nt $BROWSER_DIR/node_modules/.package-lock.json ]]; then
+    say "installing the browser test's packages (npm ci in integration/browser)"
+    # no install scripts: esbuild's binary comes as a package of its own
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --prefer-offline --ignore-scripts) >&2 ||
+      die "npm ci failed in integration/browser"
+  fi
+  (cd "$BROWSER_DIR" && npm run --silent build) >&2 ||
+    die "bundling the browser test's page failed (npm run build in integration/browser)"
 }

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod azurite;
+pub mod browser;
 pub mod db;
 pub mod migration;
 pub mod pg_cluster;

@@ -148,6 +148,11 @@ pub struct GrpcConfig {
     pub max_connections: usize,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Browser origins (`https://dash.example.com`) allowed to call over gRPC-Web; `"*"`
+    /// allows any. Empty (the default): gRPC-Web only from non-browser clients or the
+    /// same origin.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 fn default_drain_timeout() -> Duration {
@@ -170,6 +175,7 @@ impl GrpcConfig {
             handshake_timeout: default_handshake_timeout(),
             max_connections: default_max_connections(),
             tls: None,
+            cors_origins: Vec::new(),
         }
     }
 }

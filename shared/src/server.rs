@@ -1,9 +1,11 @@
 //! The gRPC server both services run: their services behind authentication, plus open
 //! `grpc.health.v1` and server reflection (v1 and v1alpha), TLS or mutual TLS when
-//! configured, guarded connections ([`incoming`]) and a graceful drain on shutdown.
+//! configured, guarded connections ([`incoming`]), gRPC-Web for browsers behind the
+//! configured CORS origins ([`web`]) and a graceful drain on shutdown.
 
 pub mod incoming;
 pub mod tls;
+pub mod web;
 
 use std::{convert::Infallible, future::Future, io, net::SocketAddr, pin::Pin};
 
@@ -42,6 +44,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Cors(#[from] web::BadOrigin),
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
 }
@@ -149,7 +153,12 @@ impl GrpcServer {
         routes.add_service(reflection().build_v1()?);
         routes.add_service(reflection().build_v1alpha()?);
 
+        // HTTP/1.1 as well as HTTP/2, for gRPC-Web: CORS first (a preflight is answered
+        // there), then the translation to gRPC, so telemetry sees plain gRPC calls.
         let mut builder = Server::builder()
+            .accept_http1(true)
+            .layer(web::cors_layer(&config.cors_origins)?)
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(crate::rpc_telemetry::RpcTelemetryLayer::new(&services))
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .http2_max_header_list_size(MAX_HEADER_LIST_SIZE);

@@ -7,6 +7,7 @@ mod artifacts;
 mod auth;
 mod bindings;
 mod blob_contract;
+mod browser;
 mod cli;
 mod connections;
 mod dashboards;

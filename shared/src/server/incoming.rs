@@ -1,7 +1,8 @@
 //! Accepted gRPC connections: TCP_NODELAY on each (a reply is not held back by Nagle's
 //! algorithm waiting on a delayed ACK), at most `max_connections` open at once, and a
 //! handshake deadline that closes a connection whose client has not finished the TLS
-//! handshake (when configured, see [`super::tls`]) and sent the HTTP/2 preface in time.
+//! handshake (when configured, see [`super::tls`]) and sent its first bytes (the HTTP/2
+//! preface, or a gRPC-Web request's HTTP/1.1 request line) in time.
 
 use std::{
     io,
@@ -24,7 +25,8 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use super::tls::ServerTls;
 
 /// Bytes a client sends first: the 24-byte HTTP/2 connection preface and the 9-byte
-/// header of its SETTINGS frame. Until they have arrived the handshake deadline runs.
+/// header of its SETTINGS frame. Until they have arrived the handshake deadline runs. Any
+/// HTTP/1.1 request (gRPC-Web) is longer than this, so the same deadline covers it.
 const HANDSHAKE_BYTES: usize = 24 + 9;
 
 /// How accepted connections are guarded.
