@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod archive;
 mod archive_crash;
 mod archive_stores;
@@ -13,6 +14,7 @@ mod cli;
 mod connections;
 mod evidence;
 mod foundation;
+mod hostile;
 mod runs;
 mod shutdown;
 mod validation;

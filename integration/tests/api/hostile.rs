@@ -1,0 +1,1 @@
+//! Hostile input over gRPC, generated from the descriptor set.
