@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 /// Resources of ours that one caller's calls use, so that what one caller changes (an
 /// activation, a delete, a cancel) never decides what the next one gets.
-struct Slot {
+pub(crate) struct Slot {
     binding: String,
     artifact: String,
     run: String,
@@ -29,8 +29,8 @@ struct Slot {
     doomed_job: Uuid,
 }
 
-struct Fixture {
-    app: TestApp,
+pub(crate) struct Fixture {
+    pub(crate) app: TestApp,
     active: String,
     slots: Vec<Slot>,
     /// Every id of ours, none of which may appear in a reply to the other organization.
@@ -44,7 +44,7 @@ impl Fixture {
     /// artifact, a queued run, a failed run and two terminal hot jobs; the other
     /// organization with an active binding of its own. No runner runs, so nothing changes
     /// unless a call changes it.
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let app = spawn_app_configured(|c| c.migration.migration.enabled = false)
             .await
             .unwrap();
@@ -151,7 +151,7 @@ impl Fixture {
     }
 
     /// The servers a row is called on: its service's, or both for health and reflection.
-    fn channels(&self, access: &Access) -> Vec<(SocketAddr, Channel)> {
+    pub(crate) fn channels(&self, access: &Access) -> Vec<(SocketAddr, Channel)> {
         let (migration, archive) = (
             (self.app.migration_addr, self.migration.clone()),
             (self.app.archive_addr, self.archive.clone()),
@@ -166,7 +166,7 @@ impl Fixture {
     }
 
     /// A valid request of `access`'s RPC as caller `slot` sends it: its shape and messages.
-    fn request(&self, access: &Access, slot: usize) -> (Shape, Vec<Vec<u8>>) {
+    pub(crate) fn request(&self, access: &Access, slot: usize) -> (Shape, Vec<Vec<u8>>) {
         let s = &self.slots[slot];
         let request_id = Uuid::new_v4().to_string();
         let reason = "access matrix".to_owned();
