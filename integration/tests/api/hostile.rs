@@ -152,7 +152,7 @@ fn fresh_request_id(message: &mut DynamicMessage, label: &str) {
 
 /// Wire-level junk of one top-level field: bytes that are not UTF-8 in a string field,
 /// and the field sent 10,000 times (the last one wins).
-fn wire_variants(base: &DynamicMessage) -> Vec<(String, Vec<u8>)> {
+fn wire_variants(base: &DynamicMessage, depth: usize) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for field in base.descriptor().fields() {
         let mut without = base.clone();
@@ -164,6 +164,25 @@ fn wire_variants(base: &DynamicMessage) -> Vec<(String, Vec<u8>)> {
             encode_varint(3, &mut bytes);
             bytes.extend_from_slice(&[0xff, 0xfe, 0x80]);
             out.push((format!("{}: not UTF-8", field.name()), bytes));
+        }
+        // The same inside nested messages (not UTF-8, truncated, unknown fields).
+        if let (Kind::Message(nested), false) = (field.kind(), field.is_list())
+            && depth < DEPTH
+        {
+            let inner = match base.get_field(&field).as_message() {
+                Some(inner) if base.has_field(&field) => inner.clone(),
+                _ => DynamicMessage::new(nested),
+            };
+            let nested_junk = wire_variants(&inner, depth + 1)
+                .into_iter()
+                .filter(|(label, _)| !label.ends_with("10,000 times"));
+            for (label, inner) in nested_junk {
+                let mut bytes = prefix.clone();
+                encode_key(field.number(), WireType::LengthDelimited, &mut bytes);
+                encode_varint(inner.len() as u64, &mut bytes);
+                bytes.extend_from_slice(&inner);
+                out.push((format!("{}.{label}", field.name()), bytes));
+            }
         }
         let mut single = DynamicMessage::new(base.descriptor());
         let value = if base.has_field(&field) {
@@ -282,6 +301,7 @@ async fn junk_in_every_field_of_every_method_is_a_client_error_and_the_servers_s
     let mut seen = BTreeMap::<&str, usize>::new();
     let mut calls = 0usize;
     let mut slowest = Duration::ZERO;
+    let mut created = Vec::new();
     for row in TABLE
         .iter()
         .filter(|row| row.service().starts_with("stowage."))
@@ -309,7 +329,7 @@ async fn junk_in_every_field_of_every_method_is_a_client_error_and_the_servers_s
             (label, wrap(message.encode_to_vec()))
         }));
         cases.extend(
-            wire_variants(&base)
+            wire_variants(&base, 1)
                 .into_iter()
                 .map(|(label, bytes)| (label, wrap(bytes))),
         );
@@ -339,6 +359,15 @@ async fn junk_in_every_field_of_every_method_is_a_client_error_and_the_servers_s
                     reply.message.chars().take(160).collect::<String>()
                 );
             }
+            if row.method() == "CreateBinding"
+                && reply.code == Code::Ok
+                && let Some(binding) = reply
+                    .messages
+                    .first()
+                    .and_then(|m| pb::Binding::decode(m.as_slice()).ok())
+            {
+                created.push((label.clone(), binding.id));
+            }
             if is_server_fault(reply.code) {
                 faults.push(format!(
                     "{} with {label}: {} ({})",
@@ -347,6 +376,42 @@ async fn junk_in_every_field_of_every_method_is_a_client_error_and_the_servers_s
                     reply.message.chars().take(300).collect::<String>()
                 ));
             }
+        }
+    }
+    // What the junk created is then used: every binding it made is activated (a posture
+    // check against whatever the junk described).
+    let (_, channel) = fixture.channels(&TABLE[0]).remove(0);
+    for (label, id) in created {
+        let request = pb::ActivateBindingRequest {
+            id,
+            request_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let reply = Call {
+            path: "/stowage.migration.v1.BindingService/ActivateBinding",
+            shape: Shape::Unary,
+            messages: vec![request.encode_to_vec()],
+            token: Some(&token),
+            deadline: Duration::from_secs(10),
+            max_messages: 1,
+        }
+        .send(channel.clone())
+        .await;
+        calls += 1;
+        slowest = slowest.max(reply.elapsed);
+        *seen.entry(code_name(reply.code)).or_default() += 1;
+        if std::env::var_os("STOWAGE_HOSTILE_TRACE").is_some() {
+            eprintln!(
+                "TRACE activate a binding created with {label} | {} | {}",
+                code_name(reply.code),
+                reply.message
+            );
+        }
+        if is_server_fault(reply.code) {
+            faults.push(format!(
+                "ActivateBinding of a binding created with {label}: {} ({})",
+                code_name(reply.code),
+                reply.message
+            ));
         }
     }
     let elapsed = started.elapsed();
