@@ -3,7 +3,7 @@
 use stowage_proto::archive::v1::{self as pb, archive_service_server::ArchiveService};
 use stowage_shared::{
     api::{self, InvalidArgument, RequestId},
-    auth,
+    auth::{self, Role},
 };
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -148,6 +148,8 @@ impl ArchiveService for ArchiveApi {
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let request = request.into_inner();
         let id = parse_id("job_id", &request.job_id)?;
         let reason = api::reason(&request.reason)?;

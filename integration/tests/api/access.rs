@@ -569,3 +569,45 @@ async fn a_request_id_of_ours_gives_the_other_organization_nothing_of_ours() {
     }
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_caller_without_the_role_is_denied_whatever_the_request_holds() {
+    let app = spawn_app_configured(|c| c.migration.migration.enabled = false)
+        .await
+        .unwrap();
+    let member = app.token(OURS, &[Role::Member]);
+    let mut wrong = Vec::new();
+    for row in TABLE.iter().filter(|row| row.needs > Some(Role::Member)) {
+        let addr = if row.service().starts_with("stowage.migration.") {
+            app.migration_addr
+        } else {
+            app.archive_addr
+        };
+        let pool =
+            prost_reflect::DescriptorPool::decode(stowage_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let method = pool
+            .get_service_by_name(row.service())
+            .and_then(|s| s.methods().find(|m| m.name() == row.method()))
+            .unwrap();
+        let reply = Call {
+            path: row.path,
+            shape: Shape::of(method.is_client_streaming(), method.is_server_streaming()),
+            messages: vec![Vec::new()],
+            token: Some(&member),
+            deadline: Duration::from_secs(10),
+            max_messages: 1,
+        }
+        .send(app.channel(addr).await)
+        .await;
+        if reply.code != Code::PermissionDenied {
+            wrong.push(format!(
+                "{}: {} ({})",
+                row.path,
+                code_name(reply.code),
+                reply.message
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    app.stop().await.unwrap();
+}
