@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// Resources of ours that one caller's calls use, so that what one caller changes (an
 /// activation, a delete, a cancel) never decides what the next one gets.
 pub(crate) struct Slot {
-    binding: String,
+    pub(crate) binding: String,
     artifact: String,
     run: String,
     failed_run: String,
@@ -32,7 +32,7 @@ pub(crate) struct Slot {
 pub(crate) struct Fixture {
     pub(crate) app: TestApp,
     active: String,
-    slots: Vec<Slot>,
+    pub(crate) slots: Vec<Slot>,
     /// Every id of ours, none of which may appear in a reply to the other organization.
     ours: Vec<String>,
     migration: Channel,
