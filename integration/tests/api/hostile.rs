@@ -639,3 +639,62 @@ async fn live_runs_with_extreme_throughput_limits_complete_or_cancel_promptly() 
     }
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_same_mutation_sent_eight_times_at_once_is_answered_as_one() {
+    let fixture = Fixture::new().await;
+    let token = fixture.app.token(OURS, &[Role::SuperAdmin]);
+    let mut wrong = Vec::new();
+    for row in TABLE
+        .iter()
+        .filter(|row| row.service().starts_with("stowage."))
+    {
+        let (shape, messages) = fixture.request(row, SLOT);
+        let has_request_id = DescriptorPool::decode(stowage_proto::FILE_DESCRIPTOR_SET)
+            .unwrap()
+            .get_service_by_name(row.service())
+            .and_then(|s| s.methods().find(|m| m.name() == row.method()))
+            .is_some_and(|m| m.input().get_field_by_name("request_id").is_some());
+        if !has_request_id {
+            continue;
+        }
+        let (_, channel) = fixture.channels(row).remove(0);
+        let calls = (0..8).map(|_| {
+            Call {
+                path: row.path,
+                shape,
+                messages: messages.clone(),
+                token: Some(&token),
+                deadline: Duration::from_secs(10),
+                max_messages: 1,
+            }
+            .send(channel.clone())
+        });
+        let replies = futures::future::join_all(calls).await;
+        let ok: Vec<_> = replies.iter().filter(|r| r.code == Code::Ok).collect();
+        for reply in &replies {
+            if is_server_fault(reply.code) {
+                wrong.push(format!(
+                    "{}: {} ({})",
+                    row.path,
+                    code_name(reply.code),
+                    reply.message
+                ));
+            }
+        }
+        if ok.is_empty() {
+            wrong.push(format!("{}: no call succeeded: {:?}", row.path, replies[0]));
+        } else if ok.iter().any(|r| r.messages != ok[0].messages) {
+            let codes: Vec<_> = replies
+                .iter()
+                .map(|r| (code_name(r.code), r.messages.clone()))
+                .collect();
+            wrong.push(format!(
+                "{}: the repeats answered different results: {codes:?}",
+                row.path
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    fixture.app.stop().await.unwrap();
+}
