@@ -5,6 +5,7 @@
 //! Needs `DATABASE_URL` (an admin URL to a PostgreSQL server) and, for blob tests,
 //! `STOWAGE_TEST_AZURITE` (Azurite's blob endpoint); `deploy/dev/test` sets both.
 
+pub mod access;
 pub mod app;
 pub mod azurite;
 pub mod browser;
@@ -13,6 +14,7 @@ pub mod migration;
 pub mod pg_cluster;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod scans;
 
 pub use app::{TestApp, spawn_app, spawn_app_configured};

@@ -138,10 +138,15 @@ pub async fn postpone(
     Ok(())
 }
 
-/// Entries still waiting among `ids`.
+/// Entries still waiting among `ids`, once a sweep that holds any of them has ended (the
+/// lock waits for it), so a concurrent repeat of a delete counts what the sweep left, not
+/// what it was in the middle of deleting.
 pub async fn pending(client: &impl GenericClient, ids: &[i64]) -> Result<i64> {
     let statement = client
-        .prepare_cached("select count(*) from archive.blob_garbage where id = any($1)")
+        .prepare_cached(
+            "select count(*) from (select id from archive.blob_garbage where id = any($1)
+             for update) waiting",
+        )
         .await?;
     Ok(client.query_one(&statement, &[&ids]).await?.try_get(0)?)
 }

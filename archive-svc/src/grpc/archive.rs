@@ -2,7 +2,10 @@
 
 use futures::StreamExt;
 use stowage_proto::archive::v1::{self as pb, archive_service_server::ArchiveService};
-use stowage_shared::{api, auth};
+use stowage_shared::{
+    api,
+    auth::{self, Role},
+};
 use tonic::{Request, Response, Status};
 
 use super::{ResponseStream, parse_id};
@@ -122,6 +125,8 @@ impl ArchiveService for ArchiveApi {
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let delete = DeleteJob::try_from(request.into_inner())?;
         let deleted = self
             .archives

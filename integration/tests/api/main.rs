@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod archive;
 mod artifacts;
 mod auth;
@@ -14,6 +15,7 @@ mod dashboards;
 mod db_tls;
 mod evidence;
 mod foundation;
+mod hostile;
 mod metrics;
 mod runs;
 mod shutdown;

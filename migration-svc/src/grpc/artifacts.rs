@@ -1,6 +1,9 @@
 //! `stowage.migration.v1.ArtifactService`.
 
-use std::pin::Pin;
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
@@ -53,15 +56,36 @@ impl ArtifactService for ArtifactApi {
                 .into());
             }
         };
-        let chunks = parts.map(|part| match part?.part {
-            Some(put_artifact_request::Part::Chunk(chunk)) => Ok(chunk),
-            Some(put_artifact_request::Part::Metadata(_)) => Err(Status::invalid_argument(
-                "metadata: only the first message may carry metadata",
-            )),
-            None => Ok(Bytes::new()),
+        // A stream the client broke (a second metadata message, a message over the size
+        // limit, a reset) fails the upload with the client's own status, not as a store
+        // read error that quotes it.
+        let broken = Arc::new(Mutex::new(None::<Status>));
+        let chunks = parts.map({
+            let broken = Arc::clone(&broken);
+            move |part| {
+                let chunk = match part.map(|p| p.part) {
+                    Ok(Some(put_artifact_request::Part::Chunk(chunk))) => Ok(chunk),
+                    Ok(Some(put_artifact_request::Part::Metadata(_))) => Err(InvalidArgument::new(
+                        "metadata",
+                        "only the first message may carry it",
+                    )
+                    .into()),
+                    Ok(None) => Ok(Bytes::new()),
+                    Err(status) => Err(status),
+                };
+                if let (Err(status), Ok(mut slot)) = (&chunk, broken.lock()) {
+                    slot.get_or_insert_with(|| status.clone());
+                }
+                chunk
+            }
         });
-        let artifact = self.artifacts.put(&caller, metadata, chunks).await?;
-        Ok(Response::new(artifact.into()))
+        match self.artifacts.put(&caller, metadata, chunks).await {
+            Ok(artifact) => Ok(Response::new(artifact.into())),
+            Err(error) => {
+                let client_fault = broken.lock().ok().and_then(|mut slot| slot.take());
+                Err(client_fault.unwrap_or_else(|| error.into()))
+            }
+        }
     }
 
     type GetArtifactStream = ArtifactStream;

@@ -3,7 +3,7 @@
 use stowage_proto::migration::v1::{self as pb, binding_service_server::BindingService};
 use stowage_shared::{
     api::{self, InvalidArgument, RequestId},
-    auth,
+    auth::{self, Role},
     blob::{Credential, Location, Provider, StoreConfig},
 };
 use tonic::{Request, Response, Status};
@@ -32,6 +32,8 @@ impl BindingService for BindingApi {
         request: Request<pb::CreateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let command = CreateBinding::try_from(request.into_inner())?;
         let binding = self.bindings.create(&caller, command).await?;
         Ok(Response::new(binding.into()))
@@ -64,6 +66,8 @@ impl BindingService for BindingApi {
         request: Request<pb::UpdateBindingCredentialRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let command = UpdateCredential::try_from(request.into_inner())?;
         Ok(Response::new(
             self.bindings
@@ -78,6 +82,8 @@ impl BindingService for BindingApi {
         request: Request<pb::ActivateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let request = request.into_inner();
         let command = ActivateBinding {
             id: parse_id("id", &request.id)?,

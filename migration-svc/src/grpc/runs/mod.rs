@@ -9,7 +9,7 @@ use futures::{Stream, TryStreamExt};
 use stowage_proto::migration::v1::{self as pb, migration_service_server::MigrationService};
 use stowage_shared::{
     api::{self, InvalidArgument, RequestId},
-    auth,
+    auth::{self, Role},
     shutdown::Drain,
 };
 use tonic::{Request, Response, Status};
@@ -47,6 +47,8 @@ impl MigrationService for MigrationApi {
         request: Request<pb::StartRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let command = StartRun::try_from(request.into_inner())?;
         Ok(Response::new(
             self.runs.start(&caller, command).await?.into(),
@@ -104,6 +106,8 @@ impl MigrationService for MigrationApi {
         request: Request<pb::RetryRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let request = request.into_inner();
         let command = RetryRun {
             id: parse_id("id", &request.id)?,
@@ -120,6 +124,8 @@ impl MigrationService for MigrationApi {
         request: Request<pb::CancelRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
         let caller = auth::principal(&request)?;
+        // The role before the request: a caller without it learns nothing more.
+        caller.require(Role::OrgAdmin)?;
         let request = request.into_inner();
         let id = parse_id("id", &request.id)?;
         let reason = api::optional_reason(&request.reason)?;
