@@ -13,6 +13,7 @@ mod cli;
 mod connections;
 mod dashboards;
 mod db_tls;
+mod deploy;
 mod evidence;
 mod foundation;
 mod hostile;
