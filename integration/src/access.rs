@@ -4,6 +4,7 @@
 //! rendered from the same table, so the two cannot drift apart.
 
 use std::{fmt::Write as _, time::Duration};
+use stowage_shared::error::code_name;
 
 use stowage_shared::auth::{Claims, Role, TokenMinter};
 use tonic::Code;
@@ -356,29 +357,6 @@ pub const TABLE: &[Access] = &[
     open("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
     open("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
 ];
-
-/// The name a status code has on the wire (`NOT_FOUND`).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 fn short(code: Code) -> &'static str {
     match code {

@@ -3,6 +3,7 @@
 //! signing key, `completions`), how client subcommands reach a server, and how they report:
 //! a summary line or one JSON object (`--output json`), a failure's gRPC code on stderr.
 
+use crate::error::code_name;
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
@@ -197,30 +198,6 @@ pub fn grpc_code(error: &(dyn std::error::Error + 'static)) -> Option<tonic::Cod
         ClientError::Connect { .. } => Some(tonic::Code::Unavailable),
         _ => None,
     })
-}
-
-/// A code's name as the gRPC specification writes it (`NOT_FOUND`).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 impl ClientArgs {

@@ -3,11 +3,12 @@
 //! another organization gets no data of ours and changes nothing of ours.
 
 use std::{collections::BTreeSet, net::SocketAddr, path::Path, time::Duration};
+use stowage_shared::error::code_name;
 
 use prost::Message;
 use stowage_integration::{
     TestApp,
-    access::{self, Access, Caller, OURS, TABLE, THEIRS, code_name},
+    access::{self, Access, Caller, OURS, TABLE, THEIRS},
     app::archive_store_name,
     migration::{self as m, memory_binding},
     raw::{Call, Shape},

@@ -8,6 +8,7 @@ use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
+use stowage_shared::error::code_name;
 
 use prost::{
     Message,
@@ -18,7 +19,7 @@ use prost_reflect::{
     DescriptorPool, DynamicMessage, Kind, MessageDescriptor, ReflectMessage, Value,
 };
 use stowage_integration::{
-    access::{OURS, TABLE, code_name},
+    access::{OURS, TABLE},
     raw::{Call, Shape},
 };
 use stowage_proto::migration::v1 as pb;
