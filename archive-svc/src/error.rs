@@ -1,11 +1,7 @@
 //! archive-svc errors and their one mapping to gRPC status codes. The errors both
 //! services share are in `Common` and map through `stowage_shared::error`.
 
-use stowage_shared::{
-    blob::{BlobError, ObjectError},
-    error::CommonError,
-    stream::WorkStopped,
-};
+use stowage_shared::{error::CommonError, stream::WorkStopped};
 use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +16,6 @@ pub enum Error {
     #[error("archive is unreadable: {0}")]
     DataLoss(String),
     #[error("{0}")]
-    Unavailable(String),
-    #[error("archive store: {0}")]
-    Store(BlobError),
-    #[error("{0}")]
     Internal(String),
 }
 
@@ -35,27 +27,6 @@ impl From<WorkStopped> for Error {
     }
 }
 
-impl From<BlobError> for Error {
-    fn from(error: BlobError) -> Self {
-        match error {
-            BlobError::Unavailable(_) => Error::Unavailable(format!("archive store: {error}")),
-            other => Error::Store(other),
-        }
-    }
-}
-
-impl From<ObjectError> for Error {
-    fn from(error: ObjectError) -> Self {
-        match error {
-            ObjectError::Blob(blob) => blob.into(),
-            ObjectError::Format(_)
-            | ObjectError::ChecksumMismatch { .. }
-            | ObjectError::LengthMismatch { .. } => Error::DataLoss(error.to_string()),
-            ObjectError::Source(_) | ObjectError::Hashing(_) => Error::Internal(error.to_string()),
-        }
-    }
-}
-
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
@@ -63,15 +34,7 @@ impl From<Error> for Status {
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
             Error::DataLoss(_) => Status::data_loss(error.to_string()),
-            Error::Unavailable(_) => Status::unavailable(error.to_string()),
-            Error::Store(BlobError::NotFound(_)) => Status::not_found(error.to_string()),
-            Error::Store(BlobError::PermissionDenied(_)) => {
-                tracing::error!(%error, "archive store refused access");
-                Status::failed_precondition(
-                    "the archive store refused access; check its credential",
-                )
-            }
-            Error::Store(_) | Error::Internal(_) => {
+            Error::Internal(_) => {
                 tracing::error!(%error, "internal error");
                 Status::internal("internal error")
             }
@@ -83,7 +46,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
-    use stowage_shared::api::InvalidArgument;
+    use stowage_shared::{api::InvalidArgument, blob::BlobError};
     use tonic::Code;
 
     use super::*;
@@ -104,22 +67,6 @@ mod tests {
             (
                 Error::from(BlobError::Unavailable("down".into())),
                 Code::Unavailable,
-            ),
-            (Error::from(BlobError::NotFound("k".into())), Code::NotFound),
-            (
-                Error::from(BlobError::PermissionDenied("k".into())),
-                Code::FailedPrecondition,
-            ),
-            (
-                Error::from(ObjectError::ChecksumMismatch {
-                    expected: "a".into(),
-                    actual: "b".into(),
-                }),
-                Code::DataLoss,
-            ),
-            (
-                Error::from(ObjectError::Source("gone".into())),
-                Code::Internal,
             ),
             (Error::Internal("bug".into()), Code::Internal),
         ];

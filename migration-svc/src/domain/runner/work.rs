@@ -104,7 +104,7 @@ impl Runner {
         {
             Ok((_, target)) => Ok(Some(target)),
             // The database is not the target: try again on a later step.
-            Err(error @ Error::Db(_)) => Err(error),
+            Err(error) if error.as_db().is_some() => Err(error),
             Err(error) => {
                 let detail = format!("the target cannot be opened: {error}");
                 self.fail(run, Failure::new(FailureCause::TargetUnavailable, detail))

@@ -273,11 +273,13 @@ fn retry_reason(failed: &Run, reason: &str) -> String {
 /// Inserts a queued run; a second open live run of the organization is refused.
 async fn insert_open(client: &impl stowage_shared::db::GenericClient, run: &Run) -> Result<()> {
     match db::runs::insert(client, run).await {
-        Err(Error::Db(e)) if e.is_unique_violation() => Err(Error::FailedPrecondition(
-            "the organization already has a live run queued or in progress; wait for it to end \
-             or cancel it"
-                .into(),
-        )),
+        Err(error) if error.as_db().is_some_and(|db| db.is_unique_violation()) => {
+            Err(Error::FailedPrecondition(
+                "the organization already has a live run queued or in progress; wait for it \
+                 to end or cancel it"
+                    .into(),
+            ))
+        }
         other => other,
     }
 }
