@@ -7,25 +7,11 @@ use std::{collections::BTreeMap, time::Duration};
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use stowage_shared::{
-    blob::StoreOptions,
-    config::{Common, ServiceConfig, humantime_secs},
-};
+use stowage_shared::{blob::StoreOptions, config::humantime_secs};
 
 use crate::domain::{jobs::JobStatus, policy::RetentionPolicy};
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct Config {
-    #[serde(flatten)]
-    pub common: Common,
-    #[serde(default)]
-    pub archive: ArchiveConfig,
-}
-
-impl ServiceConfig for Config {
-    const GRPC_PORT: u16 = 50052;
-    const METRICS_PORT: u16 = 9452;
-}
+stowage_shared::service_config!(Config { archive: ArchiveConfig }, ports: 50052, 9452);
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,29 +5,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use archive_svc::{config::Config, domain::jobs::JobStatus, seed, startup::App};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::Subcommand;
 use stowage_shared::{
-    cli::{self, ClientArgs, ConfigArg, ServiceCommand},
+    cli::{self, ClientArgs},
     config::ServiceConfig,
-    shutdown, telemetry,
 };
 
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "Archives finished scan jobs to cold storage and restores them"
-)]
-struct Cli {
-    #[command(flatten)]
-    config: ConfigArg,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+const ABOUT: &str = "Archives finished scan jobs to cold storage and restores them";
 
+/// archive-svc's own subcommands, beside those every service has.
 #[derive(Debug, Subcommand)]
 enum Command {
-    #[command(flatten)]
-    Service(ServiceCommand),
     /// Fill the scan tables with realistic jobs and rows (demos, benchmarks).
     Seed {
         #[arg(long, default_value = "demo")]
@@ -63,31 +51,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
-    if let Some(Command::Service(ServiceCommand::Completions { shell })) = cli.command {
-        cli::print_completions(shell, Cli::command());
+    let Some((command, file)) = cli::service_main::<App, Command>(ABOUT)
+        .await
+        .map_err(anyhow::Error::from_boxed)?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let config = Config::load(cli.config.config.as_deref()).context("loading configuration")?;
-    match cli
-        .command
-        .unwrap_or(Command::Service(ServiceCommand::Serve))
-    {
-        Command::Service(ServiceCommand::Token(args)) => {
-            cli::print_token(&config.common.auth, &args)?
-        }
-        Command::Service(ServiceCommand::Migrate) => {
-            let _telemetry = telemetry::init("archive-svc", &config.common.log)?;
-            archive_svc::startup::migrate(&config).await?;
-        }
-        Command::Service(ServiceCommand::Completions { shell }) => {
-            cli::print_completions(shell, Cli::command())
-        }
-        Command::Service(ServiceCommand::Serve) => {
-            let _telemetry = telemetry::init("archive-svc", &config.common.log)?;
-            let app = App::build(config).await.context("starting archive-svc")?;
-            app.run_until_stopped(shutdown::signal()).await?;
-        }
+    };
+    let config = Config::load(file.as_deref()).context("loading configuration")?;
+    match command {
         Command::Seed {
             tenant,
             jobs,

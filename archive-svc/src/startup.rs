@@ -1,12 +1,12 @@
-//! Wiring: `App::build` connects, migrates, binds and registers the services;
-//! `run_until_stopped` serves until shutdown.
+//! Wiring: `App::build` (of [`ServiceBinary`]) connects, migrates, binds and registers the
+//! services; `run_until_stopped` serves, with the schedule and the sweeper, until shutdown.
 
 use futures::FutureExt;
 use stowage_proto::archive::v1::{
     archive_admin_service_server::ArchiveAdminServiceServer,
     archive_service_server::ArchiveServiceServer,
 };
-use stowage_shared::startup::{self, Foundation, Service, StartupError, Worker};
+use stowage_shared::startup::{self, Foundation, Service, ServiceBinary, StartupError, Worker};
 
 use crate::{
     config::Config,
@@ -31,8 +31,17 @@ pub enum AppError {
     Stores(#[from] crate::error::Error),
 }
 
-impl App {
-    pub async fn build(config: Config) -> Result<Service, AppError> {
+impl ServiceBinary for App {
+    type Config = Config;
+    type Error = AppError;
+    const NAME: &'static str = "archive-svc";
+    const SCHEMA: &'static str = db::SCHEMA;
+
+    fn migrations() -> refinery::Runner {
+        db::migrations()
+    }
+
+    async fn build(config: Config) -> Result<Service, AppError> {
         let policy = config.archive.policy().map_err(AppError::Config)?;
         let schedule = &config.archive.schedule;
         let cron = schedule
@@ -88,12 +97,6 @@ impl App {
         ];
         Ok(Service::new(foundation, workers))
     }
-}
-
-/// The `migrate` subcommand.
-pub async fn migrate(config: &Config) -> Result<(), StartupError> {
-    migrated_pool(config).await?;
-    Ok(())
 }
 
 /// A pool on the configured database with this service's schema migrated.

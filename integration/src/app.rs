@@ -21,6 +21,7 @@ use stowage_shared::{
     auth::{Role, TokenMinter},
     config::{AuthConfig, Common, GrpcConfig, KeysConfig, LogConfig, MetricsConfig},
     keyring,
+    startup::ServiceBinary,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{

@@ -4,23 +4,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use stowage_shared::{
-    blob::StoreOptions,
-    config::{Common, ServiceConfig, humantime_secs},
-};
+use stowage_shared::{blob::StoreOptions, config::humantime_secs};
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct Config {
-    #[serde(flatten)]
-    pub common: Common,
-    #[serde(default)]
-    pub migration: RunnerConfig,
-}
-
-impl ServiceConfig for Config {
-    const GRPC_PORT: u16 = 50051;
-    const METRICS_PORT: u16 = 9451;
-}
+stowage_shared::service_config!(Config { migration: RunnerConfig }, ports: 50051, 9451);
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

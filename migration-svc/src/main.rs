@@ -4,30 +4,15 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::Subcommand;
 use migration_svc::{cli::RunCommand, config::Config, startup::App};
-use stowage_shared::{
-    cli::{self, ConfigArg, ServiceCommand},
-    config::ServiceConfig,
-    shutdown, telemetry,
-};
+use stowage_shared::{cli, config::ServiceConfig};
 
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "Migrates an organization's artifacts between storage bindings"
-)]
-struct Cli {
-    #[command(flatten)]
-    config: ConfigArg,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+const ABOUT: &str = "Migrates an organization's artifacts between storage bindings";
 
+/// migration-svc's own subcommands, beside those every service has.
 #[derive(Debug, Subcommand)]
 enum Command {
-    #[command(flatten)]
-    Service(ServiceCommand),
     /// Start, watch or print migration runs (a client of a running server).
     #[command(subcommand)]
     Run(RunCommand),
@@ -35,37 +20,15 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
-    if let Some(Command::Service(ServiceCommand::Completions { shell })) = cli.command {
-        cli::print_completions(shell, Cli::command());
+    let Some((Command::Run(command), file)) = cli::service_main::<App, Command>(ABOUT)
+        .await
+        .map_err(anyhow::Error::from_boxed)?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let config = Config::load(cli.config.config.as_deref()).context("loading configuration")?;
-    match cli
-        .command
-        .unwrap_or(Command::Service(ServiceCommand::Serve))
-    {
-        Command::Service(ServiceCommand::Token(args)) => {
-            cli::print_token(&config.common.auth, &args)?
-        }
-        Command::Service(ServiceCommand::Migrate) => {
-            let _telemetry = telemetry::init("migration-svc", &config.common.log)?;
-            migration_svc::startup::migrate(&config).await?;
-        }
-        Command::Service(ServiceCommand::Completions { shell }) => {
-            cli::print_completions(shell, Cli::command())
-        }
-        Command::Service(ServiceCommand::Serve) => {
-            let _telemetry = telemetry::init("migration-svc", &config.common.log)?;
-            let app = App::build(config).await.context("starting migration-svc")?;
-            app.run_until_stopped(shutdown::signal()).await?;
-        }
-        Command::Run(command) => {
-            let output = command.output();
-            return Ok(migration_svc::cli::run(&config, command)
-                .await
-                .unwrap_or_else(|error| output.fail(error.as_ref())));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    let config = Config::load(file.as_deref()).context("loading configuration")?;
+    let output = command.output();
+    Ok(migration_svc::cli::run(&config, command)
+        .await
+        .unwrap_or_else(|error| output.fail(error.as_ref())))
 }

@@ -1,5 +1,5 @@
-//! Wiring: `App::build` connects, migrates, binds and registers the services;
-//! `run_until_stopped` serves, and runs the migration runner, until shutdown.
+//! Wiring: `App::build` (of [`ServiceBinary`]) connects, migrates, binds and registers the
+//! services; `run_until_stopped` serves, and runs the migration runner, until shutdown.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use stowage_proto::migration::v1::{
     evidence_service_server::EvidenceServiceServer,
     migration_service_server::MigrationServiceServer,
 };
-use stowage_shared::startup::{self, Foundation, Service, StartupError, Worker};
+use stowage_shared::startup::{Foundation, Service, ServiceBinary, StartupError, Worker};
 use tokio::sync::Notify;
 
 use crate::{
@@ -27,8 +27,17 @@ use crate::{
 /// Builds migration-svc: the services registered, the runner beside (unless disabled).
 pub struct App;
 
-impl App {
-    pub async fn build(config: Config) -> Result<Service, StartupError> {
+impl ServiceBinary for App {
+    type Config = Config;
+    type Error = StartupError;
+    const NAME: &'static str = "migration-svc";
+    const SCHEMA: &'static str = db::SCHEMA;
+
+    fn migrations() -> refinery::Runner {
+        db::migrations()
+    }
+
+    async fn build(config: Config) -> Result<Service, StartupError> {
         let mut foundation =
             Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
         crate::metrics::install(&mut foundation);
@@ -76,10 +85,4 @@ impl App {
             .collect();
         Ok(Service::new(foundation, workers))
     }
-}
-
-/// The `migrate` subcommand.
-pub async fn migrate(config: &Config) -> Result<(), StartupError> {
-    startup::migrated_pool(&config.common, db::SCHEMA, db::migrations()).await?;
-    Ok(())
 }

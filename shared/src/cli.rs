@@ -4,13 +4,22 @@
 //! a summary line or one JSON object (`--output json`), a failure's gRPC code on stderr.
 
 use crate::error::code_name;
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
+use clap::{CommandFactory, FromArgMatches};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::{
     auth::{AuthError, Role, TokenMinter},
-    config::{AuthConfig, ClientConfig, Common},
+    config::{AuthConfig, ClientConfig, Common, ServiceConfig},
+    shutdown,
+    startup::{self, ServiceBinary},
+    telemetry,
 };
 
 /// `--config FILE` (or `STOWAGE_CONFIG`), for every subcommand.
@@ -37,10 +46,96 @@ pub enum ServiceCommand {
     },
 }
 
+/// A service binary's command line: `--config`, then one of the subcommands every service
+/// has or one of the binary's own, `C` (none: `serve`).
+#[derive(Debug, clap::Parser)]
+#[command(version)]
+struct CommandLine<C: clap::Subcommand> {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    command: Option<Subcommand<C>>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand<C: clap::Subcommand> {
+    #[command(flatten)]
+    Service(ServiceCommand),
+    #[command(flatten)]
+    Own(C),
+}
+
+/// The command line of service binary `B`, described by `about`, with its own subcommands
+/// `C`.
+fn command_line<B: ServiceBinary, C: clap::Subcommand>(about: &'static str) -> clap::Command {
+    CommandLine::<C>::command().name(B::NAME).about(about)
+}
+
+/// A service binary's `main`: parses the command line, runs a subcommand every service has
+/// (`serve` when none is given) and returns `None`, or returns the binary's own
+/// subcommand with the `--config` file for the binary to run.
+pub async fn service_main<B: ServiceBinary, C: clap::Subcommand>(
+    about: &'static str,
+) -> Result<Option<(C, Option<PathBuf>)>, BoxError> {
+    let matches = command_line::<B, C>(about).get_matches();
+    let cli = CommandLine::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let file = cli.config.config;
+    match cli
+        .command
+        .unwrap_or(Subcommand::Service(ServiceCommand::Serve))
+    {
+        Subcommand::Own(command) => Ok(Some((command, file))),
+        Subcommand::Service(command) => {
+            run_service::<B>(command, file.as_deref(), || command_line::<B, C>(about)).await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn run_service<B: ServiceBinary>(
+    command: ServiceCommand,
+    file: Option<&Path>,
+    cli: impl FnOnce() -> clap::Command,
+) -> Result<(), BoxError> {
+    if let ServiceCommand::Completions { shell } = command {
+        print_completions(shell, cli())?;
+        return Ok(());
+    }
+    let config = B::Config::load(file).map_err(|e| format!("loading configuration: {e}"))?;
+    match command {
+        ServiceCommand::Completions { .. } => {}
+        ServiceCommand::Token(args) => print_token(&config.common().auth, &args)?,
+        ServiceCommand::Migrate => {
+            let _telemetry = telemetry::init(B::NAME, &config.common().log)?;
+            startup::migrated_pool(config.common(), B::SCHEMA, B::migrations()).await?;
+        }
+        ServiceCommand::Serve => {
+            let _telemetry = telemetry::init(B::NAME, &config.common().log)?;
+            let service = B::build(config)
+                .await
+                .map_err(|e| format!("starting {}: {e}", B::NAME))?;
+            service.run_until_stopped(shutdown::signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// `completions SHELL`: the completion script of `command` (the binary's whole CLI).
-pub fn print_completions(shell: clap_complete::Shell, mut command: clap::Command) {
+fn print_completions(
+    shell: clap_complete::Shell,
+    mut command: clap::Command,
+) -> std::io::Result<()> {
+    use std::io::Write;
     let name = command.get_name().to_owned();
-    clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    match std::io::stdout().write_all(&script) {
+        // `completions bash | head` closes the pipe early: not a failure.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// `token`: prints a bearer token for development and scripts.

@@ -73,11 +73,13 @@ pub struct ClientConfig {
     pub key: Option<PathBuf>,
 }
 
-/// Default listen addresses of a service, as [`load`] defaults.
 /// A service's configuration: the common sections and its own, with its default ports.
+/// [`service_config!`](crate::service_config) writes the type and this implementation.
 pub trait ServiceConfig: DeserializeOwned {
     const GRPC_PORT: u16;
     const METRICS_PORT: u16;
+
+    fn common(&self) -> &Common;
 
     /// The defaults (both listeners on loopback at the service's ports), overlaid by `file`
     /// and then by `STOWAGE__SECTION__KEY` environment variables.
@@ -86,11 +88,42 @@ pub trait ServiceConfig: DeserializeOwned {
     }
 }
 
+/// Default listen addresses of a service, as [`load`] defaults.
 pub fn listen_defaults(grpc_port: u16, metrics_port: u16) -> serde_json::Value {
     serde_json::json!({
         "grpc": { "listen": format!("127.0.0.1:{grpc_port}") },
         "metrics": { "listen": format!("127.0.0.1:{metrics_port}") },
     })
+}
+
+/// A service's configuration type `Name { common, section }`: the common sections at the
+/// top level of the file, the service's own under `[section]` (its `Default` when absent),
+/// and its default ports.
+///
+/// ```ignore
+/// stowage_shared::service_config!(Config { archive: ArchiveConfig }, ports: 50052, 9452);
+/// ```
+#[macro_export]
+macro_rules! service_config {
+    ($name:ident { $section:ident: $type:ty }, ports: $grpc:literal, $metrics:literal) => {
+        /// The service's whole configuration: the common sections and its own.
+        #[derive(Clone, Debug, serde::Deserialize)]
+        pub struct $name {
+            #[serde(flatten)]
+            pub common: $crate::config::Common,
+            #[serde(default)]
+            pub $section: $type,
+        }
+
+        impl $crate::config::ServiceConfig for $name {
+            const GRPC_PORT: u16 = $grpc;
+            const METRICS_PORT: u16 = $metrics;
+
+            fn common(&self) -> &$crate::config::Common {
+                &self.common
+            }
+        }
+    };
 }
 
 /// PostgreSQL connection.

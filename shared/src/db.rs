@@ -36,6 +36,68 @@ where
         .transpose()
 }
 
+/// Runs a cached, prepared `sql`; the number of rows it changed.
+pub async fn execute(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.execute(&statement, params).await
+}
+
+/// Whether a read row-locks what it returns for the rest of its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    No,
+    ForUpdate,
+}
+
+/// A table whose rows have a UUID `id` and belong to an owner (an organization, a tenant),
+/// read one row at a time: scoped to the owner for a caller, unscoped (`None`) for the
+/// service's own work.
+pub struct OwnedRows<T, E> {
+    table: &'static str,
+    columns: &'static str,
+    owner_column: &'static str,
+    map: fn(&tokio_postgres::Row) -> Result<T, E>,
+}
+
+impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
+    pub const fn new(
+        table: &'static str,
+        columns: &'static str,
+        owner_column: &'static str,
+        map: fn(&tokio_postgres::Row) -> Result<T, E>,
+    ) -> Self {
+        Self {
+            table,
+            columns,
+            owner_column,
+            map,
+        }
+    }
+
+    /// The row `id`, if it exists and (unless `owner` is `None`) belongs to `owner`.
+    pub async fn get(
+        &self,
+        client: &impl GenericClient,
+        owner: Option<&str>,
+        id: uuid::Uuid,
+        lock: RowLock,
+    ) -> Result<Option<T>, E> {
+        let locking = match lock {
+            RowLock::No => "",
+            RowLock::ForUpdate => "for update",
+        };
+        let sql = format!(
+            "select {} from {} where id = $1 and ($2::text is null or {} = $2) {locking}",
+            self.columns, self.table, self.owner_column
+        );
+        query_opt_map(client, &sql, &[&id, &owner], self.map).await
+    }
+}
+
 /// Every row of a cached, prepared `sql`, mapped by `map`.
 pub async fn query_map<T, E>(
     client: &impl GenericClient,

@@ -174,6 +174,22 @@ impl Service {
     }
 }
 
+/// What a service binary is made of, so the subcommands every service has (`serve`,
+/// `migrate`, `token`, `completions`) are written once, in
+/// [`cli::run_service`](crate::cli::run_service).
+pub trait ServiceBinary {
+    type Config: crate::config::ServiceConfig;
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The name in logs, traces and metrics.
+    const NAME: &'static str;
+    /// The PostgreSQL schema the service owns.
+    const SCHEMA: &'static str;
+
+    fn migrations() -> refinery::Runner;
+
+    fn build(config: Self::Config) -> impl Future<Output = Result<Service, Self::Error>> + Send;
+}
+
 /// A pool on `common.database` with `schema` migrated (the `migrate` subcommand).
 pub async fn migrated_pool(
     common: &Common,

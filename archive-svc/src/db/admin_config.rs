@@ -2,7 +2,7 @@
 //! its one archive store setting here; `domain::stores` adopts it as a store version.
 
 use chrono::{DateTime, Utc};
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 
 use crate::error::Result;
 
@@ -24,9 +24,11 @@ pub async fn get_with_time(
 }
 
 pub async fn delete(client: &impl GenericClient, key: &str) -> Result<()> {
-    let statement = client
-        .prepare_cached("delete from archive.admin_config where key = $1")
-        .await?;
-    client.execute(&statement, &[&key]).await?;
+    db::execute(
+        client,
+        "delete from archive.admin_config where key = $1",
+        &[&key],
+    )
+    .await?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `archive.audit_log`: who did what to which job, why, and how it ended.
 
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 use uuid::Uuid;
 
 /// One audit entry.
@@ -18,27 +18,22 @@ pub struct Entry<'a> {
 }
 
 pub async fn record(client: &impl GenericClient, entry: &Entry<'_>) -> crate::error::Result<()> {
-    let statement = client
-        .prepare_cached(
-            "insert into archive.audit_log (tenant_id, actor, actor_tenant, action, job_id,
+    db::execute(
+        client,
+        "insert into archive.audit_log (tenant_id, actor, actor_tenant, action, job_id,
                  reason, outcome, detail)
              values ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &entry.tenant_id,
-                &entry.actor,
-                &entry.actor_tenant,
-                &entry.action,
-                &entry.job_id,
-                &entry.reason,
-                &entry.outcome,
-                &entry.detail,
-            ],
-        )
-        .await?;
+        &[
+            &entry.tenant_id,
+            &entry.actor,
+            &entry.actor_tenant,
+            &entry.action,
+            &entry.job_id,
+            &entry.reason,
+            &entry.outcome,
+            &entry.detail,
+        ],
+    )
+    .await?;
     Ok(())
 }

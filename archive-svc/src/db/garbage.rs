@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -110,10 +110,12 @@ pub async fn is_referenced(client: &impl GenericClient, garbage: &Garbage) -> Re
 }
 
 pub async fn remove(client: &impl GenericClient, id: i64) -> Result<()> {
-    let statement = client
-        .prepare_cached("delete from archive.blob_garbage where id = $1")
-        .await?;
-    client.execute(&statement, &[&id]).await?;
+    db::execute(
+        client,
+        "delete from archive.blob_garbage where id = $1",
+        &[&id],
+    )
+    .await?;
     Ok(())
 }
 
@@ -124,17 +126,15 @@ pub async fn postpone(
     error: &str,
     backoff: Duration,
 ) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "update archive.blob_garbage set attempts = attempts + 1, last_error = $2,
+    db::execute(
+        client,
+        "update archive.blob_garbage set attempts = attempts + 1, last_error = $2,
                  next_attempt_at = now()
                      + make_interval(secs => least($3::float8 * (attempts + 1), 3600))
              where id = $1",
-        )
-        .await?;
-    client
-        .execute(&statement, &[&id, &error, &backoff.as_secs_f64()])
-        .await?;
+        &[&id, &error, &backoff.as_secs_f64()],
+    )
+    .await?;
     Ok(())
 }
 

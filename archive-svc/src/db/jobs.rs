@@ -2,7 +2,7 @@
 //! tenant: `Some` scopes them to a caller's tenant, `None` is for the scheduler and admins.
 
 use chrono::{DateTime, Utc};
-use stowage_shared::db::{self, GenericClient};
+use stowage_shared::db::{self, GenericClient, OwnedRows};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -60,35 +60,10 @@ fn job(row: &Row) -> Result<Job> {
     })
 }
 
-pub async fn get(
-    client: &impl GenericClient,
-    tenant: Option<&str>,
-    id: Uuid,
-) -> Result<Option<Job>> {
-    select_one(client, tenant, id, "").await
-}
-
-/// Reads and row-locks a job for the rest of the transaction.
-pub async fn get_for_update(
-    client: &impl GenericClient,
-    tenant: Option<&str>,
-    id: Uuid,
-) -> Result<Option<Job>> {
-    select_one(client, tenant, id, "for update").await
-}
-
-async fn select_one(
-    client: &impl GenericClient,
-    tenant: Option<&str>,
-    id: Uuid,
-    locking: &str,
-) -> Result<Option<Job>> {
-    let sql = format!(
-        "select {COLUMNS} from archive.scan_jobs
-         where id = $1 and ($2::text is null or tenant_id = $2) {locking}"
-    );
-    db::query_opt_map(client, &sql, &[&id, &tenant], job).await
-}
+/// Jobs by id, scoped to a tenant; a job is row-locked (`RowLock::ForUpdate`) by every
+/// transaction that archives, restores, moves or deletes it.
+pub const JOBS: OwnedRows<Job, Error> =
+    OwnedRows::new("archive.scan_jobs", COLUMNS, "tenant_id", job);
 
 pub async fn list(
     client: &impl GenericClient,
@@ -144,52 +119,47 @@ pub async fn mark_archived(
     id: Uuid,
     info: &ArchiveInfo,
 ) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "update archive.scan_jobs set archived_at = $2, archive_blob_key = $3,
+    db::execute(
+        client,
+        "update archive.scan_jobs set archived_at = $2, archive_blob_key = $3,
                  archive_format = $4, archive_stored_bytes = $5, archive_plaintext_bytes = $6,
                  archive_plaintext_sha256 = $7, archive_kek_id = $8, archive_scan_items = $9,
                  archive_file_records = $10, archive_rows_digest = $11,
                  archive_store_version = $12
              where id = $1",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &id,
-                &info.archived_at,
-                &info.blob_key,
-                &info.format.as_str(),
-                &info.stored_bytes,
-                &info.plaintext_bytes,
-                &info.plaintext_sha256,
-                &info.kek_id,
-                &info.scan_items,
-                &info.file_records,
-                &info.rows_digest,
-                &info.store_version,
-            ],
-        )
-        .await?;
+        &[
+            &id,
+            &info.archived_at,
+            &info.blob_key,
+            &info.format.as_str(),
+            &info.stored_bytes,
+            &info.plaintext_bytes,
+            &info.plaintext_sha256,
+            &info.kek_id,
+            &info.scan_items,
+            &info.file_records,
+            &info.rows_digest,
+            &info.store_version,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
 /// Clears the archive marker; restoring counts as activity.
 pub async fn mark_hot(client: &impl GenericClient, id: Uuid) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "update archive.scan_jobs set archived_at = null, archive_blob_key = null,
+    db::execute(
+        client,
+        "update archive.scan_jobs set archived_at = null, archive_blob_key = null,
                  archive_format = null, archive_stored_bytes = null,
                  archive_plaintext_bytes = null, archive_plaintext_sha256 = null,
                  archive_kek_id = null, archive_scan_items = null, archive_file_records = null,
                  archive_rows_digest = null, archive_store_version = null,
                  last_activity_at = now()
              where id = $1",
-        )
-        .await?;
-    client.execute(&statement, &[&id]).await?;
+        &[&id],
+    )
+    .await?;
     Ok(())
 }
 
@@ -219,10 +189,12 @@ async fn delete_rows(client: &impl GenericClient, id: Uuid) -> Result<()> {
 
 pub async fn delete_job(client: &impl GenericClient, id: Uuid) -> Result<()> {
     delete_rows(client, id).await?;
-    let statement = client
-        .prepare_cached("delete from archive.scan_jobs where id = $1")
-        .await?;
-    client.execute(&statement, &[&id]).await?;
+    db::execute(
+        client,
+        "delete from archive.scan_jobs where id = $1",
+        &[&id],
+    )
+    .await?;
     Ok(())
 }
 
@@ -241,26 +213,21 @@ pub async fn touch(
 
 /// Points an archived job at a copy of its blob in another store version.
 pub async fn repoint(client: &impl GenericClient, id: Uuid, info: &ArchiveInfo) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "update archive.scan_jobs set archive_store_version = $2, archive_format = $3,
+    db::execute(
+        client,
+        "update archive.scan_jobs set archive_store_version = $2, archive_format = $3,
                  archive_stored_bytes = $4, archive_plaintext_sha256 = $5, archive_kek_id = $6
              where id = $1 and archived_at is not null",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &id,
-                &info.store_version,
-                &info.format.as_str(),
-                &info.stored_bytes,
-                &info.plaintext_sha256,
-                &info.kek_id,
-            ],
-        )
-        .await?;
+        &[
+            &id,
+            &info.store_version,
+            &info.format.as_str(),
+            &info.stored_bytes,
+            &info.plaintext_sha256,
+            &info.kek_id,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `archive.stores`: the versions of the archive store, each with its sealed setting.
 
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 use tokio_postgres::Row;
 
 use crate::{
@@ -122,20 +122,15 @@ pub async fn update_credential(
     sealed_setting: &[u8],
     actor: &str,
 ) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "update archive.stores set credential_kind = $2, sealed_setting = $3,
+    db::execute(
+        client,
+        "update archive.stores set credential_kind = $2, sealed_setting = $3,
                  credential_version = credential_version + 1, credential_updated_at = now(),
                  credential_updated_by = $4
              where version = $1",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[&version, &credential_kind, &sealed_setting, &actor],
-        )
-        .await?;
+        &[&version, &credential_kind, &sealed_setting, &actor],
+    )
+    .await?;
     Ok(())
 }
 
@@ -157,12 +152,12 @@ pub async fn adopt_jobs(
     version: i64,
     since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<u64> {
-    let statement = client
-        .prepare_cached(
-            "update archive.scan_jobs set archive_store_version = $1
+    Ok(db::execute(
+        client,
+        "update archive.scan_jobs set archive_store_version = $1
              where archived_at is not null and archive_store_version is null
                and ($2::timestamptz is null or archived_at >= $2)",
-        )
-        .await?;
-    Ok(client.execute(&statement, &[&version, &since]).await?)
+        &[&version, &since],
+    )
+    .await?)
 }

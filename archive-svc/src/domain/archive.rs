@@ -9,6 +9,7 @@
 
 use chrono::Utc;
 use serde_json::json;
+use stowage_shared::db::RowLock;
 use stowage_shared::{
     api::{Claim, RequestId},
     blob::{BlobKey, EncryptedStore, ObjectError, Receipt},
@@ -175,7 +176,8 @@ impl Archiver {
         {
             return Ok(job);
         }
-        let job = db::jobs::get(&tx, tenant, job_id)
+        let job = db::jobs::JOBS
+            .get(&tx, tenant, job_id, RowLock::No)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
         self.check_eligible(&job, request.mode)?;
@@ -229,7 +231,8 @@ impl Archiver {
         mode: Mode,
     ) -> Result<Job> {
         let job_id = job.id;
-        let current = db::jobs::get_for_update(tx, None, job_id)
+        let current = db::jobs::JOBS
+            .get(tx, None, job_id, RowLock::ForUpdate)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id} (deleted while archiving)")))?;
         let untouched = current.status == job.status

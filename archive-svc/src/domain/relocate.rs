@@ -9,6 +9,7 @@
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use stowage_shared::blob::{BlobKey, encrypted::Expected};
+use stowage_shared::db::RowLock;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -221,7 +222,10 @@ impl Relocator {
         moved: &mut Moved,
         garbage: &mut Vec<i64>,
     ) -> Result<MoveResult> {
-        let Some(job) = db::jobs::get(&*client, None, job_id).await? else {
+        let Some(job) = db::jobs::JOBS
+            .get(&*client, None, job_id, RowLock::No)
+            .await?
+        else {
             return Ok(MoveResult::Skipped("the job was deleted".into()));
         };
         let Some(info) = job.archive.clone() else {
@@ -280,7 +284,9 @@ impl Repoint<'_> {
     ) -> Result<MoveResult> {
         let (job_id, tenant) = (self.job.id, self.job.tenant_id.as_str());
         let tx = client.transaction().await?;
-        let current = db::jobs::get_for_update(&tx, None, job_id).await?;
+        let current = db::jobs::JOBS
+            .get(&tx, None, job_id, RowLock::ForUpdate)
+            .await?;
         let unchanged = current
             .as_ref()
             .and_then(|j| j.archive.as_ref())

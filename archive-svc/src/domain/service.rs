@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use stowage_shared::db::RowLock;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
@@ -124,7 +125,8 @@ impl Archives {
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Job> {
         let client = self.pool.get().await?;
-        db::jobs::get(&client, Some(&caller.organization), id)
+        db::jobs::JOBS
+            .get(&client, Some(&caller.organization), id, RowLock::No)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))
     }
@@ -226,7 +228,8 @@ impl Archives {
         {
             Claim::Replay(record) => record,
             Claim::Fresh => {
-                let job = db::jobs::get_for_update(&tx, Some(org), id)
+                let job = db::jobs::JOBS
+                    .get(&tx, Some(org), id, RowLock::ForUpdate)
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
                 let record = self.record_delete(&tx, &job).await?;
@@ -310,7 +313,8 @@ impl Archives {
     /// The tenant of any job, for evidence.
     pub(super) async fn tenant_of(&self, id: Uuid) -> Option<String> {
         let client = self.pool.get().await.ok()?;
-        db::jobs::get(&client, None, id)
+        db::jobs::JOBS
+            .get(&client, None, id, RowLock::No)
             .await
             .ok()
             .flatten()

@@ -5,7 +5,7 @@ use stowage_proto::archive::v1::{self as pb, archive_admin_service_server::Archi
 use stowage_shared::auth::{self, Role};
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, convert::archive_outcome};
+use super::{ResponseStream, replies::archive_outcome};
 use crate::domain::{
     audit::Actor,
     requests::{ArchiveDue, ArchiveNow, MigrateArchives, SetStore, UpdateStoreCredential},

@@ -1,9 +1,10 @@
 //! The gRPC adapter: wire messages in, domain calls, wire messages out. Requests are
-//! validated on receipt (`convert`); no SQL or store I/O here.
+//! validated on receipt (`requests`), answered through `replies`; no SQL or store I/O here.
 
 pub mod admin;
 pub mod archive;
-mod convert;
+mod replies;
+mod requests;
 
 use std::pin::Pin;
 

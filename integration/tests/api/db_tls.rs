@@ -10,6 +10,7 @@ use stowage_integration::{
     pg_cluster::{PgCluster, ServerTls},
     spawn_app_configured,
 };
+use stowage_shared::startup::ServiceBinary;
 use stowage_shared::{
     config::DatabaseConfig,
     db::{self, DbError},

@@ -2,7 +2,7 @@
 //! organization; the flip to a migration's target is conditional on the artifact still
 //! being live on its source, so it happens at most once.
 
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -32,33 +32,30 @@ fn artifact(row: &Row) -> Artifact {
 }
 
 pub async fn insert(client: &impl GenericClient, a: &Artifact) -> Result<()> {
-    let statement = client
-        .prepare_cached(&format!(
+    db::execute(
+        client,
+        &format!(
             "insert into migration.artifacts ({COLUMNS})
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        ))
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &a.id,
-                &a.organization_id,
-                &a.binding_id,
-                &a.object_key,
-                &a.name,
-                &a.purpose,
-                &a.content_type,
-                &a.size_bytes,
-                &a.sha256,
-                &a.stored_bytes,
-                &a.kek_id,
-                &a.create_time,
-                &a.update_time,
-                &a.delete_time,
-            ],
-        )
-        .await?;
+        ),
+        &[
+            &a.id,
+            &a.organization_id,
+            &a.binding_id,
+            &a.object_key,
+            &a.name,
+            &a.purpose,
+            &a.content_type,
+            &a.size_bytes,
+            &a.sha256,
+            &a.stored_bytes,
+            &a.kek_id,
+            &a.create_time,
+            &a.update_time,
+            &a.delete_time,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use stowage_shared::{
     blob::{Location, Provider},
-    db::GenericClient,
+    db::{self, GenericClient},
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -44,36 +44,33 @@ fn binding(row: &Row) -> Result<Binding> {
 }
 
 pub async fn insert(client: &impl GenericClient, b: &Binding, sealed: &[u8]) -> Result<()> {
-    let statement = client
-        .prepare_cached(&format!(
+    db::execute(
+        client,
+        &format!(
             "insert into migration.bindings ({COLUMNS}, credential_sealed)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        ))
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &b.id,
-                &b.organization_id,
-                &b.display_name,
-                &b.provider.as_str(),
-                &b.location.container,
-                &b.location.prefix,
-                &b.location.endpoint,
-                &b.location.account,
-                &b.location.region,
-                &b.state.as_str(),
-                &b.credential_kind,
-                &b.credential_update_time,
-                &b.create_time,
-                &b.update_time,
-                &b.activate_time,
-                &b.disable_time,
-                &sealed,
-            ],
-        )
-        .await?;
+        ),
+        &[
+            &b.id,
+            &b.organization_id,
+            &b.display_name,
+            &b.provider.as_str(),
+            &b.location.container,
+            &b.location.prefix,
+            &b.location.endpoint,
+            &b.location.account,
+            &b.location.region,
+            &b.state.as_str(),
+            &b.credential_kind,
+            &b.credential_update_time,
+            &b.create_time,
+            &b.update_time,
+            &b.activate_time,
+            &b.disable_time,
+            &sealed,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `migration.audit_log`, `migration.domain_events` and `migration.security_events`: the
 //! evidence of submissions, of runs ending, and of fail-closed conditions.
 
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -14,29 +14,24 @@ use crate::{
 };
 
 pub async fn record_audit(client: &impl GenericClient, entry: &AuditEntry) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "insert into migration.audit_log (organization_id, actor, action, run_id, binding_id,
+    db::execute(
+        client,
+        "insert into migration.audit_log (organization_id, actor, action, run_id, binding_id,
                  mode, reason, outcome, detail)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &entry.organization_id,
-                &entry.actor,
-                &entry.action,
-                &entry.run_id,
-                &entry.binding_id,
-                &entry.mode.map(Mode::as_str),
-                &entry.reason,
-                &if entry.ok { "ok" } else { "failed" },
-                &entry.detail,
-            ],
-        )
-        .await?;
+        &[
+            &entry.organization_id,
+            &entry.actor,
+            &entry.action,
+            &entry.run_id,
+            &entry.binding_id,
+            &entry.mode.map(Mode::as_str),
+            &entry.reason,
+            &if entry.ok { "ok" } else { "failed" },
+            &entry.detail,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -47,15 +42,13 @@ pub async fn record_domain_event(
     run_id: Uuid,
     payload: &serde_json::Value,
 ) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "insert into migration.domain_events (organization_id, type, run_id, payload)
+    db::execute(
+        client,
+        "insert into migration.domain_events (organization_id, type, run_id, payload)
              values ($1, $2, $3, $4)",
-        )
-        .await?;
-    client
-        .execute(&statement, &[&organization, &kind, &run_id, payload])
-        .await?;
+        &[&organization, &kind, &run_id, payload],
+    )
+    .await?;
     Ok(())
 }
 
@@ -67,19 +60,14 @@ pub async fn record_security_event(
     binding_id: Uuid,
     detail: &serde_json::Value,
 ) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "insert into migration.security_events
+    db::execute(
+        client,
+        "insert into migration.security_events
                  (organization_id, type, severity, run_id, binding_id, detail)
              values ($1, $2, 'high', $3, $4, $5)",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[&organization, &kind, &run_id, &binding_id, detail],
-        )
-        .await?;
+        &[&organization, &kind, &run_id, &binding_id, detail],
+    )
+    .await?;
     Ok(())
 }
 

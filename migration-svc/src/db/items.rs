@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -141,18 +141,16 @@ pub async fn heartbeat(
     artifacts: &[Uuid],
     ttl: Duration,
 ) -> Result<u64> {
-    let statement = client
-        .prepare_cached(
-            "update migration.run_items i
+    Ok(db::execute(
+        client,
+        "update migration.run_items i
              set lease_expires = now() + make_interval(secs => $2)
              from unnest($3::uuid[], $4::uuid[]) as held(run_id, artifact_id)
              where i.run_id = held.run_id and i.artifact_id = held.artifact_id
                and i.lease_owner = $1 and i.state = 'running'",
-        )
-        .await?;
-    Ok(client
-        .execute(&statement, &[&owner, &ttl.as_secs_f64(), &runs, &artifacts])
-        .await?)
+        &[&owner, &ttl.as_secs_f64(), &runs, &artifacts],
+    )
+    .await?)
 }
 
 /// Which of `artifacts` `owner` still holds leases on in the run; locks those rows.
@@ -229,17 +227,15 @@ pub async fn release(
     artifact_id: Uuid,
     owner: &str,
 ) -> Result<bool> {
-    let statement = client
-        .prepare_cached(
-            "update migration.run_items
+    Ok(db::execute(
+        client,
+        "update migration.run_items
              set state = 'queued', lease_owner = null, lease_expires = null,
                  attempts = greatest(attempts - 1, 0), update_time = now()
              where run_id = $1 and artifact_id = $2 and state = 'running' and lease_owner = $3",
-        )
-        .await?;
-    Ok(client
-        .execute(&statement, &[&run_id, &artifact_id, &owner])
-        .await?
+        &[&run_id, &artifact_id, &owner],
+    )
+    .await?
         == 1)
 }
 
@@ -294,14 +290,14 @@ pub async fn outcomes_after(
 /// Puts items whose lease expired back in the queue (a cancelled run's leftovers);
 /// returns how many.
 pub async fn requeue_expired(client: &impl GenericClient, run_id: Uuid) -> Result<i64> {
-    let statement = client
-        .prepare_cached(
-            "update migration.run_items
+    Ok(db::execute(
+        client,
+        "update migration.run_items
              set state = 'queued', lease_owner = null, lease_expires = null, update_time = now()
              where run_id = $1 and state = 'running' and lease_expires < now()",
-        )
-        .await?;
-    Ok(client.execute(&statement, &[&run_id]).await? as i64)
+        &[&run_id],
+    )
+    .await? as i64)
 }
 
 /// Ends every still-leased item of a failing run as FAILED with `cause`, numbering their

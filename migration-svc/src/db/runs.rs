@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stowage_shared::db::GenericClient;
+use stowage_shared::db::{self, GenericClient, OwnedRows};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -66,70 +66,35 @@ fn seconds(ttl: Duration) -> f64 {
 }
 
 pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "insert into migration.runs (id, organization_id, target_binding_id, mode, state,
+    db::execute(
+        client,
+        "insert into migration.runs (id, organization_id, target_binding_id, mode, state,
                  reason, requested_by, retry_of, limit_bytes_per_second,
                  limit_objects_per_second, create_time, update_time)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &r.id,
-                &r.organization_id,
-                &r.target_binding_id,
-                &r.mode.as_str(),
-                &r.state.as_str(),
-                &r.reason,
-                &r.requested_by,
-                &r.retry_of,
-                &r.limit.bytes_per_second,
-                &r.limit.objects_per_second,
-                &r.create_time,
-            ],
-        )
-        .await?;
+        &[
+            &r.id,
+            &r.organization_id,
+            &r.target_binding_id,
+            &r.mode.as_str(),
+            &r.state.as_str(),
+            &r.reason,
+            &r.requested_by,
+            &r.retry_of,
+            &r.limit.bytes_per_second,
+            &r.limit.objects_per_second,
+            &r.create_time,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
-/// A run, scoped to an organization unless `org` is `None` (the runner).
-pub async fn get(client: &impl GenericClient, org: Option<&str>, id: Uuid) -> Result<Option<Run>> {
-    select_one(client, org, id, "").await
-}
-
-/// Reads and row-locks a run. Every transaction that changes a run's items locks the run
-/// first, so they never deadlock and outcome numbers follow commit order.
-pub async fn get_for_update(
-    client: &impl GenericClient,
-    org: Option<&str>,
-    id: Uuid,
-) -> Result<Option<Run>> {
-    select_one(client, org, id, "for update").await
-}
-
-/// One run by id, with `locking` (empty or a locking clause) appended to the query.
-async fn select_one(
-    client: &impl GenericClient,
-    org: Option<&str>,
-    id: Uuid,
-    locking: &str,
-) -> Result<Option<Run>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.runs
-             where id = $1 and ($2::text is null or organization_id = $2) {locking}"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&id, &org])
-        .await?
-        .as_ref()
-        .map(run)
-        .transpose()
-}
+/// Runs by id, scoped to an organization unless `None` (the runner). Every transaction
+/// that changes a run's items locks the run first (`RowLock::ForUpdate`), so they never
+/// deadlock and outcome numbers follow commit order.
+pub const RUNS: OwnedRows<Run, Error> =
+    OwnedRows::new("migration.runs", COLUMNS, "organization_id", run);
 
 pub async fn list(
     client: &impl GenericClient,
@@ -234,14 +199,15 @@ pub async fn save_plan_page(
 
 /// PLANNING → RUNNING under the planner's lease, which it gives up.
 pub async fn start_running(client: &impl GenericClient, id: Uuid, owner: &str) -> Result<bool> {
-    let statement = client
-        .prepare_cached(
-            "update migration.runs set state = 'running', lease_owner = null,
+    Ok(db::execute(
+        client,
+        "update migration.runs set state = 'running', lease_owner = null,
                  lease_expires = null, update_time = now()
              where id = $1 and lease_owner = $2 and state = 'planning'",
-        )
-        .await?;
-    Ok(client.execute(&statement, &[&id, &owner]).await? == 1)
+        &[&id, &owner],
+    )
+    .await?
+        == 1)
 }
 
 /// Ends a run in `state` (terminal).
@@ -252,36 +218,31 @@ pub async fn end(
     cause: Option<FailureCause>,
     detail: Option<&str>,
 ) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "update migration.runs set state = $2, failure_cause = $3, failure_detail = $4,
+    db::execute(
+        client,
+        "update migration.runs set state = $2, failure_cause = $3, failure_detail = $4,
                  lease_owner = null, lease_expires = null, end_time = now(),
                  update_time = now()
              where id = $1",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &id,
-                &state.as_str(),
-                &cause.map(FailureCause::as_str),
-                &detail,
-            ],
-        )
-        .await?;
+        &[
+            &id,
+            &state.as_str(),
+            &cause.map(FailureCause::as_str),
+            &detail,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
 pub async fn request_cancel(client: &impl GenericClient, id: Uuid) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "update migration.runs set cancel_requested = true, update_time = now()
+    db::execute(
+        client,
+        "update migration.runs set cancel_requested = true, update_time = now()
              where id = $1",
-        )
-        .await?;
-    client.execute(&statement, &[&id]).await?;
+        &[&id],
+    )
+    .await?;
     Ok(())
 }
 
@@ -322,14 +283,16 @@ pub async fn shift(
         return Ok(());
     }
     let (from, to) = (counter(from), counter(to));
-    let statement = client
-        .prepare_cached(&format!(
+    db::execute(
+        client,
+        &format!(
             "update migration.runs set {from} = {from} - $2, {to} = {to} + $2,
                  update_time = now()
              where id = $1"
-        ))
-        .await?;
-    client.execute(&statement, &[&id, &n]).await?;
+        ),
+        &[&id, &n],
+    )
+    .await?;
     Ok(())
 }
 
@@ -344,29 +307,24 @@ pub async fn record_outcomes(
     if tally.total() == 0 {
         return Ok(());
     }
-    let statement = client
-        .prepare_cached(
-            "update migration.runs set items_running = items_running - $2,
+    db::execute(
+        client,
+        "update migration.runs set items_running = items_running - $2,
                  items_migrated = items_migrated + $3, items_skipped = items_skipped + $4,
                  items_failed = items_failed + $5, bytes_migrated = bytes_migrated + $6,
                  last_outcome = $7, update_time = now()
              where id = $1",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &id,
-                &tally.total(),
-                &tally.migrated,
-                &tally.skipped,
-                &tally.failed,
-                &tally.migrated_bytes,
-                &last_outcome,
-            ],
-        )
-        .await?;
+        &[
+            &id,
+            &tally.total(),
+            &tally.migrated,
+            &tally.skipped,
+            &tally.failed,
+            &tally.migrated_bytes,
+            &last_outcome,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_stream::try_stream;
 use futures::Stream;
 use stowage_shared::auth::Principal;
+use stowage_shared::db::RowLock;
 use uuid::Uuid;
 
 use super::runs::{Run, RunItem};
@@ -61,7 +62,7 @@ impl Watcher {
             loop {
                 let run = {
                     let client = pool.get().await?;
-                    db::runs::get(&client, None, run_id)
+                    db::runs::RUNS.get(&client, None, run_id, RowLock::No)
                         .await?
                         .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?
                 };
@@ -99,7 +100,8 @@ impl Watcher {
 
     async fn run(&self, org: Option<&str>, id: Uuid) -> Result<Run> {
         let client = self.pool.get().await?;
-        db::runs::get(&client, org, id)
+        db::runs::RUNS
+            .get(&client, org, id, RowLock::No)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {id}")))
     }

@@ -10,6 +10,7 @@ mod insert;
 
 use bytes::Bytes;
 use serde_json::json;
+use stowage_shared::db::RowLock;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -69,7 +70,8 @@ impl Restorer {
         let started = std::time::Instant::now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let job = db::jobs::get_for_update(&tx, tenant, job_id)
+        let job = db::jobs::JOBS
+            .get(&tx, tenant, job_id, RowLock::ForUpdate)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
         let owner = Some((job_id, job.tenant_id.as_str()));

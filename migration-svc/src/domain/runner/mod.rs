@@ -13,6 +13,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use stowage_shared::db::RowLock;
 use stowage_shared::{db::GenericClient, shutdown::Drain};
 use tokio::sync::Notify;
 use tokio_util::task::AbortOnDropHandle;
@@ -135,7 +136,7 @@ impl Runner {
 
     async fn current(&self, run_id: Uuid) -> Result<Option<Run>> {
         let client = self.pool.get().await?;
-        db::runs::get(&client, None, run_id).await
+        db::runs::RUNS.get(&client, None, run_id, RowLock::No).await
     }
 
     /// Ends the run with `ending` unless it has ended already.

@@ -5,6 +5,7 @@
 use std::{collections::HashSet, sync::Arc};
 
 use stowage_shared::db::GenericClient;
+use stowage_shared::db::RowLock;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -72,7 +73,8 @@ impl Runner {
     ) -> Result<Option<Failure>> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let run = db::runs::get_for_update(&tx, None, run_id)
+        let run = db::runs::RUNS
+            .get(&tx, None, run_id, RowLock::ForUpdate)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
         let running = run.state == RunState::Running;
@@ -120,7 +122,10 @@ impl Runner {
     pub(super) async fn try_finish(&self, run_id: Uuid) -> Result<bool> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(run) = db::runs::get_for_update(&tx, None, run_id).await? else {
+        let Some(run) = db::runs::RUNS
+            .get(&tx, None, run_id, RowLock::ForUpdate)
+            .await?
+        else {
             return Ok(false);
         };
         if run.state != RunState::Running {

@@ -12,6 +12,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
+use stowage_shared::db::RowLock;
 use stowage_shared::{
     blob::{BlobKey, EncryptedStore},
     shutdown::Drain,
@@ -163,7 +164,10 @@ impl Runner {
         let run_id = context.run.id;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(run) = db::runs::get_for_update(&tx, None, run_id).await? else {
+        let Some(run) = db::runs::RUNS
+            .get(&tx, None, run_id, RowLock::ForUpdate)
+            .await?
+        else {
             return Ok(Vec::new());
         };
         if run.state != RunState::Running || run.cancel_requested {
@@ -300,7 +304,9 @@ impl Runner {
         self.track([item], false);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        db::runs::get_for_update(&tx, None, item.run_id).await?;
+        db::runs::RUNS
+            .get(&tx, None, item.run_id, RowLock::ForUpdate)
+            .await?;
         if db::items::release(&tx, item.run_id, item.artifact_id, &self.owner).await? {
             let (running, queued) = (ItemState::Running, ItemState::Queued);
             db::runs::shift(&tx, item.run_id, running, queued, 1).await?;

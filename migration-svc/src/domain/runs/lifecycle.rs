@@ -4,6 +4,7 @@
 
 use serde_json::json;
 use stowage_shared::db::GenericClient;
+use stowage_shared::db::RowLock;
 use uuid::Uuid;
 
 use crate::{
@@ -90,7 +91,8 @@ pub async fn end_locked(tx: &impl GenericClient, run: &Run, ending: &Ending) -> 
         failure.map(|f| f.detail.as_str()),
     )
     .await?;
-    let ended = db::runs::get(tx, None, run.id)
+    let ended = db::runs::RUNS
+        .get(tx, None, run.id, RowLock::No)
         .await?
         .ok_or_else(|| Error::NotFound(format!("run {}", run.id)))?;
     record_end(tx, &ended).await?;
@@ -106,7 +108,10 @@ pub async fn end_locked(tx: &impl GenericClient, run: &Run, ending: &Ending) -> 
 pub async fn end(pool: &deadpool_postgres::Pool, run_id: Uuid, ending: &Ending) -> Result<bool> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(current) = db::runs::get_for_update(&tx, None, run_id).await? else {
+    let Some(current) = db::runs::RUNS
+        .get(&tx, None, run_id, RowLock::ForUpdate)
+        .await?
+    else {
         return Ok(false);
     };
     if current.state.is_terminal() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
+use stowage_shared::db::RowLock;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
@@ -122,7 +123,8 @@ impl Runs {
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Run> {
         let client = self.pool.get().await?;
-        db::runs::get(&client, Some(&caller.organization), id)
+        db::runs::RUNS
+            .get(&client, Some(&caller.organization), id, RowLock::No)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {id}")))
     }
@@ -142,7 +144,13 @@ impl Runs {
 
     pub async fn items(&self, caller: &Principal, query: ListItems) -> Result<Page<RunItem, Uuid>> {
         let client = self.pool.get().await?;
-        db::runs::get(&client, Some(&caller.organization), query.run_id)
+        db::runs::RUNS
+            .get(
+                &client,
+                Some(&caller.organization),
+                query.run_id,
+                RowLock::No,
+            )
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {}", query.run_id)))?;
         let items = db::items::list(
@@ -171,7 +179,8 @@ impl Runs {
         {
             return Ok(run);
         }
-        let failed = db::runs::get_for_update(&tx, Some(org), command.id)
+        let failed = db::runs::RUNS
+            .get(&tx, Some(org), command.id, RowLock::ForUpdate)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {}", command.id)))?;
         retryable(&failed)?;
@@ -211,7 +220,8 @@ impl Runs {
         let org = caller.organization.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let run = db::runs::get_for_update(&tx, Some(org), id)
+        let run = db::runs::RUNS
+            .get(&tx, Some(org), id, RowLock::ForUpdate)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
         if run.state.is_terminal() {
@@ -222,7 +232,8 @@ impl Runs {
         let run = if ended {
             lifecycle::end_locked(&tx, &run, &Ending::Cancelled).await?
         } else {
-            db::runs::get(&tx, None, id)
+            db::runs::RUNS
+                .get(&tx, None, id, RowLock::No)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("run {id}")))?
         };
