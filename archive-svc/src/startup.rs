@@ -94,6 +94,7 @@ impl ServiceBinary for App {
         let workers: Vec<Worker> = vec![
             Box::new(move |drain| scheduler.run(drain).boxed()),
             Box::new(move |drain| sweeper.run(sweep_interval, drain).boxed()),
+            foundation.pruner(db::retention_rules),
         ];
         Ok(Service::new(foundation, workers))
     }

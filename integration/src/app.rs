@@ -84,6 +84,7 @@ pub fn test_common(db: &TestDb) -> Result<Common> {
             keks: [("test-1".to_owned(), SecretString::from(kek))].into(),
         },
         client: Default::default(),
+        retention: Default::default(),
     })
 }
 

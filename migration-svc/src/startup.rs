@@ -79,9 +79,11 @@ impl ServiceBinary for App {
         // The runner stops claiming work when the drain starts and gets the drain timeout
         // again to finish its in-flight items; what is still in flight then is abandoned
         // (its leases expire and another replica takes the items over).
+        let pruner = foundation.pruner(db::retention_rules);
         let workers = runner
             .into_iter()
             .map(|runner| -> Worker { Box::new(move |drain| runner.run(drain).boxed()) })
+            .chain([pruner])
             .collect();
         Ok(Service::new(foundation, workers))
     }

@@ -53,6 +53,9 @@ pub struct Common {
     /// Defaults for the client subcommands; their flags and environment win.
     #[serde(default)]
     pub client: ClientConfig,
+    /// How long idempotency records, ended runs' items and evidence are kept.
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// `[client]`: where and how the client subcommands reach a server.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod format;
 pub mod instruments;
 pub mod keyring;
+pub mod retention;
 pub mod rpc_telemetry;
 pub mod server;
 pub mod shutdown;

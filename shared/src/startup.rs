@@ -15,6 +15,7 @@ use crate::{
     db::{self, DbError},
     instruments::{self, Metric},
     keyring::{KeyError, KeyRing},
+    retention::{Pruner, RetentionConfig, Rule},
     server::{GrpcServer, ServerError},
     shutdown::Drain,
     telemetry::{MetricsServer, TelemetryError},
@@ -32,6 +33,8 @@ pub enum StartupError {
     Server(#[from] ServerError),
     #[error("metrics: {0}")]
     Telemetry(#[from] TelemetryError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// The parts of a service that do not depend on what it does.
@@ -42,6 +45,7 @@ pub struct Foundation {
     pub grpc: GrpcServer,
     metrics: Option<MetricsServer>,
     drain_timeout: Duration,
+    retention: RetentionConfig,
     alongside: Vec<BoxFuture<'static, ()>>,
 }
 
@@ -60,6 +64,7 @@ impl Foundation {
         schema: &'static str,
         migrations: refinery::Runner,
     ) -> Result<Self, StartupError> {
+        common.retention.validate().map_err(StartupError::Config)?;
         let keys = KeyRing::from_config(&common.keys)?;
         let auth = Authenticator::from_config(&common.auth)?;
         let pool = migrated_pool(common, schema, migrations).await?;
@@ -79,8 +84,16 @@ impl Foundation {
             grpc,
             metrics,
             drain_timeout: common.grpc.drain_timeout,
+            retention: common.retention.clone(),
             alongside,
         })
+    }
+
+    /// The worker that prunes the service's tables by `rules` (made from
+    /// `[retention]`, which [`Foundation::build`] checked).
+    pub fn pruner(&self, rules: impl FnOnce(&RetentionConfig) -> Vec<Rule>) -> Worker {
+        let pruner = Pruner::new(self.pool.clone(), rules(&self.retention), &self.retention);
+        Box::new(move |drain| pruner.run(drain).boxed())
     }
 
     /// Registers a service's own metrics (described, listed series at zero).

@@ -8,6 +8,8 @@ pub mod jobs;
 pub mod rows;
 pub mod stores;
 
+use stowage_shared::retention::{RetentionConfig, Rule};
+
 /// The PostgreSQL schema that holds every table of this service.
 pub const SCHEMA: &str = "archive";
 
@@ -17,4 +19,13 @@ mod embedded {
 
 pub fn migrations() -> refinery::Runner {
     embedded::migrations::runner()
+}
+
+/// What the pruner deletes, and when: idempotency records by age, and evidence (the audit
+/// log) after the longest age.
+pub fn retention_rules(keep: &RetentionConfig) -> Vec<Rule> {
+    vec![
+        Rule::older_than("archive.request_log", "created_at", keep.requests),
+        Rule::older_than("archive.audit_log", "at", keep.evidence),
+    ]
 }

@@ -18,6 +18,7 @@ mod evidence;
 mod foundation;
 mod hostile;
 mod metrics;
+mod retention;
 mod runs;
 mod shutdown;
 mod tls;

@@ -8,6 +8,8 @@ pub mod items;
 pub mod organizations;
 pub mod runs;
 
+use stowage_shared::retention::{RetentionConfig, Rule};
+
 /// The PostgreSQL schema that holds every table of this service.
 pub const SCHEMA: &str = "migration";
 
@@ -17,4 +19,27 @@ mod embedded {
 
 pub fn migrations() -> refinery::Runner {
     embedded::migrations::runner()
+}
+
+/// What the pruner deletes, and when: idempotency records by age, the items of runs that
+/// ended long enough ago (the run row, its counts and its evidence stay), and evidence
+/// last.
+pub fn retention_rules(keep: &RetentionConfig) -> Vec<Rule> {
+    let evidence = |table| Rule::older_than(table, "at", keep.evidence);
+    vec![
+        Rule::older_than("migration.request_log", "created_at", keep.requests),
+        Rule {
+            name: "migration.run_items",
+            keep: keep.run_items,
+            delete: "delete from migration.run_items where ctid in (
+                         select i.ctid from migration.runs r
+                         join migration.run_items i on i.run_id = r.id
+                         where r.end_time < now() - make_interval(secs => $1)
+                         limit $2)"
+                .into(),
+        },
+        evidence("migration.audit_log"),
+        evidence("migration.domain_events"),
+        evidence("migration.security_events"),
+    ]
 }
