@@ -34,6 +34,7 @@ use stowage_shared::{
 mod archive_bench;
 mod migration_bench;
 mod server;
+mod soak;
 
 const MIB: usize = 1 << 20;
 /// Chunk size the write path sees (as from a network read).
@@ -220,6 +221,11 @@ async fn main() -> Result<()> {
             archive_bench::run(rows).await
         }
         Some("migration") => migration_bench::run(args.get(1).is_some_and(|a| a == "rss")).await,
+        Some("soak") => {
+            let artifacts = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
+            let runs = args.get(2).map_or(Ok(20), |s| s.parse())?;
+            soak::run(artifacts, runs).await
+        }
         Some("write-rss") => {
             let dir = args
                 .get(1)
@@ -229,7 +235,7 @@ async fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [rss]"
+                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [rss] | soak [ARTIFACTS] [RUNS]"
             );
             Ok(())
         }

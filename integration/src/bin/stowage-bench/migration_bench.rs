@@ -192,10 +192,20 @@ async fn rclone_round(
 
 /// Uploads `count` objects of `size` bytes, `parallel` at a time.
 async fn upload(clients: &Clients, count: usize, size: usize, parallel: usize) -> Result<()> {
+    upload_to(&clients.artifacts, count, size, parallel).await
+}
+
+/// Uploads `count` distinct objects of `size` bytes, `parallel` at a time.
+pub async fn upload_to(
+    artifacts: &ArtifactServiceClient<Bearer>,
+    count: usize,
+    size: usize,
+    parallel: usize,
+) -> Result<()> {
     let block = Bytes::from(m::content(size, size.min(MIB)));
     let results: Vec<Result<()>> = stream::iter(0..count)
         .map(|i| {
-            let mut artifacts = clients.artifacts.clone();
+            let mut artifacts = artifacts.clone();
             let block = block.clone();
             async move {
                 let mut messages = vec![pb::PutArtifactRequest {
