@@ -6,7 +6,10 @@ use stowage_proto::archive::v1::{
     archive_admin_service_server::ArchiveAdminServiceServer,
     archive_service_server::ArchiveServiceServer,
 };
-use stowage_shared::startup::{self, Foundation, Service, ServiceBinary, StartupError, Worker};
+use stowage_shared::{
+    db::Schema,
+    startup::{self, Foundation, Service, ServiceBinary, StartupError, Worker},
+};
 
 use crate::{
     config::Config,
@@ -21,34 +24,18 @@ use crate::{
 /// Builds archive-svc: the services registered, the schedule and the sweeper beside.
 pub struct App;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Startup(#[from] StartupError),
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("archive stores: {0}")]
-    Stores(#[from] crate::error::Error),
-}
-
 impl ServiceBinary for App {
     type Config = Config;
-    type Error = AppError;
     const NAME: &'static str = "archive-svc";
-    const SCHEMA: &'static str = db::SCHEMA;
+    const SCHEMA: Schema = db::SCHEMA;
 
-    fn migrations() -> refinery::Runner {
-        db::migrations()
-    }
-
-    async fn build(config: Config) -> Result<Service, AppError> {
-        let policy = config.archive.policy().map_err(AppError::Config)?;
+    async fn build(config: Config) -> Result<Service, StartupError> {
+        let policy = config.archive.policy().map_err(StartupError::Config)?;
         let schedule = &config.archive.schedule;
         let cron = schedule
             .parse::<croner::Cron>()
-            .map_err(|e| AppError::Config(format!("archive.schedule {schedule:?}: {e}")))?;
-        let mut foundation =
-            Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
+            .map_err(|e| StartupError::Config(format!("archive.schedule {schedule:?}: {e}")))?;
+        let mut foundation = Foundation::build(&config.common, db::SCHEMA).await?;
         crate::metrics::install(&mut foundation, &policy);
         let pool = foundation.pool.clone();
         let stores = ArchiveStores::new(
@@ -56,9 +43,10 @@ impl ServiceBinary for App {
             config.archive.default_store.as_ref(),
             config.archive.store_options(),
         );
-        stores
-            .adopt(&mut pool.get().await.map_err(crate::error::Error::from)?)
-            .await?;
+        let adopted = async { stores.adopt(&mut pool.get().await?).await };
+        adopted
+            .await
+            .map_err(|error| StartupError::Service("archive stores", error))?;
         let archiver = Archiver::new(pool.clone(), stores.clone(), policy.clone());
         let restorer = Restorer::new(pool.clone(), stores.clone());
         let sweep_interval = config.archive.sweep_interval;
@@ -102,5 +90,5 @@ impl ServiceBinary for App {
 
 /// A pool on the configured database with this service's schema migrated.
 pub async fn migrated_pool(config: &Config) -> Result<deadpool_postgres::Pool, StartupError> {
-    startup::migrated_pool(&config.common, db::SCHEMA, db::migrations()).await
+    startup::migrated_pool(&config.common, db::SCHEMA).await
 }

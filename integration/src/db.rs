@@ -121,14 +121,15 @@ impl Drop for TestDb {
     }
 }
 
+/// Both services' schemas, as the template database holds them.
+const SCHEMAS: [stowage_shared::db::Schema; 2] =
+    [migration_svc::db::SCHEMA, archive_svc::db::SCHEMA];
+
 /// Creates the migrated template once per set of migrations; safe to race.
 async fn ensure_template(admin: &str) -> Result<String> {
     let mut hasher = DefaultHasher::new();
-    for runner in [
-        migration_svc::db::migrations(),
-        archive_svc::db::migrations(),
-    ] {
-        for migration in runner.get_migrations() {
+    for schema in SCHEMAS {
+        for migration in schema.migrations().get_migrations() {
             (migration.name(), migration.checksum()).hash(&mut hasher);
         }
     }
@@ -157,18 +158,9 @@ async fn ensure_template(admin: &str) -> Result<String> {
             ..DatabaseConfig::default()
         };
         let pool = stowage_shared::db::pool(&config)?;
-        stowage_shared::db::migrate(
-            &pool,
-            migration_svc::db::SCHEMA,
-            migration_svc::db::migrations(),
-        )
-        .await?;
-        stowage_shared::db::migrate(
-            &pool,
-            archive_svc::db::SCHEMA,
-            archive_svc::db::migrations(),
-        )
-        .await?;
+        for schema in SCHEMAS {
+            schema.migrate(&pool).await?;
+        }
         pool.close();
         drop(pool);
         // Closed connections leave the server a moment later; renaming needs them gone.

@@ -9,7 +9,10 @@ use stowage_proto::migration::v1::{
     evidence_service_server::EvidenceServiceServer,
     migration_service_server::MigrationServiceServer,
 };
-use stowage_shared::startup::{Foundation, Service, ServiceBinary, StartupError, Worker};
+use stowage_shared::{
+    db::Schema,
+    startup::{Foundation, Service, ServiceBinary, StartupError, Worker},
+};
 use tokio::sync::Notify;
 
 use crate::{
@@ -29,17 +32,11 @@ pub struct App;
 
 impl ServiceBinary for App {
     type Config = Config;
-    type Error = StartupError;
     const NAME: &'static str = "migration-svc";
-    const SCHEMA: &'static str = db::SCHEMA;
-
-    fn migrations() -> refinery::Runner {
-        db::migrations()
-    }
+    const SCHEMA: Schema = db::SCHEMA;
 
     async fn build(config: Config) -> Result<Service, StartupError> {
-        let mut foundation =
-            Foundation::build(&config.common, db::SCHEMA, db::migrations()).await?;
+        let mut foundation = Foundation::build(&config.common, db::SCHEMA).await?;
         crate::metrics::install(&mut foundation);
         let pool = foundation.pool.clone();
         let stores = Stores::new(

@@ -107,7 +107,7 @@ async fn run_service<B: ServiceBinary>(
         ServiceCommand::Token(args) => print_token(&config.common().auth, &args)?,
         ServiceCommand::Migrate => {
             let _telemetry = telemetry::init(B::NAME, &config.common().log)?;
-            startup::migrated_pool(config.common(), B::SCHEMA, B::migrations()).await?;
+            startup::migrated_pool(config.common(), B::SCHEMA).await?;
         }
         ServiceCommand::Serve => {
             let _telemetry = telemetry::init(B::NAME, &config.common().log)?;

@@ -260,6 +260,24 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pool, DbError> {
 /// Applies `migrations` to `schema`, creating it if needed. Holds a session advisory lock
 /// keyed by the schema name meanwhile, so concurrent starters wait and then find nothing
 /// left to do. The history table lives in the schema too.
+/// A service's PostgreSQL schema and the migrations that build it.
+#[derive(Clone, Copy)]
+pub struct Schema {
+    pub name: &'static str,
+    pub migrations: fn() -> refinery::Runner,
+}
+
+impl Schema {
+    pub fn migrations(&self) -> refinery::Runner {
+        (self.migrations)()
+    }
+
+    /// Applies the migrations not yet applied (see [`migrate`]).
+    pub async fn migrate(&self, pool: &Pool) -> Result<refinery::Report, DbError> {
+        migrate(pool, self.name, self.migrations()).await
+    }
+}
+
 pub async fn migrate(
     pool: &Pool,
     schema: &str,

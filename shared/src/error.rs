@@ -1,7 +1,8 @@
-//! The errors every service meets the same way (a caller's bad field, authentication, a
-//! reused request id, the database, sealed secrets, a store, an unreadable object) and
-//! their one mapping to gRPC status codes. A service's error enum holds them in one variant, `Common`, maps only its own
-//! variants, and gets the conversions from [`common_errors!`](crate::common_errors).
+//! The one error type of both services and its one mapping to gRPC status codes: a
+//! caller's bad field, authentication, a reused request id, the database, sealed secrets,
+//! a store, an unreadable object, and the outcomes every domain speaks of (not found, not
+//! now, data loss, ours to look into). Each variant maps to exactly one code in one
+//! exhaustive match; what is ours stays in the log, never in the reply.
 
 use tonic::Status;
 
@@ -11,10 +12,11 @@ use crate::{
     blob::{BlobError, ObjectError},
     db::DbError,
     keyring::KeyError,
+    stream::WorkStopped,
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum CommonError {
+pub enum Error {
     #[error(transparent)]
     InvalidArgument(#[from] InvalidArgument),
     #[error(transparent)]
@@ -31,9 +33,34 @@ pub enum CommonError {
     /// could not be produced or hashed.
     #[error(transparent)]
     Object(ObjectError),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request is valid but the state it meets does not allow it (yet).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Stored bytes that cannot be read back as they were written.
+    #[error("stored data is unreadable: {0}")]
+    DataLoss(String),
+    /// A stored record this service cannot make sense of (a state it does not know).
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
-impl From<ObjectError> for CommonError {
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The database's own error, when that is what this is.
+    pub fn as_db(&self) -> Option<&DbError> {
+        match self {
+            Error::Db(db) => Some(db),
+            _ => None,
+        }
+    }
+}
+
+impl From<ObjectError> for Error {
     fn from(error: ObjectError) -> Self {
         match error {
             ObjectError::Blob(blob) => Self::Store(blob),
@@ -42,39 +69,48 @@ impl From<ObjectError> for CommonError {
     }
 }
 
-impl From<tokio_postgres::Error> for CommonError {
+impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         Self::Db(error.into())
     }
 }
 
-impl From<deadpool_postgres::PoolError> for CommonError {
+impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         Self::Db(error.into())
     }
 }
 
-impl From<CommonError> for Status {
-    fn from(error: CommonError) -> Self {
+impl From<WorkStopped> for Error {
+    fn from(error: WorkStopped) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
         match error {
-            CommonError::InvalidArgument(e) => e.into(),
-            CommonError::Auth(e) => e.into(),
-            CommonError::Idempotency(IdempotencyError::Mismatch(_)) => {
+            Error::InvalidArgument(e) => e.into(),
+            Error::Auth(e) => e.into(),
+            Error::Idempotency(IdempotencyError::Mismatch(_)) => {
                 Status::invalid_argument(error.to_string())
             }
-            CommonError::Idempotency(IdempotencyError::Db(e)) | CommonError::Db(e) => e.into(),
-            CommonError::Store(store) => store_status(store),
-            CommonError::Object(ObjectError::Blob(store)) => store_status(store),
-            CommonError::Object(
+            Error::Idempotency(IdempotencyError::Db(e)) | Error::Db(e) => e.into(),
+            Error::Store(store) => store_status(store),
+            Error::Object(ObjectError::Blob(store)) => store_status(store),
+            Error::Object(
                 ObjectError::Format(_)
                 | ObjectError::ChecksumMismatch { .. }
                 | ObjectError::LengthMismatch { .. },
             ) => Status::data_loss(format!("stored data is unreadable: {error}")),
-            CommonError::Idempotency(IdempotencyError::Corrupt(_))
-            | CommonError::Keys(_)
-            | CommonError::Object(ObjectError::Source(_) | ObjectError::Hashing(_)) => {
-                internal(&error)
-            }
+            Error::NotFound(_) => Status::not_found(error.to_string()),
+            Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+            Error::DataLoss(_) => Status::data_loss(error.to_string()),
+            Error::Idempotency(IdempotencyError::Corrupt(_))
+            | Error::Keys(_)
+            | Error::Object(ObjectError::Source(_) | ObjectError::Hashing(_))
+            | Error::Corrupt(_)
+            | Error::Internal(_) => internal(&error),
         }
     }
 }
@@ -127,35 +163,6 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// `From` every shared error for a service's error enum, through its `Common(CommonError)`
-/// variant, so `?` works on them all.
-#[macro_export]
-macro_rules! common_errors {
-    ($error:ty) => {
-        $crate::common_errors!(
-            @each $error,
-            $crate::api::InvalidArgument,
-            $crate::auth::AuthError,
-            $crate::api::IdempotencyError,
-            $crate::db::DbError,
-            $crate::keyring::KeyError,
-            $crate::blob::BlobError,
-            $crate::blob::ObjectError,
-            tokio_postgres::Error,
-            deadpool_postgres::PoolError
-        );
-    };
-    (@each $error:ty, $($from:ty),+) => {
-        $(
-            impl From<$from> for $error {
-                fn from(error: $from) -> Self {
-                    Self::Common(error.into())
-                }
-            }
-        )+
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use tonic::Code;
@@ -166,18 +173,31 @@ mod tests {
     fn each_shared_error_has_the_code_it_means() {
         let cases = [
             (
-                CommonError::from(InvalidArgument::new("name", "is required")),
+                Error::from(InvalidArgument::new("name", "is required")),
                 Code::InvalidArgument,
             ),
             (
-                CommonError::from(IdempotencyError::Mismatch("r-1".into())),
+                Error::from(IdempotencyError::Mismatch("r-1".into())),
                 Code::InvalidArgument,
             ),
             (
-                CommonError::from(IdempotencyError::Corrupt("r-1".into())),
+                Error::from(IdempotencyError::Corrupt("r-1".into())),
                 Code::Internal,
             ),
-            (CommonError::from(KeyError::Empty), Code::Internal),
+            (Error::from(KeyError::Empty), Code::Internal),
+            (Error::from(AuthError::MissingToken), Code::Unauthenticated),
+            (
+                Error::from(AuthError::MissingRole(crate::auth::Role::OrgAdmin)),
+                Code::PermissionDenied,
+            ),
+            (Error::from(DbError::Config("url".into())), Code::Internal),
+            (Error::NotFound("run 1".into()), Code::NotFound),
+            (
+                Error::FailedPrecondition("hot".into()),
+                Code::FailedPrecondition,
+            ),
+            (Error::DataLoss("digest".into()), Code::DataLoss),
+            (Error::from(WorkStopped), Code::Internal),
         ];
         for (error, code) in cases {
             let shown = error.to_string();
@@ -189,10 +209,12 @@ mod tests {
     #[test]
     fn internal_errors_reach_the_caller_as_a_short_generic_message() {
         for error in [
-            CommonError::from(KeyError::Empty),
-            CommonError::from(BlobError::Failed("secret detail".into())),
-            CommonError::from(ObjectError::Source("the row stream at 0xdeadbeef".into())),
-            CommonError::from(ObjectError::Hashing(crate::digest::HashingStopped)),
+            Error::from(KeyError::Empty),
+            Error::from(BlobError::Failed("secret detail".into())),
+            Error::from(ObjectError::Source("the row stream at 0xdeadbeef".into())),
+            Error::from(ObjectError::Hashing(crate::digest::HashingStopped)),
+            Error::Internal("the recorder stopped at 0xdeadbeef".into()),
+            Error::Corrupt("binding state \"weird\"".into()),
         ] {
             let status = Status::from(error);
             assert_eq!(status.code(), Code::Internal);
@@ -202,7 +224,7 @@ mod tests {
 
     #[test]
     fn store_errors_say_whether_to_try_again_or_what_is_missing() {
-        let code = |error: BlobError| Status::from(CommonError::from(error)).code();
+        let code = |error: BlobError| Status::from(Error::from(error)).code();
         assert_eq!(
             code(BlobError::Unavailable("timeout".into())),
             Code::Unavailable
@@ -212,7 +234,7 @@ mod tests {
             code(BlobError::Config("no container".into())),
             Code::FailedPrecondition
         );
-        let wrapped = Status::from(CommonError::from(ObjectError::Blob(BlobError::NotFound(
+        let wrapped = Status::from(Error::from(ObjectError::Blob(BlobError::NotFound(
             "k".into(),
         ))));
         assert_eq!(wrapped.code(), Code::NotFound);
@@ -220,9 +242,7 @@ mod tests {
 
     #[test]
     fn a_store_that_refuses_access_is_a_precondition_without_its_detail() {
-        let status = Status::from(CommonError::from(BlobError::PermissionDenied(
-            "sig=abc".into(),
-        )));
+        let status = Status::from(Error::from(BlobError::PermissionDenied("sig=abc".into())));
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert!(
             !status.message().contains("sig=abc"),
@@ -245,9 +265,22 @@ mod tests {
             },
         ];
         for error in unreadable {
-            let status = Status::from(CommonError::from(error));
+            let status = Status::from(Error::from(error));
             assert_eq!(status.code(), Code::DataLoss);
             assert!(status.message().starts_with("stored data is unreadable"));
         }
+    }
+
+    #[test]
+    fn an_invalid_argument_names_its_field() {
+        let status = Status::from(Error::from(InvalidArgument::new("reason", "too long")));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("reason"), "{}", status.message());
+    }
+
+    #[test]
+    fn only_a_database_error_is_one() {
+        assert!(Error::from(DbError::Config("url".into())).as_db().is_some());
+        assert!(Error::Internal("x".into()).as_db().is_none());
     }
 }

@@ -35,6 +35,9 @@ pub enum StartupError {
     Telemetry(#[from] TelemetryError),
     #[error("configuration: {0}")]
     Config(String),
+    /// What the service itself met while setting up (its stores, say), and where.
+    #[error("{0}: {1}")]
+    Service(&'static str, crate::error::Error),
 }
 
 /// The parts of a service that do not depend on what it does.
@@ -59,19 +62,15 @@ pub type Worker = Box<dyn FnOnce(Drain) -> BoxFuture<'static, ()> + Send>;
 impl Foundation {
     /// Connects, migrates `schema`, loads keys and auth, and binds both listeners. The
     /// shared metrics (gRPC server, connection pool labelled `schema`) are registered.
-    pub async fn build(
-        common: &Common,
-        schema: &'static str,
-        migrations: refinery::Runner,
-    ) -> Result<Self, StartupError> {
+    pub async fn build(common: &Common, schema: db::Schema) -> Result<Self, StartupError> {
         common.retention.validate().map_err(StartupError::Config)?;
         let keys = KeyRing::from_config(&common.keys)?;
         let auth = Authenticator::from_config(&common.auth)?;
-        let pool = migrated_pool(common, schema, migrations).await?;
+        let pool = migrated_pool(common, schema).await?;
         instruments::register(&crate::rpc_telemetry::catalog());
-        instruments::register(&instruments::pool_catalog(schema));
+        instruments::register(&instruments::pool_catalog(schema.name));
         let alongside =
-            vec![instruments::watch_pool(pool.clone(), schema, POOL_GAUGE_PERIOD).boxed()];
+            vec![instruments::watch_pool(pool.clone(), schema.name, POOL_GAUGE_PERIOD).boxed()];
         let grpc = GrpcServer::bind(&common.grpc).await?;
         let metrics = match common.metrics.listen {
             Some(addr) => Some(MetricsServer::bind(addr).await?),
@@ -192,24 +191,17 @@ impl Service {
 /// [`cli::run_service`](crate::cli::run_service).
 pub trait ServiceBinary {
     type Config: crate::config::ServiceConfig;
-    type Error: std::error::Error + Send + Sync + 'static;
     /// The name in logs, traces and metrics.
     const NAME: &'static str;
     /// The PostgreSQL schema the service owns.
-    const SCHEMA: &'static str;
+    const SCHEMA: db::Schema;
 
-    fn migrations() -> refinery::Runner;
-
-    fn build(config: Self::Config) -> impl Future<Output = Result<Service, Self::Error>> + Send;
+    fn build(config: Self::Config) -> impl Future<Output = Result<Service, StartupError>> + Send;
 }
 
 /// A pool on `common.database` with `schema` migrated (the `migrate` subcommand).
-pub async fn migrated_pool(
-    common: &Common,
-    schema: &str,
-    migrations: refinery::Runner,
-) -> Result<Pool, StartupError> {
+pub async fn migrated_pool(common: &Common, schema: db::Schema) -> Result<Pool, StartupError> {
     let pool = db::connect(&common.database).await?;
-    db::migrate(&pool, schema, migrations).await?;
+    schema.migrate(&pool).await?;
     Ok(pool)
 }

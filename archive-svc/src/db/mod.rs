@@ -8,17 +8,19 @@ pub mod jobs;
 pub mod rows;
 pub mod stores;
 
-use stowage_shared::retention::{RetentionConfig, Rule};
+use stowage_shared::{
+    db::Schema,
+    retention::{RetentionConfig, Rule},
+};
 
-/// The PostgreSQL schema that holds every table of this service.
-pub const SCHEMA: &str = "archive";
+/// The PostgreSQL schema that holds every table of this service, and its migrations.
+pub const SCHEMA: Schema = Schema {
+    name: "archive",
+    migrations: embedded::migrations::runner,
+};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
-}
-
-pub fn migrations() -> refinery::Runner {
-    embedded::migrations::runner()
 }
 
 /// What the pruner deletes, and when: idempotency records by age, and evidence (the audit

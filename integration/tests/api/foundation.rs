@@ -1,7 +1,7 @@
 //! Migrations, health, reflection and metrics.
 
 use stowage_integration::{db::TestDb, spawn_app};
-use stowage_shared::db;
+use stowage_shared::db::{self, Schema};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -23,15 +23,14 @@ async fn history_rows(test_db: &TestDb, schema: &str) -> i64 {
 async fn migrations_applied_twice_change_nothing_the_second_time() {
     let test_db = TestDb::empty().await.unwrap();
     let pool = db::pool(&test_db.config()).unwrap();
-    let first = db::migrate(&pool, "migration", migration_svc::db::migrations())
-        .await
-        .unwrap();
+    let first = migration_svc::db::SCHEMA.migrate(&pool).await.unwrap();
     assert!(!first.applied_migrations().is_empty());
-    let second = db::migrate(&pool, "migration", migration_svc::db::migrations())
-        .await
-        .unwrap();
+    let second = migration_svc::db::SCHEMA.migrate(&pool).await.unwrap();
     assert!(second.applied_migrations().is_empty());
-    let expected = migration_svc::db::migrations().get_migrations().len() as i64;
+    let expected = migration_svc::db::SCHEMA
+        .migrations()
+        .get_migrations()
+        .len() as i64;
     assert_eq!(history_rows(&test_db, "migration").await, expected);
 }
 
@@ -39,22 +38,26 @@ async fn migrations_applied_twice_change_nothing_the_second_time() {
 async fn two_servers_migrating_at_once_apply_each_migration_once() {
     let test_db = TestDb::empty().await.unwrap();
     // Separate pools are separate sessions, as two processes would be.
-    let migrate = |schema: &'static str, runner: fn() -> refinery::Runner| {
+    let migrate = |schema: Schema| {
         let pool = db::pool(&test_db.config()).unwrap();
         async move {
-            db::migrate(&pool, schema, runner())
+            schema
+                .migrate(&pool)
                 .await
                 .map(|r| r.applied_migrations().len())
         }
     };
     let (a, b, c, d) = tokio::join!(
-        migrate("migration", migration_svc::db::migrations),
-        migrate("migration", migration_svc::db::migrations),
-        migrate("archive", archive_svc::db::migrations),
-        migrate("archive", archive_svc::db::migrations),
+        migrate(migration_svc::db::SCHEMA),
+        migrate(migration_svc::db::SCHEMA),
+        migrate(archive_svc::db::SCHEMA),
+        migrate(archive_svc::db::SCHEMA),
     );
-    let migration_total = migration_svc::db::migrations().get_migrations().len();
-    let archive_total = archive_svc::db::migrations().get_migrations().len();
+    let migration_total = migration_svc::db::SCHEMA
+        .migrations()
+        .get_migrations()
+        .len();
+    let archive_total = archive_svc::db::SCHEMA.migrations().get_migrations().len();
     assert_eq!(
         a.unwrap() + b.unwrap(),
         migration_total,

@@ -8,17 +8,19 @@ pub mod items;
 pub mod organizations;
 pub mod runs;
 
-use stowage_shared::retention::{RetentionConfig, Rule};
+use stowage_shared::{
+    db::Schema,
+    retention::{RetentionConfig, Rule},
+};
 
-/// The PostgreSQL schema that holds every table of this service.
-pub const SCHEMA: &str = "migration";
+/// The PostgreSQL schema that holds every table of this service, and its migrations.
+pub const SCHEMA: Schema = Schema {
+    name: "migration",
+    migrations: embedded::migrations::runner,
+};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
-}
-
-pub fn migrations() -> refinery::Runner {
-    embedded::migrations::runner()
 }
 
 /// What the pruner deletes, and when: idempotency records by age, the items of runs that
