@@ -39,6 +39,27 @@ impl TestContainer {
     }
 }
 
+/// An account SAS token (the query string, no leading `?`) for the development account,
+/// signed with its key: read, write, delete, list, add, create, update and process on
+/// every blob resource, until 2035.
+pub fn account_sas_token() -> Result<String> {
+    let (version, expiry) = ("2019-12-12", "2035-01-01T00:00:00Z");
+    let to_sign = format!("{DEV_ACCOUNT}\nrwdlacup\nb\nsco\n\n{expiry}\n\nhttps,http\n{version}\n");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &STANDARD.decode(DEV_KEY)?);
+    let signature = STANDARD.encode(hmac::sign(&key, to_sign.as_bytes()).as_ref());
+    let encode = |s: &str| {
+        s.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+            .replace(':', "%3A")
+    };
+    Ok(format!(
+        "sv={version}&ss=b&srt=sco&sp=rwdlacup&se={}&spr=https,http&sig={}",
+        encode(expiry),
+        encode(&signature)
+    ))
+}
+
 /// Azurite's blob endpoint from `STOWAGE_TEST_AZURITE`.
 pub fn endpoint() -> Result<String> {
     let endpoint = std::env::var("STOWAGE_TEST_AZURITE").context(

@@ -54,6 +54,15 @@ pub fn config_toml(common: &Common, port: u16, extra: &str) -> Result<String> {
     ))
 }
 
+/// How a process is started beyond its configuration file.
+#[derive(Debug, Default)]
+pub struct Launch {
+    /// Where its log lines (stderr) go; the test's own stderr when `None`.
+    pub log: Option<PathBuf>,
+    /// Environment set for it (`STOWAGE__SECTION__KEY` overlays the file).
+    pub env: Vec<(String, String)>,
+}
+
 /// A running service binary.
 pub struct ServiceProcess {
     pub addr: SocketAddr,
@@ -65,8 +74,13 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `binary serve` with `config` and waits (up to 20 s) until it accepts calls.
     pub async fn start(binary: &str, config: &str, port: u16) -> Result<Self> {
+        Self::start_with(binary, config, port, Launch::default()).await
+    }
+
+    /// [`Self::start`] with its log and environment as `launch` says.
+    pub async fn start_with(binary: &str, config: &str, port: u16, launch: Launch) -> Result<Self> {
         let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
-        Self::start_reached(binary, config, port, endpoint).await
+        Self::spawn(binary, config, port, endpoint, launch).await
     }
 
     /// [`Self::start`] for a server reached through `endpoint` (a TLS one, say).
@@ -76,14 +90,29 @@ impl ServiceProcess {
         port: u16,
         endpoint: Endpoint,
     ) -> Result<Self> {
+        Self::spawn(binary, config, port, endpoint, Launch::default()).await
+    }
+
+    async fn spawn(
+        binary: &str,
+        config: &str,
+        port: u16,
+        endpoint: Endpoint,
+        launch: Launch,
+    ) -> Result<Self> {
         let path = std::env::temp_dir().join(format!("stowage-{binary}-{port}.toml"));
         std::fs::write(&path, config)?;
+        let stderr = match &launch.log {
+            Some(log) => Stdio::from(std::fs::File::create(log)?),
+            None => Stdio::inherit(),
+        };
         let child = tokio::process::Command::new(workspace_binary(binary)?)
             .arg("--config")
             .arg(&path)
             .arg("serve")
+            .envs(launch.env)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()?;
         let mut process = Self {

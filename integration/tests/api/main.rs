@@ -20,6 +20,7 @@ mod hostile;
 mod metrics;
 mod retention;
 mod runs;
+mod secrets;
 mod shutdown;
 mod tls;
 mod traces;

@@ -9,8 +9,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use aws_lc_rs::hmac;
-use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 use stowage_integration::{
@@ -26,7 +24,7 @@ use stowage_proto::migration::v1::{
 };
 use stowage_shared::{
     auth::{Role, TokenMinter},
-    blob::azure::{DEV_ACCOUNT, DEV_KEY},
+    blob::azure::DEV_KEY,
 };
 use tonic::transport::Channel;
 
@@ -136,21 +134,7 @@ impl Place {
 
 /// An account SAS URL for Azurite's development account: how rclone 1.60 reaches it.
 fn account_sas_url(endpoint: &str) -> Result<String> {
-    let (version, expiry) = ("2019-12-12", "2035-01-01T00:00:00Z");
-    let to_sign = format!("{DEV_ACCOUNT}\nrwdlacup\nb\nsco\n\n{expiry}\n\nhttps,http\n{version}\n");
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &STANDARD.decode(DEV_KEY)?);
-    let signature = STANDARD.encode(hmac::sign(&key, to_sign.as_bytes()).as_ref());
-    let encode = |s: &str| {
-        s.replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D")
-            .replace(':', "%3A")
-    };
-    Ok(format!(
-        "{endpoint}?sv={version}&ss=b&srt=sco&sp=rwdlacup&se={}&spr=https,http&sig={}",
-        encode(expiry),
-        encode(&signature)
-    ))
+    Ok(format!("{endpoint}?{}", azurite::account_sas_token()?))
 }
 
 /// Times `rclone copy --checksum` (with `extra` flags) from `from` to `to`.
