@@ -35,6 +35,10 @@ pub struct RunnerConfig {
     /// How often a watch stream without news sends a heartbeat.
     #[serde(with = "humantime_secs")]
     pub watch_heartbeat: Duration,
+    /// A `file` binding's staging file of an upload untouched this long is an interrupted
+    /// upload (its replica died) and is removed; the sweep runs this often too.
+    #[serde(with = "humantime_secs")]
+    pub interrupted_upload_age: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -50,6 +54,7 @@ impl Default for RunnerConfig {
             store_retries: 5,
             store_retry_timeout: Duration::from_secs(60),
             watch_heartbeat: Duration::from_secs(5),
+            interrupted_upload_age: Duration::from_secs(3600),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     db,
     domain::{
         artifacts::Artifacts, bindings::Bindings, evidence::Evidence, runner::Runner, runs::Runs,
-        stores::Stores, watch::Watcher,
+        stores::Stores, uploads::UploadSweeper, watch::Watcher,
     },
     grpc::{
         artifacts::ArtifactApi, bindings::BindingApi, evidence::EvidenceApi, runs::MigrationApi,
@@ -69,6 +69,11 @@ impl ServiceBinary for App {
             EvidenceApi::new(evidence),
             authenticate,
         ));
+        let uploads = UploadSweeper::new(
+            pool.clone(),
+            stores.clone(),
+            config.migration.interrupted_upload_age,
+        );
         let runner = config
             .migration
             .enabled
@@ -80,7 +85,10 @@ impl ServiceBinary for App {
         let workers = runner
             .into_iter()
             .map(|runner| -> Worker { Box::new(move |drain| runner.run(drain).boxed()) })
-            .chain([pruner])
+            .chain([
+                pruner,
+                Box::new(move |drain| uploads.run(drain).boxed()) as Worker,
+            ])
             .collect();
         Ok(Service::new(foundation, workers))
     }

@@ -3,7 +3,9 @@
 //! job) from the store version each names. A blob a job points at is never deleted; one
 //! whose job an archive or move is still writing waits for the next sweep; a store that
 //! fails puts the entry off with a growing backoff. It runs right after each delete and
-//! move, at start, and every `sweep_interval`.
+//! move, at start, and every `sweep_interval`, and each time also removes what archives
+//! and moves killed mid-upload left in `file` stores (a staging file whose job lock is
+//! free has no writer left).
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use stowage_shared::{
     blob::{BlobError, BlobKey},
     shutdown::Drain,
 };
+use uuid::Uuid;
 
 use super::{job_lock, stores::ArchiveStores};
 use crate::{db, error::Result};
@@ -96,6 +99,34 @@ impl Sweeper {
         Ok(swept)
     }
 
+    /// Removes the staging files that archives and moves killed mid-upload left in every
+    /// store version; returns how many. An upload's job lock is held while it writes, so a
+    /// staging file whose job lock is free is dead.
+    #[tracing::instrument(skip_all)]
+    pub async fn sweep_interrupted_uploads(&self) -> Result<u64> {
+        let mut client = self.pool.get().await?;
+        let mut removed = 0;
+        for version in db::stores::list(&client).await? {
+            let store = self.stores.open(&client, Some(version.version)).await?;
+            let blobs = store.objects.store();
+            for upload in blobs.interrupted_uploads().await? {
+                let Some(job) = job_of(&upload.key) else {
+                    continue;
+                };
+                let tx = client.transaction().await?;
+                if job_lock::try_lock_for_transaction(&tx, job).await? {
+                    blobs.remove_interrupted(&upload).await?;
+                    removed += 1;
+                }
+                tx.commit().await?;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "interrupted archive uploads removed");
+        }
+        Ok(removed)
+    }
+
     /// Sweeps at once, then every `interval`, until the drain starts.
     pub async fn run(self, interval: Duration, drain: Drain) {
         loop {
@@ -109,10 +140,19 @@ impl Sweeper {
                     }
                 }
             }
+            if let Err(error) = self.sweep_interrupted_uploads().await {
+                tracing::warn!(%error, "sweep of interrupted uploads failed");
+            }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = drain.draining() => return,
             }
         }
     }
+}
+
+/// The job a blob key (`{tenant}/{job}.json.zst`) belongs to.
+fn job_of(key: &BlobKey) -> Option<Uuid> {
+    let name = key.as_str().rsplit('/').next()?;
+    name.split('.').next()?.parse().ok()
 }

@@ -1,4 +1,5 @@
-//! Queries over `migration.bindings`. Every read is scoped to an organization.
+//! Queries over `migration.bindings`. Every read is scoped to an organization, but for
+//! [`of_provider`], which the service's own upkeep uses.
 
 use stowage_shared::{
     blob::{Location, Provider},
@@ -239,4 +240,18 @@ pub async fn state_for_share(
     BindingState::parse(state)
         .map(Some)
         .ok_or_else(|| Error::Corrupt(format!("binding state {state:?}")))
+}
+
+/// Every binding on `provider`, of every organization: `(organization, id)`.
+pub async fn of_provider(
+    client: &impl GenericClient,
+    provider: Provider,
+) -> Result<Vec<(String, Uuid)>> {
+    let rows = client
+        .query(
+            "select organization_id, id from migration.bindings where provider = $1",
+            &[&provider.as_str()],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }

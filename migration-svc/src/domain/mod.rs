@@ -11,6 +11,7 @@ pub mod pace;
 pub mod runner;
 pub mod runs;
 pub mod stores;
+pub mod uploads;
 pub mod watch;
 
 /// Where this service's idempotent mutations keep their request ids.

@@ -8,11 +8,13 @@ pub mod config;
 pub mod contract;
 pub mod encrypted;
 pub mod posture;
+pub mod staging;
 pub mod store;
 
 pub use config::{Credential, Location, Provider, StoreConfig};
 pub use encrypted::{EncryptedStore, ObjectError, Receipt};
 pub use posture::PostureError;
+pub use staging::InterruptedUpload;
 pub use store::{BlobError, BlobKey, BlobRead, BlobStore, StoreOptions};
 
 #[cfg(test)]

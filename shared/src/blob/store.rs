@@ -197,6 +197,8 @@ pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
     prefix: Option<Path>,
     keeps_attributes: bool,
+    /// Where a `file` store keeps this store's objects (its directory and prefix).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// What a [`BlobStore::get`] returns: the size and a stream of the stored bytes.
@@ -268,10 +270,17 @@ impl BlobStore {
         let prefix = Some(location.prefix.as_str())
             .filter(|p| !p.is_empty())
             .map(Path::from);
+        let local_root = (config.provider == Provider::File).then(|| {
+            prefix.iter().flat_map(|p| p.parts()).fold(
+                std::path::PathBuf::from(&location.container),
+                |dir, part| dir.join(part.as_ref()),
+            )
+        });
         Ok(Self {
             inner,
             prefix,
             keeps_attributes,
+            local_root,
         })
     }
 
@@ -281,12 +290,18 @@ impl BlobStore {
             inner,
             prefix: None,
             keeps_attributes,
+            local_root: None,
         }
     }
 
     /// Whether objects keep user metadata (attributes) on this store.
     pub fn keeps_attributes(&self) -> bool {
         self.keeps_attributes
+    }
+
+    /// The directory of a `file` store's objects; `None` for every other store.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
