@@ -9,6 +9,7 @@ pub mod access;
 pub mod app;
 pub mod azurite;
 pub mod browser;
+pub mod crash;
 pub mod db;
 pub mod migration;
 pub mod pg_cluster;

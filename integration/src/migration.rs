@@ -2,7 +2,10 @@
 //! [`TcpProxy`]), activation, uploads and downloads of artifacts, a source and a target
 //! with artifacts to move, and starting and waiting for runs.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -126,6 +129,22 @@ pub fn memory_binding(name: &str) -> pb::CreateBindingRequest {
         provider: pb::Provider::Memory.into(),
         location: Some(pb::Location {
             container: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
+            ..Default::default()
+        }),
+        credential: Some(pb::Credential {
+            kind: Some(pb::credential::Kind::None(pb::NoCredential {})),
+        }),
+        request_id: String::new(),
+    }
+}
+
+/// A `file` binding on the directory `dir`.
+pub fn file_binding(name: &str, dir: &Path) -> pb::CreateBindingRequest {
+    pb::CreateBindingRequest {
+        display_name: name.to_owned(),
+        provider: pb::Provider::File.into(),
+        location: Some(pb::Location {
+            container: dir.display().to_string(),
             ..Default::default()
         }),
         credential: Some(pb::Credential {

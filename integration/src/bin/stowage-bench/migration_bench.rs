@@ -72,18 +72,7 @@ impl Place {
                 endpoint,
                 container,
             } => m::azure_binding(name, container, endpoint, DEV_KEY),
-            Place::Dir(dir) => pb::CreateBindingRequest {
-                display_name: name.to_owned(),
-                provider: pb::Provider::File.into(),
-                location: Some(pb::Location {
-                    container: dir.display().to_string(),
-                    ..Default::default()
-                }),
-                credential: Some(pb::Credential {
-                    kind: Some(pb::credential::Kind::None(pb::NoCredential {})),
-                }),
-                request_id: String::new(),
-            },
+            Place::Dir(dir) => m::file_binding(name, dir),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The scan archive through the gRPC API, by behaviour, and the helpers they share.
 
 mod crash;
+mod crash_matrix;
 mod lifecycle;
 mod races;
 mod refusals;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+mod crash_matrix;
 mod fail_closed;
 mod live;
 mod planning;
