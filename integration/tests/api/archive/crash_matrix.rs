@@ -155,7 +155,7 @@ async fn archives_and_restores_killed_at_random_points_leave_every_job_whole() {
     )
     .await;
     let span = started.elapsed().max(Duration::from_millis(50)) * 2;
-    let (mut archived_seen, mut hot_seen) = (0usize, 0usize);
+    let (mut archived_seen, mut hot_seen, mut litter_seen) = (0usize, 0usize, 0usize);
     while dice.injected() < dice.count {
         let (job, _) = jobs[dice.below(JOBS as u64) as usize];
         let archive = state(&db, job).await.0.is_none();
@@ -165,6 +165,7 @@ async fn archives_and_restores_killed_at_random_points_leave_every_job_whole() {
         let done = task.is_finished();
         service.kill().await.unwrap();
         task.abort();
+        litter_seen += staging_files(&store);
         dice.landed(match (archive, done) {
             (true, false) => "during ArchiveJob",
             (true, true) => "after ArchiveJob returned",
@@ -182,7 +183,6 @@ async fn archives_and_restores_killed_at_random_points_leave_every_job_whole() {
             .await
             .unwrap();
     }
-    let left = staging_files(&store);
     let swept = swept_to(|| staging_files(&store), Duration::from_secs(15)).await;
     assert_eq!(swept, 0, "the sweep removes what killed uploads left");
 
@@ -215,7 +215,10 @@ async fn archives_and_restores_killed_at_random_points_leave_every_job_whole() {
                     "jobs archived and restored losslessly at the end",
                     JOBS.to_string()
                 ),
-                ("staging files left by killed uploads", left.to_string()),
+                (
+                    "staging files found right after the kills",
+                    litter_seen.to_string()
+                ),
                 ("staging files left after the sweep", swept.to_string()),
             ]
         )
