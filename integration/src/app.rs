@@ -46,6 +46,13 @@ impl BearerToken {
     }
 }
 
+/// The token of operator `ops-1` of `organization` with `role`, for an hour, signed with
+/// the auth secret of `common` (a service process started from it accepts it).
+pub fn operator_token(common: &Common, organization: &str, role: Role) -> Result<String> {
+    let minter = TokenMinter::from_config(&common.auth)?;
+    Ok(minter.mint("ops-1", organization, &[role], Duration::from_secs(3600))?)
+}
+
 impl Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {

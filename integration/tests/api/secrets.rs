@@ -9,7 +9,7 @@ use std::{fmt::Debug, path::Path, time::Duration};
 
 use secrecy::ExposeSecret;
 use stowage_integration::{
-    app::{Bearer, BearerToken, test_common},
+    app::{Bearer, BearerToken, operator_token, test_common},
     azurite::{self, TestContainer},
     db::TestDb,
     migration as m,
@@ -29,7 +29,7 @@ use stowage_proto::{
     },
 };
 use stowage_shared::{
-    auth::{Role, TokenMinter},
+    auth::Role,
     blob::azure::{DEV_ACCOUNT, DEV_KEY},
 };
 use tonic::transport::Channel;
@@ -248,15 +248,7 @@ async fn no_reply_log_metric_or_row_carries_a_piece_of_a_secret() {
     let dir =
         std::env::temp_dir().join(format!("stowage-secrets-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("archive")).unwrap();
-    let minter = TokenMinter::from_config(&common.auth).unwrap();
-    let admin = minter
-        .mint(
-            "ops-1",
-            "acme",
-            &[Role::SuperAdmin],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+    let admin = operator_token(&common, "acme", Role::SuperAdmin).unwrap();
     let bearer = BearerToken::new(Some(&admin));
     let debug = "[log]\nfilter = \"debug\"\nformat = \"json\"\n";
     let mut said = Said::default();

@@ -10,7 +10,7 @@
 use std::{path::Path, time::Duration};
 
 use stowage_integration::{
-    app::{BearerToken, test_common},
+    app::{BearerToken, operator_token, test_common},
     crash::{Injections, staging_files, swept_to},
     db::TestDb,
     process::{self, ServiceProcess},
@@ -20,7 +20,7 @@ use stowage_proto::archive::v1::{
     self as pb, archive_admin_service_client::ArchiveAdminServiceClient,
     archive_service_client::ArchiveServiceClient,
 };
-use stowage_shared::auth::{Role, TokenMinter};
+use stowage_shared::auth::Role;
 use uuid::Uuid;
 
 const JOBS: usize = 6;
@@ -123,15 +123,7 @@ async fn archives_and_restores_killed_at_random_points_leave_every_job_whole() {
         store.display()
     );
     let config = process::config_toml(&common, port, &extra).unwrap();
-    let token = TokenMinter::from_config(&common.auth)
-        .unwrap()
-        .mint(
-            "ops-1",
-            "acme",
-            &[Role::SuperAdmin],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+    let token = operator_token(&common, "acme", Role::SuperAdmin).unwrap();
     let bearer = BearerToken::new(Some(&token));
     let mut jobs = Vec::new();
     for i in 0..JOBS {

@@ -15,7 +15,7 @@ use std::{
 
 use aws_lc_rs::digest::{SHA256, digest};
 use stowage_integration::{
-    app::{Bearer, BearerToken, test_common},
+    app::{Bearer, BearerToken, operator_token, test_common},
     crash::{Injections, staging_files, swept_to},
     db::TestDb,
     migration as m,
@@ -25,7 +25,7 @@ use stowage_proto::migration::v1::{
     self as pb, artifact_service_client::ArtifactServiceClient,
     binding_service_client::BindingServiceClient, migration_service_client::MigrationServiceClient,
 };
-use stowage_shared::auth::{Role, TokenMinter};
+use stowage_shared::auth::Role;
 
 const ARTIFACTS: usize = 120;
 /// Objects per second a run may copy: slow enough that kills land inside it.
@@ -150,15 +150,7 @@ async fn replicas_killed_at_random_points_of_live_runs_lose_nothing() {
     let ports = [process::free_port().unwrap(), process::free_port().unwrap()];
     let extra = "[migration]\nconcurrency = 8\nbatch_size = 8\nlease_ttl = \"1s\"\n\
                  poll_interval = \"50ms\"\ninterrupted_upload_age = \"1s\"\n";
-    let token = TokenMinter::from_config(&common.auth)
-        .unwrap()
-        .mint(
-            "ops-1",
-            "acme",
-            &[Role::OrgAdmin],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+    let token = operator_token(&common, "acme", Role::OrgAdmin).unwrap();
     let mut replicas = Replicas {
         ports,
         configs: ports.map(|port| process::config_toml(&common, port, extra).unwrap()),
