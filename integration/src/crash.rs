@@ -5,6 +5,8 @@
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
+use stowage_shared::blob::staging::staged_name;
+
 /// Kills to inject and where each lands.
 pub struct Injections {
     pub count: usize,
@@ -93,11 +95,7 @@ pub fn staging_files(dir: &Path) -> usize {
                 staging_files(&path)
             } else {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                usize::from(
-                    name.rsplit_once('#').is_some_and(|(_, n)| {
-                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-                    }),
-                )
+                usize::from(staged_name(&name).is_some())
             }
         })
         .sum()

@@ -174,6 +174,14 @@ fn malformed_connection_strings(endpoint: &str) -> [String; 3] {
     ]
 }
 
+/// The request that activates `binding`.
+fn activation(binding: &pb::Binding) -> pb::ActivateBindingRequest {
+    pb::ActivateBindingRequest {
+        id: binding.id.clone(),
+        request_id: String::new(),
+    }
+}
+
 fn binding(
     name: &str,
     container: &str,
@@ -265,15 +273,8 @@ async fn no_reply_log_metric_or_row_carries_a_piece_of_a_secret() {
     let created = said
         .reply(bindings.create_binding(key_binding).await)
         .unwrap();
-    said.reply(
-        bindings
-            .activate_binding(pb::ActivateBindingRequest {
-                id: created.id.clone(),
-                request_id: String::new(),
-            })
-            .await,
-    )
-    .unwrap();
+    said.reply(bindings.activate_binding(activation(&created)).await)
+        .unwrap();
     let mut artifacts = ArtifactServiceClient::with_interceptor(channel.clone(), bearer.clone());
     for i in 0..3 {
         let content = m::content(i, 2048);
@@ -297,26 +298,12 @@ async fn no_reply_log_metric_or_row_carries_a_piece_of_a_secret() {
     let by_sas = said
         .reply(bindings.create_binding(sas_binding).await)
         .unwrap();
-    let _ = said.reply(
-        bindings
-            .activate_binding(pb::ActivateBindingRequest {
-                id: by_sas.id.clone(),
-                request_id: String::new(),
-            })
-            .await,
-    );
+    let _ = said.reply(bindings.activate_binding(activation(&by_sas)).await);
     let target = TestContainer::create().await.unwrap();
     let target = m::azure_binding("target", &target.container, &endpoint, DEV_KEY);
     let target = said.reply(bindings.create_binding(target).await).unwrap();
-    said.reply(
-        bindings
-            .activate_binding(pb::ActivateBindingRequest {
-                id: target.id.clone(),
-                request_id: String::new(),
-            })
-            .await,
-    )
-    .unwrap();
+    said.reply(bindings.activate_binding(activation(&target)).await)
+        .unwrap();
     let mut runs = MigrationServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let run = said
         .reply(

@@ -89,11 +89,17 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<InterruptedUpload>) -> Result<(
 
 /// The object a staging file `<object>#<n>` was for.
 fn staged_object(path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_str()?;
+    let object = staged_name(path.file_name()?.to_str()?)?;
+    Some(path.with_file_name(object))
+}
+
+/// The name of the object a staging file named `<object>#<n>` was for; `None` for any
+/// other name.
+pub fn staged_name(name: &str) -> Option<&str> {
     let (object, number) = name.rsplit_once('#')?;
     let staged =
         !object.is_empty() && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
-    staged.then(|| path.with_file_name(object))
+    staged.then_some(object)
 }
 
 #[cfg(test)]
