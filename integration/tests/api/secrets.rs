@@ -372,15 +372,8 @@ async fn no_reply_log_metric_or_row_carries_a_piece_of_a_secret() {
         )
         .unwrap();
     // Nothing listens at its endpoint: activation fails, and says so without the key.
-    said.reply(
-        bindings
-            .activate_binding(pb::ActivateBindingRequest {
-                id: s3_binding.id.clone(),
-                request_id: String::new(),
-            })
-            .await,
-    )
-    .unwrap_err();
+    said.reply(bindings.activate_binding(activation(&s3_binding)).await)
+        .unwrap_err();
     said.reply(
         bindings
             .update_binding_credential(pb::UpdateBindingCredentialRequest {
