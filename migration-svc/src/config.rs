@@ -30,8 +30,13 @@ pub struct RunnerConfig {
     pub target_attempts: u32,
     /// Retries of one store request (object_store's own, with backoff).
     pub store_retries: usize,
+    /// No retry of a store request, and no new attempt at an item, starts once this much
+    /// time has passed since the first.
     #[serde(with = "humantime_secs")]
     pub store_retry_timeout: Duration,
+    /// Silence on a store connection after which a request has failed (a stalled store).
+    #[serde(with = "humantime_secs")]
+    pub store_read_timeout: Duration,
     /// How often a watch stream without news sends a heartbeat.
     #[serde(with = "humantime_secs")]
     pub watch_heartbeat: Duration,
@@ -53,6 +58,7 @@ impl Default for RunnerConfig {
             target_attempts: 3,
             store_retries: 5,
             store_retry_timeout: Duration::from_secs(60),
+            store_read_timeout: Duration::from_secs(30),
             watch_heartbeat: Duration::from_secs(5),
             interrupted_upload_age: Duration::from_secs(3600),
         }
@@ -65,7 +71,66 @@ impl RunnerConfig {
         StoreOptions {
             max_retries: self.store_retries,
             retry_timeout: self.store_retry_timeout,
+            read_timeout: self.store_read_timeout,
             ..StoreOptions::default()
         }
+    }
+
+    /// The longest an item's copy takes to give up on a target that stopped answering,
+    /// and so the longest such a target takes to fail a run closed: each attempt gives up
+    /// within the store client's own bound, and no attempt starts once
+    /// `store_retry_timeout` has passed since the first (beyond the backoff before it).
+    pub fn dead_target_bound(&self) -> Duration {
+        let attempt = self.store_options().gives_up_within();
+        let retries = self.target_attempts.max(1) - 1;
+        let backoffs: Duration = (1..=retries).map(attempt_backoff).sum();
+        let last_start = if retries == 0 {
+            Duration::ZERO
+        } else {
+            let by_count = attempt * retries + backoffs;
+            by_count.min(self.store_retry_timeout + attempt_backoff(retries))
+        };
+        last_start + attempt
+    }
+}
+
+/// The runner's wait before an item's `attempt + 1`-th attempt at the target.
+pub fn attempt_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200) * 2u32.saturating_pow(attempt.saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_target_fails_a_run_closed_within_two_and_a_half_minutes_by_default() {
+        // One store operation: 60 s of retries, the last one's 1.6 s backoff, then 35 s of
+        // silence (connect and read timeouts); the last of three attempts starts 60 s and
+        // a 400 ms backoff after the first.
+        let defaults = RunnerConfig::default();
+        assert_eq!(
+            defaults.store_options().gives_up_within(),
+            Duration::from_millis(96_600)
+        );
+        assert_eq!(defaults.dead_target_bound(), Duration::from_millis(157_000));
+    }
+
+    #[test]
+    fn one_attempt_is_bounded_by_the_store_client_alone() {
+        let config = RunnerConfig {
+            target_attempts: 1,
+            store_retries: 0,
+            store_read_timeout: Duration::from_secs(2),
+            ..RunnerConfig::default()
+        };
+        // 5 s to connect, 2 s of silence, no retry.
+        assert_eq!(config.dead_target_bound(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn attempts_back_off_doubling_from_200_ms() {
+        let waits: Vec<_> = (1..=3).map(attempt_backoff).collect();
+        assert_eq!(waits, [200, 400, 800].map(Duration::from_millis).to_vec());
     }
 }

@@ -1,6 +1,7 @@
-//! The blob backend contract on Azurite, through an account-key connection string.
+//! The blob backend contract on Azurite, through an account-key connection string, and
+//! on SeaweedFS's S3 gateway, through an access key.
 
-use stowage_integration::azurite::TestContainer;
+use stowage_integration::{azurite::TestContainer, seaweedfs::TestPrefix};
 use stowage_shared::blob::{BlobStore, Credential, Location, Provider, StoreConfig, StoreOptions};
 
 async fn azurite_store() -> BlobStore {
@@ -20,4 +21,16 @@ async fn azurite_store() -> BlobStore {
     BlobStore::open(&config, &StoreOptions::fail_fast()).unwrap()
 }
 
-stowage_shared::blob_contract_suite!(azurite_store());
+async fn seaweedfs_store() -> BlobStore {
+    TestPrefix::create().unwrap().raw_store().unwrap()
+}
+
+mod azurite {
+    use super::*;
+    stowage_shared::blob_contract_suite!(azurite_store());
+}
+
+mod seaweedfs {
+    use super::*;
+    stowage_shared::blob_contract_suite!(seaweedfs_store());
+}

@@ -1,5 +1,5 @@
 //! Queries over `migration.bindings`. Every read is scoped to an organization, but for
-//! [`of_provider`], which the service's own upkeep uses.
+//! [`of_providers`], which the service's own upkeep uses.
 
 use stowage_shared::{
     blob::{Location, Provider},
@@ -243,14 +243,15 @@ pub async fn state_for_share(
 }
 
 /// Every binding on `provider`, of every organization: `(organization, id)`.
-pub async fn of_provider(
+pub async fn of_providers(
     client: &impl GenericClient,
-    provider: Provider,
+    providers: &[Provider],
 ) -> Result<Vec<(String, Uuid)>> {
+    let providers: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
     let rows = client
         .query(
-            "select organization_id, id from migration.bindings where provider = $1",
-            &[&provider.as_str()],
+            "select organization_id, id from migration.bindings where provider = any($1)",
+            &[&providers],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())

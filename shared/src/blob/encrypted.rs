@@ -11,6 +11,7 @@ use std::{
 use async_stream::try_stream;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, pin_mut, stream::BoxStream};
+use object_store::WriteMultipart;
 use serde::{Deserialize, Serialize};
 
 use super::store::{BlobError, BlobKey, BlobStore};
@@ -95,8 +96,11 @@ impl EncryptedStore {
         self
     }
 
+    /// Parts of multipart uploads this size (no smaller than the store takes).
     pub fn with_part_size(mut self, part_size: usize) -> Self {
-        self.part_size = part_size.max(format::TAG_LEN + 1);
+        self.part_size = part_size
+            .max(format::TAG_LEN + 1)
+            .max(self.store.min_part_size());
         self
     }
 
@@ -141,6 +145,9 @@ impl EncryptedStore {
         Ok(written)
     }
 
+    /// Writes `plaintext` encrypted to `key`. A write that fails after its multipart upload
+    /// began aborts the upload, so the store drops the parts (S3's incomplete upload, a
+    /// `file` store's staging file) instead of keeping them until a lifecycle rule does.
     async fn write<S, E>(
         &self,
         key: &BlobKey,
@@ -151,12 +158,35 @@ impl EncryptedStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Display,
     {
+        let mut upload = None;
+        let written = self
+            .write_into(key, plaintext, create_only, &mut upload)
+            .await;
+        if written.is_err()
+            && let Some(upload) = upload.take()
+            && let Err(error) = upload.abort().await
+        {
+            tracing::warn!(%key, %error, "aborting a failed upload failed; its parts stay");
+        }
+        written
+    }
+
+    async fn write_into<S, E>(
+        &self,
+        key: &BlobKey,
+        plaintext: S,
+        create_only: bool,
+        upload: &mut Option<WriteMultipart>,
+    ) -> Result<Receipt, ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Display,
+    {
         let (mut encryptor, mut sealed) = Encryptor::new(&self.keys, self.segment_size)?;
         let kek_id = encryptor.kek_id().to_owned();
         let mut hasher = Sha256Pipe::new();
         let mut plaintext_len = 0u64;
         let mut stored_len = 0u64;
-        let mut upload = None;
         let parts = PartPool::default();
         pin_mut!(plaintext);
         while let Some(chunk) = plaintext.next().await {
@@ -170,7 +200,7 @@ impl EncryptedStore {
                         return Err(BlobError::AlreadyExists(key.to_string()).into());
                     }
                     let metadata = [(META_FORMAT, format::VERSION.to_string())];
-                    upload = Some(
+                    *upload = Some(
                         self.store
                             .put_multipart(key, self.part_size, &metadata)
                             .await?,
@@ -191,8 +221,9 @@ impl EncryptedStore {
         stored_len += sealed.len() as u64;
         let digest = hasher.finish().await?;
         let sha256 = hex::encode(digest);
-        match upload {
+        match upload.take() {
             Some(mut upload) => {
+                // finish aborts the upload itself when it fails
                 upload.put(Bytes::from(sealed));
                 upload.finish().await.map_err(BlobError::from)?;
             }

@@ -7,6 +7,7 @@ pub mod config;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod encrypted;
+mod multipart;
 pub mod posture;
 pub mod staging;
 pub mod store;

@@ -1,12 +1,13 @@
-//! Uploads a `file` store staged and never completed. object_store writes an upload to
-//! `<object>#<n>` beside the object and renames it into place when the upload completes
-//! (an upload that fails is removed as it is dropped); a process killed mid-upload leaves
-//! the staging file behind, and no listing shows it. [`BlobStore::interrupted_uploads`]
-//! finds them, so the service that wrote them can remove those no writer holds any more.
-//! Other stores leave nothing of the kind here: Azure discards an interrupted upload's
-//! uncommitted blocks itself after 7 days; S3 keeps an incomplete multipart upload until
-//! the bucket's `AbortIncompleteMultipartUpload` lifecycle rule removes it (set one); a
-//! memory store dies with its process.
+//! Uploads begun and never completed: what a process killed mid-upload leaves behind,
+//! which no listing shows. A `file` store writes an upload to `<object>#<n>` beside the
+//! object and renames it into place when the upload completes (an upload that fails is
+//! removed as it is dropped), so a killed writer leaves that staging file; an S3 store
+//! keeps a killed writer's multipart upload, billed, until it is aborted (see
+//! [`super::multipart`]). [`BlobStore::interrupted_uploads`] finds both, with when each
+//! was last written to, so the service that wrote them can remove those no writer holds
+//! any more. A write that fails in a live process aborts its own upload (see
+//! `EncryptedStore::write`). Azure has no abort: it discards an interrupted upload's
+//! uncommitted blocks itself after 7 days; a memory store dies with its process.
 
 use std::{
     io::ErrorKind,
@@ -14,22 +15,42 @@ use std::{
     time::SystemTime,
 };
 
-use super::{BlobError, BlobKey, BlobStore};
+use super::{BlobError, BlobKey, BlobStore, multipart::Incomplete};
 
-/// A staging file an upload left.
+/// An upload that never completed.
 #[derive(Clone, Debug)]
 pub struct InterruptedUpload {
     /// The object the upload was writing.
     pub key: BlobKey,
-    /// When the upload last wrote to it.
+    /// When the upload last wrote anything.
     pub modified: SystemTime,
-    path: PathBuf,
+    parts: Parts,
+}
+
+/// Where an interrupted upload's bytes are.
+#[derive(Clone, Debug)]
+enum Parts {
+    StagingFile(PathBuf),
+    Multipart(Incomplete),
 }
 
 impl BlobStore {
-    /// The staging files of uploads that never completed, in a `file` store; none in any
-    /// other store.
+    /// The uploads that never completed: staging files in a `file` store, incomplete
+    /// multipart uploads in an S3 store; none in any other store.
     pub async fn interrupted_uploads(&self) -> Result<Vec<InterruptedUpload>, BlobError> {
+        if let Some(multipart) = self.multipart() {
+            let incomplete = multipart.incomplete(self.prefix()).await?;
+            return Ok(incomplete
+                .into_iter()
+                .filter_map(|upload| {
+                    Some(InterruptedUpload {
+                        key: self.key_of(&upload.location)?,
+                        modified: upload.last_activity,
+                        parts: Parts::Multipart(upload),
+                    })
+                })
+                .collect());
+        }
         let Some(root) = self.local_root().map(Path::to_path_buf) else {
             return Ok(Vec::new());
         };
@@ -42,14 +63,24 @@ impl BlobStore {
         .map_err(|e| BlobError::Failed(format!("listing interrupted uploads: {e}")))?
     }
 
-    /// Removes an interrupted upload's staging file (gone already is removed).
+    /// Removes an interrupted upload's staging file, or aborts its multipart upload (gone
+    /// already is removed).
     pub async fn remove_interrupted(&self, upload: &InterruptedUpload) -> Result<(), BlobError> {
-        match tokio::fs::remove_file(&upload.path).await {
-            Err(error) if error.kind() != ErrorKind::NotFound => Err(BlobError::Failed(format!(
-                "removing an interrupted upload of {}: {error}",
+        match (&upload.parts, self.multipart()) {
+            (Parts::Multipart(incomplete), Some(multipart)) => multipart.abort(incomplete).await,
+            (Parts::Multipart(_), None) => Err(BlobError::Failed(format!(
+                "{} is a multipart upload of another store",
                 upload.key.as_str()
             ))),
-            _ => Ok(()),
+            (Parts::StagingFile(path), _) => match tokio::fs::remove_file(path).await {
+                Err(error) if error.kind() != ErrorKind::NotFound => {
+                    Err(BlobError::Failed(format!(
+                        "removing an interrupted upload of {}: {error}",
+                        upload.key.as_str()
+                    )))
+                }
+                _ => Ok(()),
+            },
         }
     }
 }
@@ -81,7 +112,7 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<InterruptedUpload>) -> Result<(
         found.push(InterruptedUpload {
             key,
             modified,
-            path,
+            parts: Parts::StagingFile(path),
         });
     }
     Ok(())
@@ -139,7 +170,7 @@ mod tests {
         std::fs::write(tenant.join("#7"), b"x").unwrap();
 
         let mut found = store.interrupted_uploads().await.unwrap();
-        found.sort_by_key(|u| u.path.clone());
+        found.sort_by_key(|u| u.key.as_str().to_owned());
         let keys: Vec<&str> = found.iter().map(|u| u.key.as_str()).collect();
         assert_eq!(keys, ["acme/job-2.json.zst", "acme/job-2.json.zst"]);
         for upload in &found {

@@ -14,7 +14,7 @@ use object_store::{
     Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions, GetOptions,
     GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
     PutPayload, RetryConfig, WriteMultipart,
-    aws::AmazonS3Builder,
+    aws::{AmazonS3Builder, Checksum},
     azure::{MicrosoftAzureBuilder, split_sas},
     gcp::GoogleCloudStorageBuilder,
     local::LocalFileSystem,
@@ -25,6 +25,7 @@ use object_store::{
 use super::{
     azure::{AccountSecret, ConnectionString},
     config::{Credential, Provider, StoreConfig},
+    multipart::Multipart,
 };
 use crate::api::InvalidArgument;
 
@@ -138,6 +139,16 @@ fn is_transient(error: &object_store::Error) -> bool {
     false
 }
 
+const INIT_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const BACKOFF_BASE: f64 = 2.0;
+
+/// The most the store client waits before its `retry`-th retry (its backoff is jittered
+/// below this).
+fn backoff_before(retry: usize) -> Duration {
+    INIT_BACKOFF.mul_f64(BACKOFF_BASE.powi(i32::try_from(retry).unwrap_or(i32::MAX)))
+}
+
 /// Retry and timeout behaviour of cloud stores.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -170,12 +181,27 @@ impl StoreOptions {
         }
     }
 
+    /// The longest one store operation takes to fail against a store that stopped
+    /// answering (accepts connections, says nothing): each request gives up after
+    /// `connect_timeout + read_timeout` of silence, and a retry starts only while fewer than
+    /// `max_retries` were made and `retry_timeout` has not passed, after its backoff.
+    pub fn gives_up_within(&self) -> Duration {
+        let silence = self.connect_timeout + self.read_timeout;
+        let backoffs: Vec<Duration> = (1..=self.max_retries)
+            .map(|retry| backoff_before(retry).min(MAX_BACKOFF))
+            .collect();
+        let by_count = silence * (self.max_retries as u32 + 1) + backoffs.iter().sum::<Duration>();
+        let longest_backoff = backoffs.last().copied().unwrap_or_default();
+        let by_time = self.retry_timeout + longest_backoff + silence;
+        by_count.min(by_time)
+    }
+
     fn retry(&self) -> RetryConfig {
         RetryConfig {
             backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_secs(5),
-                base: 2.0,
+                init_backoff: INIT_BACKOFF,
+                max_backoff: MAX_BACKOFF,
+                base: BACKOFF_BASE,
             },
             max_retries: self.max_retries,
             retry_timeout: self.retry_timeout,
@@ -199,7 +225,12 @@ pub struct BlobStore {
     keeps_attributes: bool,
     /// Where a `file` store keeps this store's objects (its directory and prefix).
     local_root: Option<std::path::PathBuf>,
+    /// An S3 store's multipart uploads (to find and abort those a killed process left).
+    multipart: Option<Arc<Multipart>>,
 }
+
+/// The smallest part an S3 multipart upload takes (but for its last).
+pub const S3_MIN_PART_SIZE: usize = 5 << 20;
 
 /// What a [`BlobStore::get`] returns: the size and a stream of the stored bytes.
 pub struct BlobRead {
@@ -213,15 +244,20 @@ impl BlobStore {
     pub fn open(config: &StoreConfig, options: &StoreOptions) -> Result<Self, BlobError> {
         let location = &config.location;
         let config_error = |e: object_store::Error| BlobError::Config(e.to_string());
+        let mut multipart = None;
         let (inner, keeps_attributes): (Arc<dyn ObjectStore>, bool) = match config.provider {
             Provider::Memory => (memory_store(&location.container), true),
             Provider::File => {
                 std::fs::create_dir_all(&location.container).map_err(|e| {
                     BlobError::Config(format!("cannot create {}: {e}", location.container))
                 })?;
+                // fsync each written file and its directory before a write returns: a
+                // write that counts is on disk, not only in the page cache the
+                // read-back would otherwise read.
                 let store = LocalFileSystem::new_with_prefix(&location.container)
                     .map_err(config_error)?
-                    .with_automatic_cleanup(true);
+                    .with_automatic_cleanup(true)
+                    .with_fsync(true);
                 (Arc::new(store), false)
             }
             Provider::Azure => (
@@ -229,8 +265,11 @@ impl BlobStore {
                 true,
             ),
             Provider::S3 => {
+                // x-amz-checksum-sha256 on every upload: the store itself refuses bytes
+                // corrupted on the way, before the read-back would find them.
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(&location.container)
+                    .with_checksum_algorithm(Checksum::SHA256)
                     .with_retry(options.retry());
                 let mut allow_http = false;
                 if let Some(region) = &location.region {
@@ -253,8 +292,19 @@ impl BlobStore {
                         builder = builder.with_token(token);
                     }
                 }
-                let builder = builder.with_client_options(options.client(allow_http));
-                (Arc::new(builder.build().map_err(config_error)?), true)
+                let client = options.client(allow_http);
+                let builder = builder.with_client_options(client.clone());
+                let s3 = Arc::new(builder.build().map_err(config_error)?);
+                let region = location.region.as_deref().unwrap_or("us-east-1");
+                let uploads = Multipart::new(
+                    s3.clone(),
+                    &client,
+                    location.endpoint.as_deref(),
+                    &location.container,
+                    region,
+                )?;
+                multipart = Some(Arc::new(uploads));
+                (s3, true)
             }
             Provider::Gcs => {
                 let mut builder = GoogleCloudStorageBuilder::new()
@@ -281,6 +331,7 @@ impl BlobStore {
             prefix,
             keeps_attributes,
             local_root,
+            multipart,
         })
     }
 
@@ -291,6 +342,7 @@ impl BlobStore {
             prefix: None,
             keeps_attributes,
             local_root: None,
+            multipart: None,
         }
     }
 
@@ -306,6 +358,34 @@ impl BlobStore {
 
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
+    }
+
+    /// An S3 store's multipart uploads; `None` for every other store.
+    pub(super) fn multipart(&self) -> Option<&Multipart> {
+        self.multipart.as_deref()
+    }
+
+    /// The prefix objects of this store live under, if any.
+    pub(super) fn prefix(&self) -> Option<&Path> {
+        self.prefix.as_ref()
+    }
+
+    /// The smallest multipart upload part this store takes (but for the last).
+    pub fn min_part_size(&self) -> usize {
+        if self.multipart.is_some() {
+            S3_MIN_PART_SIZE
+        } else {
+            1
+        }
+    }
+
+    /// The key of the object at `location`, if it lies under this store's prefix.
+    pub(super) fn key_of(&self, location: &Path) -> Option<BlobKey> {
+        let relative = match &self.prefix {
+            Some(prefix) => location.prefix_match(prefix)?.collect::<Path>(),
+            None => location.clone(),
+        };
+        BlobKey::new(relative.as_ref()).ok()
     }
 
     fn path(&self, key: &BlobKey) -> Path {

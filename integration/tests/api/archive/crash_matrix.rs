@@ -26,7 +26,7 @@ use uuid::Uuid;
 const JOBS: usize = 6;
 
 /// A job as the database shows it: `Some(blob key)` when archived, and its rows left.
-async fn state(db: &tokio_postgres::Client, job: Uuid) -> (Option<String>, i64) {
+pub(super) async fn state(db: &tokio_postgres::Client, job: Uuid) -> (Option<String>, i64) {
     let row = db
         .query_one(
             "select archive_blob_key,
@@ -42,7 +42,7 @@ async fn state(db: &tokio_postgres::Client, job: Uuid) -> (Option<String>, i64) 
 
 /// Hot with every row, or archived with none and its blob in `store`, in one snapshot (a
 /// killed replica's last commit may still land while we look).
-async fn check_whole(
+pub(super) async fn check_whole(
     db: &tokio_postgres::Client,
     store: &Path,
     job: Uuid,

@@ -2,6 +2,7 @@
 
 mod crash;
 mod crash_matrix;
+mod faults;
 mod lifecycle;
 mod races;
 mod refusals;

@@ -22,9 +22,9 @@ use stowage_shared::{
 use tonic::Code;
 use uuid::Uuid;
 
-type Admin = ArchiveAdminServiceClient<Bearer>;
+pub(super) type Admin = ArchiveAdminServiceClient<Bearer>;
 
-async fn admin(app: &TestApp) -> Admin {
+pub(super) async fn admin(app: &TestApp) -> Admin {
     app.archive_admin(Some(&app.token("ops", &[Role::SuperAdmin])))
         .await
 }
@@ -38,7 +38,7 @@ fn set_store_request(connection_string: &str, container: &str) -> pb::SetArchive
     }
 }
 
-async fn set_store(
+pub(super) async fn set_store(
     admin: &mut Admin,
     connection_string: &str,
     container: &str,
@@ -52,7 +52,7 @@ async fn set_store(
         .unwrap()
 }
 
-async fn archive(admin: &mut Admin, job: Uuid) -> pb::JobArchive {
+pub(super) async fn archive(admin: &mut Admin, job: Uuid) -> pb::JobArchive {
     admin
         .archive_job(pb::ArchiveJobRequest {
             job_id: job.to_string(),
@@ -64,7 +64,7 @@ async fn archive(admin: &mut Admin, job: Uuid) -> pb::JobArchive {
         .into_inner()
 }
 
-async fn restore(app: &TestApp, job: Uuid) -> Result<i64, tonic::Status> {
+pub(super) async fn restore(app: &TestApp, job: Uuid) -> Result<i64, tonic::Status> {
     let mut client = app.archive(Some(&app.token("acme", &[Role::Member]))).await;
     let mut stream = client
         .restore_job(pb::RestoreJobRequest {
@@ -90,13 +90,13 @@ async fn stores(admin: &mut Admin) -> Vec<pb::ArchiveStore> {
 }
 
 /// A fresh directory for a file store.
-fn file_dir() -> PathBuf {
+pub(super) fn file_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("stowage-archive-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-fn file_url(dir: &std::path::Path) -> String {
+pub(super) fn file_url(dir: &std::path::Path) -> String {
     format!("file://{}", dir.display())
 }
 
@@ -117,14 +117,14 @@ fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     found
 }
 
-fn azure_url(endpoint: &str) -> String {
+pub(super) fn azure_url(endpoint: &str) -> String {
     format!(
         "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};\
          BlobEndpoint={endpoint};"
     )
 }
 
-fn raw_azure(container: &TestContainer) -> BlobStore {
+pub(super) fn raw_azure(container: &TestContainer) -> BlobStore {
     let config = StoreConfig {
         provider: Provider::Azure,
         location: Location {
@@ -140,7 +140,7 @@ fn raw_azure(container: &TestContainer) -> BlobStore {
     BlobStore::open(&config, &StoreOptions::fail_fast()).unwrap()
 }
 
-async fn exists(store: &BlobStore, key: &str) -> bool {
+pub(super) async fn exists(store: &BlobStore, key: &str) -> bool {
     store.size(&BlobKey::new(key).unwrap()).await.is_ok()
 }
 

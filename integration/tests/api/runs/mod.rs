@@ -6,8 +6,10 @@ use std::time::Duration;
 
 mod crash_matrix;
 mod fail_closed;
+mod faults;
 mod live;
 mod planning;
+mod providers;
 mod takeover;
 mod watch;
 

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::{Runner, ensure_target_active, outcome::Outcome};
 use crate::{
+    config::attempt_backoff,
     db,
     domain::{
         artifacts::object_key,
@@ -266,7 +267,7 @@ impl Runner {
         let target_key = object_key(artifact.id, context.run.target_binding_id)?;
         let expected = artifact.expected();
         let attempts = self.config.target_attempts.max(1);
-        let mut backoff = Duration::from_millis(200);
+        let first = Instant::now();
         for attempt in 1..=attempts {
             let error =
                 match copy(source, &source_key, &context.target, &target_key, &expected).await {
@@ -280,7 +281,10 @@ impl Runner {
             if let Some(cause) = error.item_cause() {
                 return Ok(Outcome::Failed(cause, error.to_string()));
             }
-            if attempt == attempts {
+            // One time budget for both layers of retries: the store client's own stop
+            // at `store_retry_timeout`, and so do the runner's attempts (the bound is
+            // `RunnerConfig::dead_target_bound`).
+            if attempt == attempts || first.elapsed() >= self.config.store_retry_timeout {
                 context.suspect.store(true, Ordering::Release);
                 return Ok(Outcome::TargetDown(error.to_string()));
             }
@@ -292,8 +296,7 @@ impl Runner {
             }
             context.suspect.store(true, Ordering::Release);
             tracing::warn!(attempt, %error, "the target did not take a write");
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+            tokio::time::sleep(attempt_backoff(attempt)).await;
         }
         Ok(Outcome::TargetDown("no attempt was made".into()))
     }
