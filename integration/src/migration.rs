@@ -386,6 +386,41 @@ pub async fn memory_source_and_target(
     Ok((source, uploaded, target))
 }
 
+/// An active memory binding holding artifacts of `sizes`, then a fresh Azurite container
+/// behind a fault relay of its own as the new active binding (the target):
+/// `(source, artifacts, target store, target)`.
+pub async fn memory_source_and_proxied_target(
+    app: &TestApp,
+    token: &str,
+    sizes: &[usize],
+) -> Result<(
+    pb::Binding,
+    Vec<(pb::Artifact, Vec<u8>)>,
+    ProxiedContainer,
+    pb::Binding,
+)> {
+    let mut bindings = app.bindings(Some(token)).await;
+    let source = create_active(&mut bindings, memory_binding("a")).await?;
+    let uploaded = upload(app, token, 0, sizes).await?;
+    let proxied = ProxiedContainer::create().await?;
+    let target = create_active(&mut bindings, proxied.binding("t")).await?;
+    Ok((source, uploaded, proxied, target))
+}
+
+/// A fresh Azurite container behind a fault relay of its own as the active binding,
+/// holding artifacts of `sizes`: `(source store, artifacts)`. The caller names the target.
+pub async fn proxied_source(
+    app: &TestApp,
+    token: &str,
+    sizes: &[usize],
+) -> Result<(ProxiedContainer, Vec<(pb::Artifact, Vec<u8>)>)> {
+    let mut bindings = app.bindings(Some(token)).await;
+    let proxied = ProxiedContainer::create().await?;
+    create_active(&mut bindings, proxied.binding("s")).await?;
+    let uploaded = upload(app, token, 0, sizes).await?;
+    Ok((proxied, uploaded))
+}
+
 /// A live run to `target` at `objects_per_second` at most.
 pub fn limited_request(target: &str, objects_per_second: i64) -> pb::StartRunRequest {
     let mut request = start_request(target, pb::MigrationMode::Live);

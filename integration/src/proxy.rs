@@ -330,8 +330,9 @@ async fn pump(
                 Ok(n) => {
                     let fired = shared.passed(direction, n);
                     if fired.is_some_and(|fault| fault != Fault::Stall) {
-                        // The connection is going: this chunk goes nowhere.
-                        continue;
+                        // The connection is going: neither this chunk nor any after it
+                        // is forwarded (what arrives is cut short, never left with a gap).
+                        return;
                     }
                     buf.truncate(n);
                     if chunks.send((Instant::now(), buf)).await.is_err() {

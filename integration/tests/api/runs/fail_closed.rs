@@ -2,7 +2,7 @@
 //! run, with a security event and no fallback to any other store.
 
 use stowage_integration::{
-    migration::{self, ProxiedContainer, start_request},
+    migration::{self, start_request},
     spawn_app,
 };
 use stowage_proto::migration::v1 as pb;
@@ -15,17 +15,10 @@ use super::WAIT;
 async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    let source = migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    let uploaded = migration::upload(&app, &token, 0, &[4096; 24])
-        .await
-        .unwrap();
-    let t = ProxiedContainer::create().await.unwrap();
-    let target = migration::create_active(&mut bindings, t.binding("t"))
-        .await
-        .unwrap();
+    let (source, uploaded, t, target) =
+        migration::memory_source_and_proxied_target(&app, &token, &[4096; 24])
+            .await
+            .unwrap();
     let mut runs = app.runs(Some(&token)).await;
     let run = runs
         .start_run(migration::limited_request(&target.id, 8))

@@ -12,7 +12,7 @@ use migration_svc::config::RunnerConfig;
 use stowage_integration::{
     TestApp,
     app::test_runner,
-    migration::{self, ProxiedContainer},
+    migration,
     proxy::{Direction, Fault},
     seaweedfs::TestPrefix,
     spawn_app, spawn_app_configured,
@@ -76,15 +76,10 @@ async fn retry(app: &TestApp, token: &str, run: &pb::Run) -> pb::Run {
 async fn a_target_dying_mid_upload_fails_the_run_closed_and_its_retry_finishes_the_copy() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    let uploaded = migration::upload(&app, &token, 0, &[MIB; 8]).await.unwrap();
-    let mut t = ProxiedContainer::create().await.unwrap();
-    let target = migration::create_active(&mut bindings, t.binding("t"))
-        .await
-        .unwrap();
+    let (_, uploaded, mut t, target) =
+        migration::memory_source_and_proxied_target(&app, &token, &[MIB; 8])
+            .await
+            .unwrap();
     let written = t.proxy.bytes().0;
     t.proxy
         .fault_after(Direction::ToUpstream, (5 * MIB / 2) as u64, Fault::Kill);
@@ -140,17 +135,10 @@ async fn a_target_dying_mid_upload_fails_the_run_closed_and_its_retry_finishes_t
 async fn a_read_back_reset_midway_is_tried_again_and_every_copy_is_verified() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    let uploaded = migration::upload(&app, &token, 0, &[2 * MIB; 4])
-        .await
-        .unwrap();
-    let t = ProxiedContainer::create().await.unwrap();
-    let target = migration::create_active(&mut bindings, t.binding("t"))
-        .await
-        .unwrap();
+    let (_, uploaded, t, target) =
+        migration::memory_source_and_proxied_target(&app, &token, &[2 * MIB; 4])
+            .await
+            .unwrap();
     // Writes get short answers; the first megabyte back from the target is a read-back.
     t.proxy
         .fault_after(Direction::FromUpstream, MIB as u64, Fault::Reset);
@@ -176,14 +164,10 @@ async fn a_read_back_reset_midway_is_tried_again_and_every_copy_is_verified() {
 async fn a_source_cut_mid_download_is_resumed_or_left_to_the_next_run() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
+    let (s, uploaded) = migration::proxied_source(&app, &token, &[2 * MIB; 4])
+        .await
+        .unwrap();
     let mut bindings = app.bindings(Some(&token)).await;
-    let s = ProxiedContainer::create().await.unwrap();
-    migration::create_active(&mut bindings, s.binding("s"))
-        .await
-        .unwrap();
-    let uploaded = migration::upload(&app, &token, 0, &[2 * MIB; 4])
-        .await
-        .unwrap();
     let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
         .await
         .unwrap();
@@ -236,17 +220,10 @@ async fn a_target_that_stalls_fails_the_run_closed_within_the_configured_bound()
         .await
         .unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    let uploaded = migration::upload(&app, &token, 0, &[4096; 24])
-        .await
-        .unwrap();
-    let t = ProxiedContainer::create().await.unwrap();
-    let target = migration::create_active(&mut bindings, t.binding("t"))
-        .await
-        .unwrap();
+    let (_, uploaded, t, target) =
+        migration::memory_source_and_proxied_target(&app, &token, &[4096; 24])
+            .await
+            .unwrap();
     let mut runs = app.runs(Some(&token)).await;
     let run = runs
         .start_run(migration::limited_request(&target.id, 8))
@@ -292,17 +269,10 @@ async fn a_target_that_answers_slowly_still_finishes_a_run_of_small_objects() {
     .await
     .unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    migration::create_active(&mut bindings, migration::memory_binding("a"))
-        .await
-        .unwrap();
-    let uploaded = migration::upload(&app, &token, 0, &vec![1024; objects])
-        .await
-        .unwrap();
-    let t = ProxiedContainer::create().await.unwrap();
-    let target = migration::create_active(&mut bindings, t.binding("t"))
-        .await
-        .unwrap();
+    let (_, uploaded, t, target) =
+        migration::memory_source_and_proxied_target(&app, &token, &vec![1024; objects])
+            .await
+            .unwrap();
     let latency = Duration::from_millis(50);
     t.proxy.slow(latency, None);
     let (connections, _) = t.proxy.connections();
@@ -342,16 +312,12 @@ async fn a_target_that_answers_slowly_still_finishes_a_run_of_small_objects() {
 async fn a_copy_to_s3_that_fails_midway_aborts_its_multipart_upload() {
     let app = spawn_app().await.unwrap();
     let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
-    let mut s = ProxiedContainer::create().await.unwrap();
-    migration::create_active(&mut bindings, s.binding("s"))
-        .await
-        .unwrap();
     // Larger than two upload parts (8 MiB): the target's multipart upload has begun, and
     // a part is up, when the source goes away.
-    let uploaded = migration::upload(&app, &token, 0, &[20 * MIB])
+    let (mut s, uploaded) = migration::proxied_source(&app, &token, &[20 * MIB])
         .await
         .unwrap();
+    let mut bindings = app.bindings(Some(&token)).await;
     let s3 = TestPrefix::create().unwrap();
     let target = migration::create_active(&mut bindings, s3.binding("s3"))
         .await
