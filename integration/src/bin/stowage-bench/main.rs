@@ -9,12 +9,13 @@
 //!   one job of ROWS rows (default 1,000,000) through gRPC, beside `psql` binary COPY of the
 //!   same rows into and out of the same tables. Needs `DATABASE_URL` (admin) and a release
 //!   build of archive-svc.
-//! - `migration`: migration-svc (the release binary, as a server) migrating 1,000 objects
-//!   of 4 KiB and 10 of 50 MiB between two Azurite containers, and the same between two
-//!   `file` directories, each beside `rclone copy` of the same objects between the same
-//!   places; then its peak RSS while migrating one 2 GiB object. Needs `DATABASE_URL`,
-//!   `STOWAGE_TEST_AZURITE`, rclone and a release build of migration-svc (`deploy/dev/bench
-//!   migration` provides all of them).
+//! - `migration [azure] [s3] [file] [rss]`: migration-svc (the release binary, as a
+//!   server) migrating 1,000 objects of 4 KiB and 10 of 50 MiB between two Azurite
+//!   containers, two prefixes of a SeaweedFS S3 bucket and two `file` directories (those
+//!   named, or all), each beside `rclone copy` of the same objects between the same places;
+//!   then its peak RSS while migrating one 2 GiB object (`rss`: only that). Needs
+//!   `DATABASE_URL`, `STOWAGE_TEST_AZURITE`, `STOWAGE_TEST_S3*`, rclone and a release build
+//!   of migration-svc (`deploy/dev/bench migration` provides all of them).
 
 use std::time::{Duration, Instant};
 
@@ -220,7 +221,20 @@ async fn main() -> Result<()> {
             let rows = args.get(1).map_or(Ok(1_000_000), |s| s.parse())?;
             archive_bench::run(rows).await
         }
-        Some("migration") => migration_bench::run(args.get(1).is_some_and(|a| a == "rss")).await,
+        Some("migration") => {
+            let mut kinds = Vec::new();
+            let mut only_rss = false;
+            for arg in &args[1..] {
+                match arg.as_str() {
+                    "azure" => kinds.push(migration_bench::Kind::Azure),
+                    "s3" => kinds.push(migration_bench::Kind::S3),
+                    "file" => kinds.push(migration_bench::Kind::File),
+                    "rss" => only_rss = true,
+                    other => bail!("migration takes azure, s3, file or rss, not {other}"),
+                }
+            }
+            migration_bench::run(&kinds, only_rss).await
+        }
         Some("soak") => {
             let artifacts = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
             let runs = args.get(2).map_or(Ok(20), |s| s.parse())?;
@@ -235,7 +249,7 @@ async fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [rss] | soak [ARTIFACTS] [RUNS]"
+                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [azure] [s3] [file] [rss] | soak [ARTIFACTS] [RUNS]"
             );
             Ok(())
         }

@@ -1,7 +1,9 @@
 //! migration-svc against rclone on the same objects between the same places: two Azurite
-//! containers (rclone through an account SAS, with server-side copy disabled, because
-//! stowage must re-encrypt and so moves every byte through itself; rclone's server-side
-//! copy is measured too), and two local directories.
+//! containers (rclone through an account SAS), two prefixes of a SeaweedFS S3 bucket (a
+//! real multi-threaded object store), and two local directories. Between stores rclone
+//! runs with server-side copy disabled, because stowage must re-encrypt and so moves every
+//! byte through itself; rclone's server-side copy is measured too, and on S3 rclone with
+//! 32 transfers besides its default 4.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,6 +18,7 @@ use stowage_integration::{
     azurite::{self, TestContainer},
     db::TestDb,
     migration::{self as m},
+    seaweedfs::TestPrefix,
 };
 use stowage_proto::migration::v1::{
     self as pb, artifact_service_client::ArtifactServiceClient,
@@ -59,9 +62,38 @@ impl Clients {
     }
 }
 
-/// Where a scenario's objects live: two Azurite containers or two directories.
+/// The kind of store a scenario moves objects between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Azure,
+    S3,
+    File,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Azure => "Azurite → Azurite",
+            Kind::S3 => "SeaweedFS S3 → S3",
+            Kind::File => "file → file",
+        }
+    }
+
+    /// rclone's flags for a copy between two places of this kind without server-side
+    /// copy (none between directories).
+    fn no_server_side_copy(self) -> &'static [&'static str] {
+        match self {
+            Kind::Azure | Kind::S3 => &["--disable", "Copy"],
+            Kind::File => &[],
+        }
+    }
+}
+
+/// Where a scenario's objects live: an Azurite container, a SeaweedFS prefix or a
+/// directory.
 enum Place {
     Azure { endpoint: String, container: String },
+    S3(TestPrefix),
     Dir(PathBuf),
 }
 
@@ -72,14 +104,17 @@ impl Place {
                 endpoint,
                 container,
             } => m::azure_binding(name, container, endpoint, DEV_KEY),
+            Place::S3(prefix) => prefix.binding(name),
             Place::Dir(dir) => m::file_binding(name, dir),
         }
     }
 
-    /// The place as an rclone path (`:azureblob:` is configured by the SAS variable).
+    /// The place as an rclone path (`:azureblob:` and `:s3:` are configured by
+    /// environment variables, see [`rclone`]).
     fn rclone(&self, under: &str) -> String {
         match self {
             Place::Azure { container, .. } => format!(":azureblob:{container}/{under}"),
+            Place::S3(prefix) => format!(":s3:{}/{}/{under}", prefix.server.bucket, prefix.prefix),
             Place::Dir(dir) => dir.join(under).display().to_string(),
         }
     }
@@ -100,16 +135,28 @@ impl Place {
                 endpoint,
                 container,
             } => azurite::delete_container(endpoint, container).await,
+            Place::S3(prefix) => {
+                let store = prefix.raw_store()?;
+                let keys = m::stored_keys(&store, &prefix.prefix).await?;
+                let objects = store.object_store();
+                let paths = stream::iter(keys.into_iter().map(|k| Ok(k.into()))).boxed();
+                let deleted: Vec<_> = objects.delete_stream(paths).collect().await;
+                for result in deleted {
+                    result?;
+                }
+                Ok(())
+            }
             Place::Dir(dir) => Ok(std::fs::remove_dir_all(dir)?),
         }
     }
 
-    /// A fresh place named `name`: a new Azurite container, or a directory under `root`.
-    async fn fresh(azure: bool, root: &Path, name: &str) -> Result<Self> {
-        if azure {
-            Self::new_azure().await
-        } else {
-            Self::new_dir(root, name)
+    /// A fresh place named `name`: a new Azurite container, a new S3 prefix, or a
+    /// directory under `root`.
+    async fn fresh(kind: Kind, root: &Path, name: &str) -> Result<Self> {
+        match kind {
+            Kind::Azure => Self::new_azure().await,
+            Kind::S3 => Ok(Place::S3(TestPrefix::create()?)),
+            Kind::File => Self::new_dir(root, name),
         }
     }
 
@@ -128,8 +175,20 @@ fn account_sas_url(endpoint: &str) -> Result<String> {
 
 /// Times `rclone copy --checksum` (with `extra` flags) from `from` to `to`.
 async fn rclone(sas_url: &str, from: &str, to: &str, extra: &[&str]) -> Result<Duration> {
+    let mut command = tokio::process::Command::new("rclone");
+    // rclone 1.60's S3 client refuses to start with AWS_CA_BUNDLE set (any value), and
+    // the test server is plain http on loopback.
+    command.env_remove("AWS_CA_BUNDLE");
+    if let Ok(s3) = stowage_integration::seaweedfs::S3Server::from_env() {
+        command
+            .env("RCLONE_S3_PROVIDER", "SeaweedFS")
+            .env("RCLONE_S3_ENDPOINT", &s3.endpoint)
+            .env("RCLONE_S3_ACCESS_KEY_ID", &s3.access_key_id)
+            .env("RCLONE_S3_SECRET_ACCESS_KEY", &s3.secret_access_key)
+            .env("RCLONE_S3_REGION", stowage_integration::seaweedfs::REGION);
+    }
     let start = Instant::now();
-    let output = tokio::process::Command::new("rclone")
+    let output = command
         .args(["copy", "--checksum", "--no-update-modtime"])
         .args(extra)
         .arg(from)
@@ -273,6 +332,8 @@ struct Measured {
     stowage: Duration,
     rclone: Duration,
     rclone_server_side: Option<Duration>,
+    /// rclone with 32 transfers (S3 only).
+    rclone_32: Option<Duration>,
     objects: usize,
     bytes: usize,
 }
@@ -282,16 +343,16 @@ struct Measured {
 async fn scenario(
     server: &Server,
     minter: &TokenMinter,
-    azure: bool,
+    kind: Kind,
     root: &Path,
     sas_url: &str,
     count: usize,
     size: usize,
 ) -> Result<Measured> {
-    let tag = format!("{}-{count}x{size}", if azure { "azure" } else { "file" });
+    let tag = format!("{kind:?}-{count}x{size}").to_lowercase();
     let clients = &mut Clients::new(&server.channel, minter, &tag)?;
     let place = |suffix: &str| format!("{tag}-{suffix}");
-    let source = Place::fresh(azure, root, &place("source")).await?;
+    let source = Place::fresh(kind, root, &place("source")).await?;
     let binding = clients
         .bindings
         .create_binding(source.binding("source"))
@@ -312,18 +373,18 @@ async fn scenario(
     // one; each rclone round copies the source objects to a fresh place. What a round
     // leaves behind is cleared once no later round reads it, so every round meets an
     // Azurite holding about as many blobs as the others.
-    let disabled: &[&str] = if azure { &["--disable", "Copy"] } else { &[] };
+    let disabled = kind.no_server_side_copy();
     let (mut stowage, mut rclone_time) = (Duration::MAX, Duration::MAX);
     let mut previous: Option<Place> = None;
     for round in 0..ROUNDS {
         let rclone_first = round % 2 == 1;
         for rclone_turn in [rclone_first, !rclone_first] {
             if rclone_turn {
-                let to = Place::fresh(azure, root, &place(&format!("rclone-{round}"))).await?;
+                let to = Place::fresh(kind, root, &place(&format!("rclone-{round}"))).await?;
                 let took = rclone_round(sas_url, &source, &objects, to, disabled).await?;
                 rclone_time = rclone_time.min(took);
             } else {
-                let target = Place::fresh(azure, root, &place(&format!("target-{round}"))).await?;
+                let target = Place::fresh(kind, root, &place(&format!("target-{round}"))).await?;
                 stowage = stowage.min(migrate(clients, server, &target, count).await?);
                 if let Some(done) = previous.replace(target) {
                     done.clear().await?;
@@ -331,9 +392,20 @@ async fn scenario(
             }
         }
     }
-    let rclone_server_side = if azure {
-        let to = Place::new_azure().await?;
+    let rclone_server_side = if kind == Kind::File {
+        None
+    } else {
+        let to = Place::fresh(kind, root, &place("server-side")).await?;
         Some(rclone_round(sas_url, &source, &objects, to, &[]).await?)
+    };
+    let rclone_32 = if kind == Kind::S3 {
+        let mut best = Duration::MAX;
+        for round in 0..ROUNDS {
+            let to = Place::fresh(kind, root, &place(&format!("rclone32-{round}"))).await?;
+            let flags = [disabled, &["--transfers", "32"]].concat();
+            best = best.min(rclone_round(sas_url, &source, &objects, to, &flags).await?);
+        }
+        Some(best)
     } else {
         None
     };
@@ -341,18 +413,11 @@ async fn scenario(
         place.clear().await?;
     }
     Ok(Measured {
-        name: format!(
-            "{count} × {} {}",
-            human(size),
-            if azure {
-                "Azurite → Azurite"
-            } else {
-                "file → file"
-            }
-        ),
+        name: format!("{count} × {} {}", human(size), kind.label()),
         stowage,
         rclone: rclone_time,
         rclone_server_side,
+        rclone_32,
         objects: count,
         bytes: count * size,
     })
@@ -366,7 +431,9 @@ fn human(size: usize) -> String {
     }
 }
 
-pub async fn run(only_rss: bool) -> Result<()> {
+/// Runs the scenarios of `kinds` (every kind when empty), then the RSS measurement
+/// (`rss`: only that).
+pub async fn run(kinds: &[Kind], only_rss: bool) -> Result<()> {
     let endpoint = azurite::endpoint()?;
     let sas_url = account_sas_url(&endpoint)?;
     let db = TestDb::migrated().await?;
@@ -389,10 +456,14 @@ pub async fn run(only_rss: bool) -> Result<()> {
     .await?;
     let minter = TokenMinter::from_config(&common.auth)?;
     let mut results = Vec::new();
-    let scenarios = if only_rss { vec![] } else { vec![true, false] };
-    for azure in scenarios {
+    let scenarios = match (only_rss, kinds) {
+        (true, _) => vec![],
+        (false, []) => vec![Kind::Azure, Kind::S3, Kind::File],
+        (false, kinds) => kinds.to_vec(),
+    };
+    for kind in scenarios {
         for (count, size) in [(1000, 4096), (10, 50 * MIB)] {
-            let measured = scenario(&server, &minter, azure, &root, &sas_url, count, size).await?;
+            let measured = scenario(&server, &minter, kind, &root, &sas_url, count, size).await?;
             println!(
                 "{}: stowage {:.2} s, rclone {:.2} s{}",
                 measured.name,
@@ -441,21 +512,29 @@ pub async fn run(only_rss: bool) -> Result<()> {
     server.stop().await?;
 
     println!(
-        "\n| scenario | stowage | rclone (no server-side copy) | ratio | rclone server-side copy |"
+        "\n| scenario | stowage | rclone (no server-side copy) | ratio | rclone --transfers 32 | rclone server-side copy |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for r in &results {
-        let (ours, theirs, unit) = if r.bytes / r.objects >= MIB {
-            let mb = |d: Duration| r.bytes as f64 / MIB as f64 / d.as_secs_f64();
-            (mb(r.stowage), mb(r.rclone), "MiB/s")
-        } else {
-            let ops = |d: Duration| r.objects as f64 / d.as_secs_f64();
-            (ops(r.stowage), ops(r.rclone), "objects/s")
+        // large objects by bytes, small ones by objects
+        let large = r.bytes / r.objects >= MIB;
+        let unit = if large { "MiB/s" } else { "objects/s" };
+        let rate = |d: Duration| {
+            let done = if large {
+                r.bytes as f64 / MIB as f64
+            } else {
+                r.objects as f64
+            };
+            done / d.as_secs_f64()
         };
+        let (ours, theirs) = (rate(r.stowage), rate(r.rclone));
         println!(
-            "| {} | {ours:.1} {unit} | {theirs:.1} {unit} | **{:.2}** | {} |",
+            "| {} | {ours:.1} {unit} | {theirs:.1} {unit} | **{:.2}** | {} | {} |",
             r.name,
             ours / theirs,
+            r.rclone_32
+                .map(|d| format!("{:.1} {unit}, ratio **{:.2}**", rate(d), ours / rate(d)))
+                .unwrap_or_else(|| "n/a".into()),
             r.rclone_server_side
                 .map(|d| format!(
                     "{:.2} s (stowage {:.2} s)",
