@@ -13,7 +13,8 @@ stowage_shared::service_config!(Config { migration: RunnerConfig }, ports: 50051
 pub struct RunnerConfig {
     /// Whether this replica processes runs (an API-only replica sets false).
     pub enabled: bool,
-    /// Items one replica copies at once.
+    /// Items one replica copies at once, across all the runs it works on (they share
+    /// these slots, first come first served).
     pub concurrency: usize,
     /// Items one replica leases at a time.
     pub batch_size: i64,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod crash_matrix;
 mod fail_closed;
+mod fair;
 mod faults;
 mod live;
 mod planning;

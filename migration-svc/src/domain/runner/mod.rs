@@ -1,7 +1,9 @@
 //! The runner every replica runs: it plans queued runs ([`plan`]), works through running
-//! runs' items ([`work`]) and records their outcomes ([`record`]). Every place that decides
-//! to fail a run closed asks [`ensure_target_active`] and leaves through [`Runner::fail`];
-//! every end of a run is [`lifecycle`]'s.
+//! runs' items ([`work`]) and records their outcomes ([`record`]). Running runs are worked
+//! side by side, each in a task of its own, sharing the replica's `concurrency` copy slots
+//! first come first served, so one organization's large run cannot hold another's at 0%.
+//! Every place that decides to fail a run closed asks [`ensure_target_active`] and leaves
+//! through [`Runner::fail`]; every end of a run is [`lifecycle`]'s.
 
 mod outcome;
 mod plan;
@@ -9,13 +11,16 @@ mod record;
 mod work;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
 use stowage_shared::db::RowLock;
 use stowage_shared::{db::GenericClient, shutdown::Drain};
-use tokio::sync::Notify;
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
@@ -39,6 +44,8 @@ pub struct Runner {
     /// The items this replica holds leases on and is still working on; only these are
     /// renewed, so an item whose outcome could not be recorded is left to expire.
     leased: Arc<Mutex<HashSet<(Uuid, Uuid)>>>,
+    /// Items being copied at once on this replica, across all its runs.
+    slots: Arc<Semaphore>,
     wake: Arc<Notify>,
 }
 
@@ -54,24 +61,29 @@ impl Runner {
             std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into()),
             Uuid::new_v4().simple()
         );
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         Self {
             pool,
             stores,
             config,
             owner,
             leased: Arc::default(),
+            slots,
             wake,
         }
     }
 
-    /// Works until the drain starts; leases this replica holds are renewed meanwhile.
+    /// Works until the drain starts, then lets the runs in hand wind down (they lease
+    /// nothing more); leases this replica holds are renewed meanwhile.
     pub async fn run(self, drain: Drain) {
         // Stops with this future, however it ends.
         let _heartbeat = AbortOnDropHandle::new(tokio::spawn(self.clone().heartbeat()));
         tracing::info!(owner = %self.owner, "migration runner started");
+        let mut working = Working::default();
         while !drain.is_draining() {
-            let idle = match self.step(&drain).await {
-                Ok(worked) => !worked,
+            working.reap();
+            let idle = match self.step(&drain, &mut working).await {
+                Ok(planned) => !planned,
                 Err(error) => {
                     tracing::error!(%error, "migration runner step failed");
                     true
@@ -85,6 +97,7 @@ impl Runner {
                 }
             }
         }
+        working.wind_down().await;
         tracing::info!("migration runner stopped");
     }
 
@@ -110,9 +123,11 @@ impl Runner {
         }
     }
 
-    /// One unit of work: plan a run, or work through a running run's items. Returns
-    /// whether there was anything to do.
-    pub async fn step(&self, drain: &Drain) -> Result<bool> {
+    /// One pass: plan a queued run, or start working on every running run this replica
+    /// is not working on yet (a run's task ends when nothing is left to this replica; a
+    /// later pass starts it again if the run is still running). Returns whether it
+    /// planned a run, so another pass follows at once.
+    async fn step(&self, drain: &Drain, working: &mut Working) -> Result<bool> {
         if self.plan_next().await? {
             return Ok(true);
         }
@@ -124,12 +139,13 @@ impl Runner {
             if drain.is_draining() {
                 break;
             }
-            match self.work(run_id, drain).await {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
+            let (runner, drain) = (self.clone(), drain.clone());
+            working.start(run_id, async move {
                 // One run's trouble never holds up the others.
-                Err(error) => tracing::error!(run = %run_id, %error, "could not work on a run"),
-            }
+                if let Err(error) = runner.work(run_id, &drain).await {
+                    tracing::error!(run = %run_id, %error, "could not work on a run");
+                }
+            });
         }
         Ok(false)
     }
@@ -170,6 +186,51 @@ impl Runner {
 /// The one check before a run plans or writes: its target is still the organization's
 /// active binding (read `for share`, so inside a transaction it stays so until commit).
 /// `Some` is the failure to end the run with.
+/// The runs this replica is working on, a task each.
+#[derive(Default)]
+struct Working {
+    runs: HashMap<tokio::task::Id, Uuid>,
+    tasks: JoinSet<()>,
+}
+
+impl Working {
+    /// Starts `work` on `run_id` unless this replica works on that run already.
+    fn start(&mut self, run_id: Uuid, work: impl Future<Output = ()> + Send + 'static) {
+        if !self.runs.values().any(|r| *r == run_id) {
+            let task = self.tasks.spawn(work);
+            self.runs.insert(task.id(), run_id);
+        }
+    }
+
+    /// Forgets the runs whose task has ended (a later step starts again on any still
+    /// running, e.g. when another replica's leases expire).
+    fn reap(&mut self) {
+        while let Some(ended) = self.tasks.try_join_next_with_id() {
+            self.forget(ended);
+        }
+    }
+
+    async fn wind_down(&mut self) {
+        while let Some(ended) = self.tasks.join_next_with_id().await {
+            self.forget(ended);
+        }
+    }
+
+    fn forget(
+        &mut self,
+        ended: std::result::Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    ) {
+        let task = match ended {
+            Ok((task, ())) => task,
+            Err(error) => {
+                tracing::error!(%error, "a run's task failed");
+                error.id()
+            }
+        };
+        self.runs.remove(&task);
+    }
+}
+
 async fn ensure_target_active(client: &impl GenericClient, run: &Run) -> Result<Option<Failure>> {
     let state = db::bindings::state_for_share(client, run.target_binding_id).await?;
     Ok(target_failure(run, state))

@@ -142,7 +142,11 @@ impl Runner {
             .flatten()
             .map(|item| {
                 let (context, recorded) = (context.clone(), recorded.clone());
-                async move { self.process(&context, item, &recorded).await }
+                async move {
+                    // A slot of the replica's, shared with its other runs.
+                    let _slot = self.slots.acquire().await;
+                    self.process(&context, item, &recorded).await
+                }
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .boxed();
