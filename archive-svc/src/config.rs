@@ -66,12 +66,11 @@ impl ArchiveConfig {
     }
 
     pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
-            max_retries: self.store_retries,
-            retry_timeout: self.store_retry_timeout,
-            read_timeout: self.store_read_timeout,
-            ..StoreOptions::default()
-        }
+        StoreOptions::with_budget(
+            self.store_retries,
+            self.store_retry_timeout,
+            self.store_read_timeout,
+        )
     }
 }
 

@@ -69,12 +69,11 @@ impl Default for RunnerConfig {
 impl RunnerConfig {
     /// How stores of bindings are reached.
     pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
-            max_retries: self.store_retries,
-            retry_timeout: self.store_retry_timeout,
-            read_timeout: self.store_read_timeout,
-            ..StoreOptions::default()
-        }
+        StoreOptions::with_budget(
+            self.store_retries,
+            self.store_retry_timeout,
+            self.store_read_timeout,
+        )
     }
 
     /// The longest an item's copy takes to give up on a target that stopped answering,

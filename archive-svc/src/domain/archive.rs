@@ -208,17 +208,7 @@ impl Archiver {
             .finish(&tx, scope, "ArchiveJob", request.request_id, &archived)
             .await?;
         tx.commit().await?;
-        let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(
-            rows,
-            json_bytes = written.encoded.json_bytes,
-            stored_bytes = written.receipt.stored_len,
-            seconds,
-            "job archived"
-        );
-        metrics::counter!("archive_jobs_archived_total").increment(1);
-        metrics::counter!("archive_rows_archived_total").increment(rows as u64);
-        metrics::histogram!("archive_job_seconds").record(seconds);
+        written.report(started);
         Ok(archived)
     }
 
@@ -256,6 +246,22 @@ struct Written {
 }
 
 impl Written {
+    /// The log line and metrics of an archive that committed.
+    fn report(&self, started: std::time::Instant) {
+        let seconds = started.elapsed().as_secs_f64();
+        let rows = self.encoded.scan_items + self.encoded.file_records;
+        tracing::info!(
+            rows,
+            json_bytes = self.encoded.json_bytes,
+            stored_bytes = self.receipt.stored_len,
+            seconds,
+            "job archived"
+        );
+        metrics::counter!("archive_jobs_archived_total").increment(1);
+        metrics::counter!("archive_rows_archived_total").increment(rows as u64);
+        metrics::histogram!("archive_job_seconds").record(seconds);
+    }
+
     /// The archive marker for what was written.
     fn info(&self, key: BlobKey, format: BlobFormat, store_version: i64) -> ArchiveInfo {
         ArchiveInfo {

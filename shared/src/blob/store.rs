@@ -171,6 +171,20 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
+    /// The defaults with a service's own retry budget and silence timeout.
+    pub fn with_budget(
+        max_retries: usize,
+        retry_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Self {
+        Self {
+            max_retries,
+            retry_timeout,
+            read_timeout,
+            ..Self::default()
+        }
+    }
+
     /// Gives up within about two seconds (tests, fault injection).
     pub fn fail_fast() -> Self {
         Self {

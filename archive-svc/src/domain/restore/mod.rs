@@ -46,6 +46,31 @@ pub struct Progress {
     pub already_hot: bool,
 }
 
+impl Progress {
+    /// The one report of a restore that found the job hot.
+    fn already_hot() -> Self {
+        Self {
+            phase: Phase::Done,
+            rows_done: 0,
+            rows_total: 0,
+            bytes_read: 0,
+            already_hot: true,
+        }
+    }
+
+    /// The first report of a restore of the archive `info` describes.
+    fn fetching(info: &ArchiveInfo) -> Self {
+        let rows = info.scan_items.unwrap_or(0) + info.file_records.unwrap_or(0);
+        Self {
+            phase: Phase::Fetching,
+            rows_done: 0,
+            rows_total: rows.max(0) as u64,
+            bytes_read: 0,
+            already_hot: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Restorer {
     pool: deadpool_postgres::Pool,
@@ -82,24 +107,11 @@ impl Restorer {
             let detail = json!({ "trigger": trigger, "rows": 0, "already_hot": true });
             audit.record(&tx, owner, true, detail).await?;
             tx.commit().await?;
-            let done = Progress {
-                phase: Phase::Done,
-                rows_done: 0,
-                rows_total: 0,
-                bytes_read: 0,
-                already_hot: true,
-            };
+            let done = Progress::already_hot();
             let _ = progress.send(done.clone()).await;
             return Ok(done);
         };
-        let mut state = Progress {
-            phase: Phase::Fetching,
-            rows_done: 0,
-            rows_total: (info.scan_items.unwrap_or(0) + info.file_records.unwrap_or(0)).max(0)
-                as u64,
-            bytes_read: 0,
-            already_hot: false,
-        };
+        let mut state = Progress::fetching(&info);
         let _ = progress.send(state.clone()).await;
         let restored = self
             .bring_back(&tx, job_id, &info, progress, &mut state)
