@@ -245,6 +245,11 @@ async fn watch(
         }
     }
     bar.finish_and_clear();
+    Ok(summarize(output, id, last))
+}
+
+/// The summary line (or JSON) of a watched run as it was last seen; its state.
+fn summarize(output: Output, id: &str, last: Option<pb::Run>) -> pb::RunState {
     let state = last
         .as_ref()
         .map_or(pb::RunState::Unspecified, pb::Run::state);
@@ -258,7 +263,7 @@ async fn watch(
     if state == pb::RunState::Failed {
         eprintln!("run {id} FAILED");
     }
-    Ok(state)
+    state
 }
 
 fn show(bar: &ProgressBar, run: &pb::Run) {

@@ -187,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn each_request_names_the_field_it_refuses() {
+    fn an_archive_request_names_the_field_it_refuses() {
         let job = Uuid::nil().to_string();
         let archive = |edit: fn(&mut pb::ArchiveJobRequest)| {
             let mut request = pb::ArchiveJobRequest {
@@ -207,9 +207,12 @@ mod tests {
             field_of(archive(|r| r.request_id = "has space".into())),
             "request_id"
         );
+    }
 
+    #[test]
+    fn each_other_request_names_the_field_it_refuses() {
         let restore = RestoreJob::try_from(pb::RestoreJobRequest {
-            job_id: job.clone(),
+            job_id: Uuid::nil().to_string(),
             trigger: 0,
         });
         assert_eq!(field_of(restore), "trigger");
