@@ -133,6 +133,23 @@ except Exception:
     sys.exit(1)' "$1" 2>/dev/null
 }
 
+# _wait_for_http NAME PID LOG URL SECONDS: wait until the server NAME (process PID,
+# logging to LOG) answers URL over http; die with its log's tail if it exits or does not
+# answer within SECONDS.
+_wait_for_http() {
+  local name=$1 pid=$2 log=$3 url=$4 deadline=$((SECONDS + $5))
+  while ((SECONDS < deadline)); do
+    if ! _dev_alive "$pid"; then
+      tail -n 20 "$log" >&2 || true
+      die "$name exited while starting; see ${log#"$ROOT"/}"
+    fi
+    http_answers "$url" && return 0
+    sleep 0.5
+  done
+  tail -n 20 "$log" >&2 || true
+  die "$name did not answer $url within $5s; see ${log#"$ROOT"/}"
+}
+
 # port_open HOST PORT: true if something accepts tcp connections there.
 port_open() {
   python3 -c 'import socket, sys
@@ -340,21 +357,8 @@ start_azurite() {
   pid=$!
   track_pid "$pid" azurite
 
-  # wait (up to 30s) until it answers http (any status will do)
-  local deadline=$((SECONDS + 30))
-  while ((SECONDS < deadline)); do
-    if ! _dev_alive "$pid"; then
-      tail -n 20 "$log" >&2 || true
-      die "azurite exited while starting; see ${log#"$ROOT"/}"
-    fi
-    if http_answers "http://127.0.0.1:$port/devstoreaccount1?comp=list"; then
-      export STOWAGE_TEST_AZURITE="http://127.0.0.1:$port/devstoreaccount1"
-      return 0
-    fi
-    sleep 0.5
-  done
-  tail -n 20 "$log" >&2 || true
-  die "azurite did not answer on 127.0.0.1:$port within 30s; see ${log#"$ROOT"/}"
+  _wait_for_http azurite "$pid" "$log" "http://127.0.0.1:$port/devstoreaccount1?comp=list" 30
+  export STOWAGE_TEST_AZURITE="http://127.0.0.1:$port/devstoreaccount1"
 }
 
 # --- seaweedfs (s3) ----------------------------------------------------------
@@ -409,24 +413,12 @@ start_seaweedfs() {
   pid=$!
   track_pid "$pid" seaweedfs
 
-  # wait (up to 60s) until the gateway answers (it creates the bucket first)
-  local deadline=$((SECONDS + 60))
-  while ((SECONDS < deadline)); do
-    if ! _dev_alive "$pid"; then
-      tail -n 20 "$log" >&2 || true
-      die "seaweedfs exited while starting; see ${log#"$ROOT"/}"
-    fi
-    if http_answers "http://127.0.0.1:$s3/"; then
-      export STOWAGE_TEST_S3="http://127.0.0.1:$s3"
-      export STOWAGE_TEST_S3_BUCKET=$SEAWEEDFS_BUCKET
-      export STOWAGE_TEST_S3_KEY_ID=$SEAWEEDFS_KEY_ID
-      export STOWAGE_TEST_S3_SECRET=$SEAWEEDFS_SECRET
-      return 0
-    fi
-    sleep 0.5
-  done
-  tail -n 20 "$log" >&2 || true
-  die "seaweedfs did not answer on 127.0.0.1:$s3 within 60s; see ${log#"$ROOT"/}"
+  # the gateway answers once it has created the bucket
+  _wait_for_http seaweedfs "$pid" "$log" "http://127.0.0.1:$s3/" 60
+  export STOWAGE_TEST_S3="http://127.0.0.1:$s3"
+  export STOWAGE_TEST_S3_BUCKET=$SEAWEEDFS_BUCKET
+  export STOWAGE_TEST_S3_KEY_ID=$SEAWEEDFS_KEY_ID
+  export STOWAGE_TEST_S3_SECRET=$SEAWEEDFS_SECRET
 }
 
 # --- browser tests -----------------------------------------------------------

@@ -23,21 +23,12 @@ pub fn admin_url() -> Result<String> {
 
 /// `admin` with its database replaced by `database`.
 pub fn url_for(admin: &str, database: &str) -> Result<String> {
-    let (base, query) = match admin.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin, None),
-    };
-    let scheme_end = base.find("://").context("DATABASE_URL has no scheme")? + 3;
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map(|i| scheme_end + i)
-        .unwrap_or(base.len());
-    let mut url = format!("{}/{database}", &base[..path_start]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    Ok(url)
+    let (user, host, rest) = split_url(admin)?;
+    let query = rest.split_once('?').map(|(_, query)| format!("?{query}"));
+    Ok(format!(
+        "{user}{host}/{database}{}",
+        query.unwrap_or_default()
+    ))
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client> {
@@ -104,6 +95,9 @@ impl TestDb {
     /// relay in front of it).
     pub async fn server(&self) -> Result<SocketAddr> {
         let (_, authority, _) = split_url(&self.url)?;
+        if authority.is_empty() || authority.starts_with('[') {
+            bail!("the database URL names no plain TCP host");
+        }
         let host_port = match authority.rsplit_once(':') {
             Some((_, port)) if port.parse::<u16>().is_ok() => authority.to_owned(),
             _ => format!("{authority}:5432"),
@@ -125,7 +119,8 @@ impl TestDb {
     }
 }
 
-/// `postgres://user@host:port/db?q` as (`postgres://user@`, `host:port`, `/db?q`).
+/// `postgres://user@host:port/db?q` as (`postgres://user@`, `host:port`, `/db?q`); the
+/// host is empty when the URL names none (a socket given in the query).
 fn split_url(url: &str) -> Result<(&str, &str, &str)> {
     let scheme_end = url.find("://").context("the database URL has no scheme")? + 3;
     let authority_end = url[scheme_end..]
@@ -134,9 +129,6 @@ fn split_url(url: &str) -> Result<(&str, &str, &str)> {
     let host_start = url[scheme_end..authority_end]
         .rfind('@')
         .map_or(scheme_end, |i| scheme_end + i + 1);
-    if host_start == authority_end || url[host_start..authority_end].starts_with('[') {
-        bail!("the database URL names no plain TCP host");
-    }
     Ok((
         &url[..host_start],
         &url[host_start..authority_end],

@@ -431,6 +431,20 @@ pub fn limited_request(target: &str, objects_per_second: i64) -> pb::StartRunReq
     request
 }
 
+/// Starts a live run to `target` at `objects_per_second` at most and waits until
+/// `migrated` of its items are migrated (at most `timeout`): a run caught midway.
+pub async fn start_limited_and_wait(
+    runs: &mut MigrationServiceClient<Bearer>,
+    target: &str,
+    objects_per_second: i64,
+    migrated: i64,
+    timeout: Duration,
+) -> Result<pb::Run> {
+    let request = limited_request(target, objects_per_second);
+    let run = runs.start_run(request).await?.into_inner();
+    wait_for_migrated(runs, &run.id, migrated, timeout).await
+}
+
 /// Starts a run and waits for it to end (at most `timeout`).
 pub async fn run_to_end(
     runs: &mut MigrationServiceClient<Bearer>,

@@ -5,7 +5,10 @@
 //! its newest part's time (its start when it has none), so a sweep by age spares uploads
 //! still writing.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
 use object_store::{
     MultipartId,
@@ -32,7 +35,9 @@ pub(super) struct Incomplete {
 #[derive(Debug)]
 pub(super) struct Multipart {
     store: Arc<AmazonS3>,
-    client: HttpClient,
+    options: ClientOptions,
+    /// Made on the first listing: most stores are opened to read and write, never swept.
+    client: OnceLock<HttpClient>,
     /// `{endpoint}/{bucket}` (path style).
     bucket_url: String,
     region: String,
@@ -41,24 +46,32 @@ pub(super) struct Multipart {
 impl Multipart {
     pub fn new(
         store: Arc<AmazonS3>,
-        options: &ClientOptions,
+        options: ClientOptions,
         endpoint: Option<&str>,
         bucket: &str,
         region: &str,
-    ) -> Result<Self, BlobError> {
-        let client = ReqwestConnector::default()
-            .connect(options)
-            .map_err(|e| BlobError::Config(e.to_string()))?;
+    ) -> Self {
         let endpoint = endpoint.map_or_else(
             || format!("https://s3.{region}.amazonaws.com"),
             |e| e.trim_end_matches('/').to_owned(),
         );
-        Ok(Self {
+        Self {
             store,
-            client,
+            options,
+            client: OnceLock::new(),
             bucket_url: format!("{endpoint}/{bucket}"),
             region: region.to_owned(),
-        })
+        }
+    }
+
+    fn client(&self) -> Result<&HttpClient, BlobError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = ReqwestConnector::default()
+            .connect(&self.options)
+            .map_err(|e| BlobError::Config(e.to_string()))?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// The incomplete uploads of objects under `prefix` (the whole bucket for `None`).
@@ -173,7 +186,7 @@ impl Multipart {
             .map_err(|e| failed(&e))?;
         AwsAuthorizer::new(credential, "s3", &self.region).try_authorize(&mut request, None)?;
         let response = self
-            .client
+            .client()?
             .execute(request)
             .await
             .map_err(|e| BlobError::Unavailable(format!("listing uploads: {e}")))?;

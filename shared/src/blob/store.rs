@@ -310,14 +310,13 @@ impl BlobStore {
                 let builder = builder.with_client_options(client.clone());
                 let s3 = Arc::new(builder.build().map_err(config_error)?);
                 let region = location.region.as_deref().unwrap_or("us-east-1");
-                let uploads = Multipart::new(
+                multipart = Some(Arc::new(Multipart::new(
                     s3.clone(),
-                    &client,
+                    client,
                     location.endpoint.as_deref(),
                     &location.container,
                     region,
-                )?;
-                multipart = Some(Arc::new(uploads));
+                )));
                 (s3, true)
             }
             Provider::Gcs => {

@@ -5,8 +5,6 @@
 //! or done, every job stays whole — hot with every row, or archived with no row and its
 //! blob — and a later call finishes the work losslessly.
 
-use std::time::Duration;
-
 use stowage_integration::{
     TestApp,
     app::{spawn_app_with, test_common},
@@ -21,7 +19,9 @@ use uuid::Uuid;
 
 use super::{
     crash_matrix::{check_whole, state},
-    stores::{Admin, admin, archive, azure_url, exists, file_dir, file_url, restore, set_store},
+    stores::{
+        Admin, admin, archive, azure_url, exists, fail_fast, file_dir, file_url, restore, set_store,
+    },
 };
 
 /// A job big enough that a fault lands inside its transfer (about 1 MiB of rows).
@@ -40,12 +40,6 @@ fn archive_request(job: Uuid) -> pb::ArchiveJobRequest {
         reason: "fault relay".into(),
         ..Default::default()
     }
-}
-
-/// A store fault gives up within a second or two rather than retrying for a minute.
-fn fail_fast(configs: stowage_integration::app::Configs<'_>) {
-    configs.archive.archive.store_retries = 0;
-    configs.archive.archive.store_retry_timeout = Duration::from_secs(1);
 }
 
 #[tokio::test]

@@ -6,8 +6,11 @@
 use std::{path::PathBuf, time::Duration};
 
 use stowage_integration::{
-    TestApp, app::Bearer, azurite::TestContainer, migration::ProxiedContainer, scans, spawn_app,
-    spawn_app_configured,
+    TestApp,
+    app::{Bearer, Configs},
+    azurite::TestContainer,
+    migration::ProxiedContainer,
+    scans, spawn_app, spawn_app_configured,
 };
 use stowage_proto::archive::v1::{
     self as pb, archive_admin_service_client::ArchiveAdminServiceClient,
@@ -21,6 +24,12 @@ use stowage_shared::{
 };
 use tonic::Code;
 use uuid::Uuid;
+
+/// A store fault gives up within a second or two rather than retrying for a minute.
+pub(super) fn fail_fast(configs: Configs<'_>) {
+    configs.archive.archive.store_retries = 0;
+    configs.archive.archive.store_retry_timeout = Duration::from_secs(1);
+}
 
 pub(super) type Admin = ArchiveAdminServiceClient<Bearer>;
 
@@ -265,8 +274,7 @@ async fn deleting_a_job_removes_its_blob_from_its_own_store_version_once() {
 async fn a_delete_whose_store_is_down_is_kept_on_record_and_finished_later() {
     let app = spawn_app_configured(|configs| {
         configs.archive.archive.sweep_interval = Duration::from_millis(200);
-        configs.archive.archive.store_retries = 0;
-        configs.archive.archive.store_retry_timeout = Duration::from_secs(1);
+        fail_fast(configs);
     })
     .await
     .unwrap();
@@ -330,12 +338,7 @@ async fn a_delete_whose_store_is_down_is_kept_on_record_and_finished_later() {
 
 #[tokio::test]
 async fn a_moved_archive_restores_from_the_newest_version_and_its_old_blob_goes_after_the_copy() {
-    let app = spawn_app_configured(|configs| {
-        configs.archive.archive.store_retries = 0;
-        configs.archive.archive.store_retry_timeout = Duration::from_secs(1);
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_configured(fail_fast).await.unwrap();
     let db = app.db.client().await.unwrap();
     let mut admin = admin(&app).await;
     let dir = file_dir();
@@ -439,12 +442,7 @@ async fn migrate(
 
 #[tokio::test]
 async fn a_store_change_that_fails_its_check_changes_nothing() {
-    let app = spawn_app_configured(|configs| {
-        configs.archive.archive.store_retries = 0;
-        configs.archive.archive.store_retry_timeout = Duration::from_secs(1);
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_configured(fail_fast).await.unwrap();
     let mut admin = admin(&app).await;
     let container = TestContainer::create().await.unwrap();
     let wrong_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 64]);

@@ -20,12 +20,7 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
             .await
             .unwrap();
     let mut runs = app.runs(Some(&token)).await;
-    let run = runs
-        .start_run(migration::limited_request(&target.id, 8))
-        .await
-        .unwrap()
-        .into_inner();
-    migration::wait_for_migrated(&mut runs, &run.id, 3, WAIT)
+    let run = migration::start_limited_and_wait(&mut runs, &target.id, 8, 3, WAIT)
         .await
         .unwrap();
     t.proxy.kill();

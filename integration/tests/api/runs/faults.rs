@@ -56,6 +56,23 @@ fn settled(run: &pb::Run, artifacts: usize) {
     );
 }
 
+/// A new live run to `target` completes, and every artifact is then on it, whole.
+async fn a_new_run_finishes(
+    app: &TestApp,
+    token: &str,
+    uploaded: &[(pb::Artifact, Vec<u8>)],
+    target: &pb::Binding,
+) {
+    let mut runs = app.runs(Some(token)).await;
+    let live = migration::start_request(&target.id, pb::MigrationMode::Live);
+    let again = migration::run_to_end(&mut runs, live, WAIT).await.unwrap();
+    assert_eq!(again.state(), pb::RunState::Completed, "{again:?}");
+    assert_eq!(
+        all_readable(app, token, uploaded, &target.id).await,
+        uploaded.len()
+    );
+}
+
 async fn retry(app: &TestApp, token: &str, run: &pb::Run) -> pb::Run {
     let mut runs = app.runs(Some(token)).await;
     let retry = runs
@@ -174,10 +191,8 @@ async fn a_source_cut_mid_download_is_resumed_or_left_to_the_next_run() {
     s.proxy
         .fault_after(Direction::FromUpstream, (3 * MIB / 2) as u64, Fault::Cut);
     let mut runs = app.runs(Some(&token)).await;
-    let live = || migration::start_request(&target.id, pb::MigrationMode::Live);
-    let run = migration::run_to_end(&mut runs, live(), WAIT)
-        .await
-        .unwrap();
+    let live = migration::start_request(&target.id, pb::MigrationMode::Live);
+    let run = migration::run_to_end(&mut runs, live, WAIT).await.unwrap();
     assert!(s.proxy.fired(), "source downloads were cut midway");
     settled(&run, uploaded.len());
     // The store client asks again for the rest (a range of the same ETag) while its retry
@@ -198,14 +213,7 @@ async fn a_source_cut_mid_download_is_resumed_or_left_to_the_next_run() {
         all_readable(&app, &token, &uploaded, &target.id).await,
         uploaded.len() - failed.len()
     );
-    let again = migration::run_to_end(&mut runs, live(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(again.state(), pb::RunState::Completed, "{again:?}");
-    assert_eq!(
-        all_readable(&app, &token, &uploaded, &target.id).await,
-        uploaded.len()
-    );
+    a_new_run_finishes(&app, &token, &uploaded, &target).await;
     app.stop().await.unwrap();
 }
 
@@ -225,12 +233,7 @@ async fn a_target_that_stalls_fails_the_run_closed_within_the_configured_bound()
             .await
             .unwrap();
     let mut runs = app.runs(Some(&token)).await;
-    let run = runs
-        .start_run(migration::limited_request(&target.id, 8))
-        .await
-        .unwrap()
-        .into_inner();
-    migration::wait_for_migrated(&mut runs, &run.id, 3, WAIT)
+    let run = migration::start_limited_and_wait(&mut runs, &target.id, 8, 3, WAIT)
         .await
         .unwrap();
     t.proxy.stall();
@@ -325,10 +328,8 @@ async fn a_copy_to_s3_that_fails_midway_aborts_its_multipart_upload() {
     s.proxy
         .fault_after(Direction::FromUpstream, (12 * MIB) as u64, Fault::Kill);
     let mut runs = app.runs(Some(&token)).await;
-    let live = || migration::start_request(&target.id, pb::MigrationMode::Live);
-    let run = migration::run_to_end(&mut runs, live(), WAIT)
-        .await
-        .unwrap();
+    let live = migration::start_request(&target.id, pb::MigrationMode::Live);
+    let run = migration::run_to_end(&mut runs, live, WAIT).await.unwrap();
     assert!(s.proxy.fired(), "the source went away mid-copy");
     assert_eq!(run.state(), pb::RunState::CompletedWithErrors, "{run:?}");
     let left = s3.raw_store().unwrap().interrupted_uploads().await.unwrap();
@@ -349,11 +350,7 @@ async fn a_copy_to_s3_that_fails_midway_aborts_its_multipart_upload() {
 
     // A new run picks the failure up once the source is back.
     s.proxy.revive().await.unwrap();
-    let again = migration::run_to_end(&mut runs, live(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(again.state(), pb::RunState::Completed, "{again:?}");
-    assert_eq!(all_readable(&app, &token, &uploaded, &target.id).await, 1);
+    a_new_run_finishes(&app, &token, &uploaded, &target).await;
     app.stop().await.unwrap();
 }
 

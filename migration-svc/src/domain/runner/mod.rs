@@ -139,13 +139,7 @@ impl Runner {
             if drain.is_draining() {
                 break;
             }
-            let (runner, drain) = (self.clone(), drain.clone());
-            working.start(run_id, async move {
-                // One run's trouble never holds up the others.
-                if let Err(error) = runner.work(run_id, &drain).await {
-                    tracing::error!(run = %run_id, %error, "could not work on a run");
-                }
-            });
+            working.start(self, run_id, drain);
         }
         Ok(false)
     }
@@ -183,9 +177,6 @@ impl Runner {
     }
 }
 
-/// The one check before a run plans or writes: its target is still the organization's
-/// active binding (read `for share`, so inside a transaction it stays so until commit).
-/// `Some` is the failure to end the run with.
 /// The runs this replica is working on, a task each.
 #[derive(Default)]
 struct Working {
@@ -194,12 +185,19 @@ struct Working {
 }
 
 impl Working {
-    /// Starts `work` on `run_id` unless this replica works on that run already.
-    fn start(&mut self, run_id: Uuid, work: impl Future<Output = ()> + Send + 'static) {
-        if !self.runs.values().any(|r| *r == run_id) {
-            let task = self.tasks.spawn(work);
-            self.runs.insert(task.id(), run_id);
+    /// Starts working on `run_id` unless this replica works on that run already.
+    fn start(&mut self, runner: &Runner, run_id: Uuid, drain: &Drain) {
+        if self.runs.values().any(|r| *r == run_id) {
+            return;
         }
+        let (runner, drain) = (runner.clone(), drain.clone());
+        let task = self.tasks.spawn(async move {
+            // One run's trouble never holds up the others.
+            if let Err(error) = runner.work(run_id, &drain).await {
+                tracing::error!(run = %run_id, %error, "could not work on a run");
+            }
+        });
+        self.runs.insert(task.id(), run_id);
     }
 
     /// Forgets the runs whose task has ended (a later step starts again on any still
@@ -231,6 +229,9 @@ impl Working {
     }
 }
 
+/// The one check before a run plans or writes: its target is still the organization's
+/// active binding (read `for share`, so inside a transaction it stays so until commit).
+/// `Some` is the failure to end the run with.
 async fn ensure_target_active(client: &impl GenericClient, run: &Run) -> Result<Option<Failure>> {
     let state = db::bindings::state_for_share(client, run.target_binding_id).await?;
     Ok(target_failure(run, state))
