@@ -52,9 +52,14 @@ pub struct TestDb {
 impl TestDb {
     /// A fresh database with both schemas migrated.
     pub async fn migrated() -> Result<Self> {
-        let admin = admin_url()?;
-        let template = ensure_template(&admin).await?;
-        Self::create(&admin, Some(&template)).await
+        Self::migrated_on(&admin_url()?).await
+    }
+
+    /// A fresh database with both schemas migrated, on the server of `admin` (a URL of
+    /// its database `postgres`).
+    pub async fn migrated_on(admin: &str) -> Result<Self> {
+        let template = ensure_template(admin).await?;
+        Self::create(admin, Some(&template)).await
     }
 
     /// A fresh, empty database.

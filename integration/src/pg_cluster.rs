@@ -57,6 +57,11 @@ pub struct PgCluster {
 impl PgCluster {
     /// Starts a cluster, or `None` when no `initdb` is installed.
     pub fn start(tls: Option<&ServerTls>) -> Result<Option<Self>> {
+        Self::start_with(tls, "")
+    }
+
+    /// Like [`PgCluster::start`], with `settings` (lines of `postgresql.conf`) added.
+    pub fn start_with(tls: Option<&ServerTls>, settings: &str) -> Result<Option<Self>> {
         let Some((initdb, pg_ctl)) = find_tools() else {
             return Ok(None);
         };
@@ -103,6 +108,7 @@ impl PgCluster {
             cluster.chown(&key)?;
             conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         }
+        conf.push_str(settings);
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))?;

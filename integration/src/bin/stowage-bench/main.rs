@@ -16,6 +16,9 @@
 //!   then its peak RSS while migrating one 2 GiB object (`rss`: only that). Needs
 //!   `DATABASE_URL`, `STOWAGE_TEST_AZURITE`, `STOWAGE_TEST_S3*`, rclone and a release build
 //!   of migration-svc (`deploy/dev/bench migration` provides all of them).
+//! - `database-work [ITEMS]`: the database statements (round trips) and migration-svc CPU
+//!   per migrated item, on a private cluster with `pg_stat_statements` (default 1,000
+//!   items of 4 KiB, file → file). Needs PostgreSQL's `initdb` and a release build.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,7 @@ use stowage_shared::{
 };
 
 mod archive_bench;
+mod database_work;
 mod migration_bench;
 mod server;
 mod soak;
@@ -235,6 +239,10 @@ async fn main() -> Result<()> {
             }
             migration_bench::run(&kinds, only_rss).await
         }
+        Some("database-work") => {
+            let count = args.get(1).map(|n| n.parse()).transpose()?.unwrap_or(1000);
+            database_work::run(count).await
+        }
         Some("soak") => {
             let artifacts = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
             let runs = args.get(2).map_or(Ok(20), |s| s.parse())?;
@@ -249,7 +257,7 @@ async fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [azure] [s3] [file] [rss] | soak [ARTIFACTS] [RUNS]"
+                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [azure] [s3] [file] [rss] | database-work [ITEMS] | soak [ARTIFACTS] [RUNS]"
             );
             Ok(())
         }

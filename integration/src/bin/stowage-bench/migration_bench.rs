@@ -37,16 +37,16 @@ const MIB: usize = 1 << 20;
 /// Rounds of each measurement; the best counts.
 const ROUNDS: usize = 5;
 
-struct Clients {
-    bindings: BindingServiceClient<Bearer>,
-    artifacts: ArtifactServiceClient<Bearer>,
-    runs: MigrationServiceClient<Bearer>,
+pub(super) struct Clients {
+    pub(super) bindings: BindingServiceClient<Bearer>,
+    pub(super) artifacts: ArtifactServiceClient<Bearer>,
+    pub(super) runs: MigrationServiceClient<Bearer>,
 }
 
 impl Clients {
     /// Clients acting as an admin of `org` (each scenario has an organization of its own,
     /// so a run covers only that scenario's objects).
-    fn new(channel: &Channel, minter: &TokenMinter, org: &str) -> Result<Self> {
+    pub(super) fn new(channel: &Channel, minter: &TokenMinter, org: &str) -> Result<Self> {
         let token = minter.mint(
             "bench",
             org,
@@ -91,14 +91,14 @@ impl Kind {
 
 /// Where a scenario's objects live: an Azurite container, a SeaweedFS prefix or a
 /// directory.
-enum Place {
+pub(super) enum Place {
     Azure { endpoint: String, container: String },
     S3(TestPrefix),
     Dir(PathBuf),
 }
 
 impl Place {
-    fn binding(&self, name: &str) -> pb::CreateBindingRequest {
+    pub(super) fn binding(&self, name: &str) -> pb::CreateBindingRequest {
         match self {
             Place::Azure {
                 endpoint,
@@ -160,7 +160,7 @@ impl Place {
         }
     }
 
-    fn new_dir(root: &Path, name: &str) -> Result<Self> {
+    pub(super) fn new_dir(root: &Path, name: &str) -> Result<Self> {
         let dir = root.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -223,7 +223,12 @@ async fn rclone_round(
 }
 
 /// Uploads `count` objects of `size` bytes, `parallel` at a time.
-async fn upload(clients: &Clients, count: usize, size: usize, parallel: usize) -> Result<()> {
+pub(super) async fn upload(
+    clients: &Clients,
+    count: usize,
+    size: usize,
+    parallel: usize,
+) -> Result<()> {
     upload_to(&clients.artifacts, count, size, parallel).await
 }
 
@@ -279,6 +284,28 @@ async fn migrate(
     to: &Place,
     expected: usize,
 ) -> Result<Duration> {
+    let poll = Duration::from_millis(10);
+    Ok(migrate_polling(clients, server, to, expected, poll)
+        .await?
+        .elapsed)
+}
+
+/// One live run, measured.
+pub(super) struct Migrated {
+    /// From StartRun to the run's end.
+    pub(super) elapsed: Duration,
+    /// CPU seconds migration-svc used meanwhile.
+    pub(super) cpu_seconds: f64,
+}
+
+/// Like [`migrate`], asking for the run every `poll`.
+pub(super) async fn migrate_polling(
+    clients: &mut Clients,
+    server: &Server,
+    to: &Place,
+    expected: usize,
+    poll: Duration,
+) -> Result<Migrated> {
     let target = clients
         .bindings
         .create_binding(to.binding("target"))
@@ -314,16 +341,19 @@ async fn migrate(
                 );
             }
             let (busy_after, total_after) = machine_cpu()?;
+            let cpu_seconds = server.cpu_seconds()? - cpu;
             println!(
-                "  run of {expected}: {:.2} s; migration-svc used {:.2} CPU s; the machine was \
-                 {:.0}% busy",
+                "  run of {expected}: {:.2} s; migration-svc used {cpu_seconds:.2} CPU s; the \
+                 machine was {:.0}% busy",
                 elapsed.as_secs_f64(),
-                server.cpu_seconds()? - cpu,
                 100.0 * (busy_after - busy) / (total_after - total).max(0.01)
             );
-            return Ok(elapsed);
+            return Ok(Migrated {
+                elapsed,
+                cpu_seconds,
+            });
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
