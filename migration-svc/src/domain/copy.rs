@@ -43,7 +43,7 @@ impl CopyError {
 }
 
 /// Copies `source_key` to `target_key`; the write counts only if it read back verified
-/// and its digest is the artifact's.
+/// with the artifact's digest.
 pub async fn copy(
     source: &EncryptedStore,
     source_key: &BlobKey,
@@ -67,12 +67,10 @@ pub async fn copy(
             text
         })
     });
-    match target.put(target_key, plaintext).await {
-        Ok(receipt) if receipt.sha256.eq_ignore_ascii_case(&expected.sha256) => Ok(receipt),
-        Ok(receipt) => Err(CopyError::Target(ObjectError::ChecksumMismatch {
-            expected: expected.sha256.clone(),
-            actual: receipt.sha256,
-        })),
+    // The source stream checks the artifact's digest itself (ending in an error, not in
+    // bytes that differ), so the write does not hash again; the read-back checks the copy.
+    match target.put_expected(target_key, plaintext, expected).await {
+        Ok(receipt) => Ok(receipt),
         Err(ObjectError::Source(text)) => {
             let typed = source_failure.lock().ok().and_then(|mut slot| slot.take());
             Err(CopyError::Source(

@@ -115,7 +115,31 @@ impl EncryptedStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Display,
     {
-        let written = self.write(key, plaintext, false).await?;
+        let written = self.write(key, plaintext, false, None).await?;
+        self.read_back(key, written).await
+    }
+
+    /// Verified write of plaintext whose digest is already known to be `expected`'s: a
+    /// stream that checks itself, as [`EncryptedStore::get`] with `expected` does, ending
+    /// in an error instead of bytes that differ. The plaintext is not hashed a second time
+    /// on the way in; the read-back checks the stored object against `expected`.
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    pub async fn put_expected<S, E>(
+        &self,
+        key: &BlobKey,
+        plaintext: S,
+        expected: &Expected,
+    ) -> Result<Receipt, ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Display,
+    {
+        let written = self.write(key, plaintext, false, Some(expected)).await?;
+        self.read_back(key, written).await
+    }
+
+    /// Reads a written object back and checks it is what was written, under the same key.
+    async fn read_back(&self, key: &BlobKey, written: Receipt) -> Result<Receipt, ObjectError> {
         let expected = Expected {
             sha256: written.sha256.clone(),
             plaintext_len: Some(written.plaintext_len),
@@ -136,7 +160,7 @@ impl EncryptedStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Display,
     {
-        let written = self.write(key, plaintext, true).await?;
+        let written = self.write(key, plaintext, true, None).await?;
         let expected = Expected {
             sha256: written.sha256.clone(),
             plaintext_len: Some(written.plaintext_len),
@@ -145,14 +169,16 @@ impl EncryptedStore {
         Ok(written)
     }
 
-    /// Writes `plaintext` encrypted to `key`. A write that fails after its multipart upload
-    /// began aborts the upload, so the store drops the parts (S3's incomplete upload, a
-    /// `file` store's staging file) instead of keeping them until a lifecycle rule does.
+    /// Writes `plaintext` encrypted to `key`, hashing it unless its digest is `known`. A
+    /// write that fails after its multipart upload began aborts the upload, so the store
+    /// drops the parts (S3's incomplete upload, a `file` store's staging file) instead of
+    /// keeping them until a lifecycle rule does.
     async fn write<S, E>(
         &self,
         key: &BlobKey,
         plaintext: S,
         create_only: bool,
+        known: Option<&Expected>,
     ) -> Result<Receipt, ObjectError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
@@ -160,7 +186,7 @@ impl EncryptedStore {
     {
         let mut upload = None;
         let written = self
-            .write_into(key, plaintext, create_only, &mut upload)
+            .write_into(key, plaintext, create_only, known, &mut upload)
             .await;
         if written.is_err()
             && let Some(upload) = upload.take()
@@ -176,6 +202,7 @@ impl EncryptedStore {
         key: &BlobKey,
         plaintext: S,
         create_only: bool,
+        known: Option<&Expected>,
         upload: &mut Option<WriteMultipart>,
     ) -> Result<Receipt, ObjectError>
     where
@@ -184,7 +211,10 @@ impl EncryptedStore {
     {
         let (mut encryptor, mut sealed) = Encryptor::new(&self.keys, self.segment_size)?;
         let kek_id = encryptor.kek_id().to_owned();
-        let mut hasher = Sha256Pipe::new();
+        let mut digest = match known {
+            Some(known) => Digest::Known(known.sha256.to_ascii_lowercase()),
+            None => Digest::Hashing(Sha256Pipe::new()),
+        };
         let mut plaintext_len = 0u64;
         let mut stored_len = 0u64;
         let parts = PartPool::default();
@@ -193,7 +223,7 @@ impl EncryptedStore {
             let chunk = chunk.map_err(|e| ObjectError::Source(e.to_string()))?;
             plaintext_len += chunk.len() as u64;
             encryptor.update(&chunk, &mut sealed)?;
-            hasher.update(chunk).await;
+            digest.update(chunk).await;
             if sealed.len() >= self.part_size {
                 if upload.is_none() {
                     if create_only && self.store.size(key).await.is_ok() {
@@ -219,8 +249,7 @@ impl EncryptedStore {
         }
         encryptor.finish(&mut sealed)?;
         stored_len += sealed.len() as u64;
-        let digest = hasher.finish().await?;
-        let sha256 = hex::encode(digest);
+        let sha256 = digest.finish().await?;
         match upload.take() {
             Some(mut upload) => {
                 // finish aborts the upload itself when it fails
@@ -336,6 +365,28 @@ impl EncryptedStore {
             }
         };
         Ok((stream.boxed(), kek_id, stored_len))
+    }
+}
+
+/// The plaintext digest of a write: hashed on the way in, or known beforehand.
+enum Digest {
+    Hashing(Sha256Pipe),
+    Known(String),
+}
+
+impl Digest {
+    async fn update(&mut self, chunk: Bytes) {
+        if let Digest::Hashing(hasher) = self {
+            hasher.update(chunk).await;
+        }
+    }
+
+    /// Lowercase hex.
+    async fn finish(self) -> Result<String, HashingStopped> {
+        match self {
+            Digest::Hashing(hasher) => Ok(hex::encode(hasher.finish().await?)),
+            Digest::Known(digest) => Ok(digest),
+        }
     }
 }
 
