@@ -1,6 +1,7 @@
 //! Queries over `migration.artifacts`. Every caller-facing read is scoped to an
-//! organization; the flip to a migration's target is conditional on the artifact still
-//! being live on its source, so it happens at most once.
+//! organization. (The flip to a migration's target is part of recording outcomes,
+//! `items::record`: conditional on the artifact still being live on its source, so it
+//! happens at most once.)
 
 use stowage_shared::db::{self, GenericClient};
 use tokio_postgres::Row;
@@ -8,26 +9,33 @@ use uuid::Uuid;
 
 use crate::{domain::model::artifacts::Artifact, error::Result};
 
-const COLUMNS: &str = "id, organization_id, binding_id, object_key, name, purpose,
+pub(super) const COLUMNS: &str = "id, organization_id, binding_id, object_key, name, purpose,
     content_type, size_bytes, sha256, stored_bytes, kek_id, create_time, update_time,
     delete_time";
 
 fn artifact(row: &Row) -> Artifact {
+    artifact_at(row, 0)
+}
+
+/// The artifact in the columns of [`COLUMNS`] from column `first` on (a wider row, as a
+/// claim returns).
+pub(super) fn artifact_at(row: &Row, first: usize) -> Artifact {
+    let at = |n: usize| first + n;
     Artifact {
-        id: row.get("id"),
-        organization_id: row.get("organization_id"),
-        binding_id: row.get("binding_id"),
-        object_key: row.get("object_key"),
-        name: row.get("name"),
-        purpose: row.get("purpose"),
-        content_type: row.get("content_type"),
-        size_bytes: row.get("size_bytes"),
-        sha256: row.get("sha256"),
-        stored_bytes: row.get("stored_bytes"),
-        kek_id: row.get("kek_id"),
-        create_time: row.get("create_time"),
-        update_time: row.get("update_time"),
-        delete_time: row.get("delete_time"),
+        id: row.get(at(0)),
+        organization_id: row.get(at(1)),
+        binding_id: row.get(at(2)),
+        object_key: row.get(at(3)),
+        name: row.get(at(4)),
+        purpose: row.get(at(5)),
+        content_type: row.get(at(6)),
+        size_bytes: row.get(at(7)),
+        sha256: row.get(at(8)),
+        stored_bytes: row.get(at(9)),
+        kek_id: row.get(at(10)),
+        create_time: row.get(at(11)),
+        update_time: row.get(at(12)),
+        delete_time: row.get(at(13)),
     }
 }
 
@@ -148,37 +156,4 @@ pub struct Flip {
     pub object_key: String,
     pub stored_bytes: i64,
     pub kek_id: String,
-}
-
-/// Points every live artifact that is still on its `source` at its verified copy on
-/// `target`; returns the ids it flipped.
-pub async fn flip(client: &impl GenericClient, target: Uuid, flips: &[Flip]) -> Result<Vec<Uuid>> {
-    if flips.is_empty() {
-        return Ok(Vec::new());
-    }
-    let statement = client
-        .prepare_cached(
-            "update migration.artifacts a
-             set binding_id = $1, object_key = f.object_key, stored_bytes = f.stored_bytes,
-                 kek_id = f.kek_id, update_time = now()
-             from unnest($2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[])
-                 as f(id, source, object_key, stored_bytes, kek_id)
-             where a.id = f.id and a.binding_id = f.source and a.delete_time is null
-             returning a.id",
-        )
-        .await?;
-    let ids: Vec<Uuid> = flips.iter().map(|f| f.id).collect();
-    let sources: Vec<Uuid> = flips.iter().map(|f| f.source).collect();
-    let keys: Vec<&str> = flips.iter().map(|f| f.object_key.as_str()).collect();
-    let stored: Vec<i64> = flips.iter().map(|f| f.stored_bytes).collect();
-    let keks: Vec<&str> = flips.iter().map(|f| f.kek_id.as_str()).collect();
-    Ok(client
-        .query(
-            &statement,
-            &[&target, &ids, &sources, &keys, &stored, &keks],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect())
 }

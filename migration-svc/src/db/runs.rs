@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::model::runs::{
-        Counts, FailureCause, ItemState, Limit, Mode, Run, RunState, SourceReport, Tally,
+        Counts, FailureCause, ItemState, Limit, Mode, Run, RunState, SourceReport,
     },
     error::{Error, Result},
 };
@@ -291,38 +291,6 @@ pub async fn shift(
              where id = $1"
         ),
         &[&id, &n],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Records a batch of outcomes on the (already locked) run: the items leave RUNNING, and
-/// `last_outcome` becomes the last sequence number they took.
-pub async fn record_outcomes(
-    client: &impl GenericClient,
-    id: Uuid,
-    tally: &Tally,
-    last_outcome: i64,
-) -> Result<()> {
-    if tally.total() == 0 {
-        return Ok(());
-    }
-    db::execute(
-        client,
-        "update migration.runs set items_running = items_running - $2,
-                 items_migrated = items_migrated + $3, items_skipped = items_skipped + $4,
-                 items_failed = items_failed + $5, bytes_migrated = bytes_migrated + $6,
-                 last_outcome = $7, update_time = now()
-             where id = $1",
-        &[
-            &id,
-            &tally.total(),
-            &tally.migrated,
-            &tally.skipped,
-            &tally.failed,
-            &tally.migrated_bytes,
-            &last_outcome,
-        ],
     )
     .await?;
     Ok(())

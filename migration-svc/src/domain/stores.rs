@@ -1,6 +1,7 @@
 //! The stores behind bindings: credentials sealed with the key ring under a context naming
 //! their binding (so a sealed value copied onto another row does not open), and opened
-//! stores, kept per binding until its credential changes.
+//! stores, kept per binding until its credential changes (a caller that knows the
+//! credential's version takes the kept store without reading the binding).
 
 use std::{
     collections::HashMap,
@@ -61,7 +62,7 @@ impl Stores {
             .await?
             .ok_or_else(|| Error::NotFound(format!("binding {id}")))?;
         drop(client);
-        if let Some(store) = self.cached(&binding) {
+        if let Some(store) = self.cached(id, binding.credential_update_time) {
             return Ok((binding, store));
         }
         let credential = self
@@ -82,11 +83,28 @@ impl Stores {
         Ok((binding, store))
     }
 
-    fn cached(&self, binding: &Binding) -> Option<EncryptedStore> {
+    /// The store of binding `id` as its credential was at `credential_time` (as a claim
+    /// read it): the store already opened with that credential, without a read, or else
+    /// opened as [`Stores::open`] does.
+    pub async fn open_at(
+        &self,
+        organization: &str,
+        id: Uuid,
+        credential_time: Option<DateTime<Utc>>,
+    ) -> Result<EncryptedStore> {
+        if let Some(time) = credential_time
+            && let Some(store) = self.cached(id, time)
+        {
+            return Ok(store);
+        }
+        Ok(self.open(organization, id).await?.1)
+    }
+
+    fn cached(&self, id: Uuid, credential_time: DateTime<Utc>) -> Option<EncryptedStore> {
         let opened = self.opened.lock().ok()?;
         opened
-            .get(&binding.id)
-            .filter(|(credential_time, _)| *credential_time == binding.credential_update_time)
+            .get(&id)
+            .filter(|(opened_with, _)| *opened_with == credential_time)
             .map(|(_, store)| store.clone())
     }
 }

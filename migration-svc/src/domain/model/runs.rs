@@ -1,10 +1,13 @@
 //! Migration runs and their items as stored and shown: modes, states, the causes of a
 //! skipped or failed item and of a failed run, limits, counts, the plan by source, and
-//! the tally a batch of outcomes adds to a run.
+//! the tally a batch of outcomes adds to a run, and a claim of leased items with what
+//! their copies need.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use super::{artifacts::Artifact, bindings::BindingState};
 
 use super::text_enum;
 
@@ -139,6 +142,29 @@ pub struct RunItem {
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
     pub outcome_seq: Option<i64>,
+}
+
+/// A leased item with what its copy needs, read in the statement that leased it.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub item: RunItem,
+    /// The item's state before this lease: QUEUED, or RUNNING under a lease that lapsed.
+    pub previous: ItemState,
+    /// The artifact as it is now; `None` if its row is gone.
+    pub artifact: Option<Artifact>,
+    /// When the credential of the artifact's binding last changed: the version of the
+    /// store to read it with.
+    pub source_credential: Option<DateTime<Utc>>,
+}
+
+/// What a claim found: the run and its target as they are, and the items it leased
+/// (none unless the run is running, not cancelled, and its target is active).
+#[derive(Debug)]
+pub struct Claim {
+    pub run_state: RunState,
+    pub cancel_requested: bool,
+    pub target_state: Option<BindingState>,
+    pub leases: Vec<Lease>,
 }
 
 /// What a batch of outcomes adds to a run's counters.

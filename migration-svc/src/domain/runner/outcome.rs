@@ -1,15 +1,18 @@
-//! The pure rules of recording, no I/O: how one item ended ([`Outcome`]), whether its
-//! verified copy may be flipped to the target ([`flip_of`]), and the row it becomes
-//! ([`item_row`]).
+//! The pure rules of recording, no I/O: how one item ended ([`Outcome`]), and how that
+//! ends its item row under what the recording finds of the run and its target
+//! ([`ending`]): the state, cause and bytes, and the flip of a verified copy.
 
 use stowage_shared::blob::Receipt;
 use uuid::Uuid;
 
 use crate::{
-    db,
+    db::{artifacts::Flip, items::Ending},
     domain::{
         artifacts::object_key,
-        model::runs::{ItemCause, ItemState, RunItem},
+        model::{
+            bindings::BindingState,
+            runs::{ItemCause, ItemState, RunItem, RunState},
+        },
     },
     error::Result,
 };
@@ -29,96 +32,82 @@ pub(super) enum Outcome {
     Unstarted,
 }
 
-/// What the recording transaction found: the run still running, its target still active.
-#[derive(Clone, Copy, Debug)]
+/// What the recording statement finds: the run still running, its target still active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Verdict {
     pub(super) running: bool,
     pub(super) target_active: bool,
 }
 
-/// How an outcome is recorded.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Row {
-    /// The item ends in `state`; `bytes` migrated.
-    Item {
-        state: ItemState,
-        cause: Option<ItemCause>,
-        detail: String,
-        bytes: i64,
-    },
-    /// A verified copy whose artifact the flip did not move: deleted or already on the
-    /// target, which only the database can say. The item is skipped.
-    NotFlipped,
-    /// Not recorded.
-    Unrecorded,
-}
+impl Verdict {
+    /// What almost every batch finds.
+    pub(super) const ON: Verdict = Verdict {
+        running: true,
+        target_active: true,
+    };
 
-impl Row {
-    fn item(state: ItemState, cause: Option<ItemCause>, detail: String) -> Self {
-        Row::Item {
-            state,
-            cause,
-            detail,
-            bytes: 0,
+    pub(super) fn of(run: RunState, target: Option<BindingState>) -> Self {
+        let running = run == RunState::Running;
+        Verdict {
+            running,
+            target_active: running && target == Some(BindingState::Active),
         }
     }
 }
 
-/// The row an outcome becomes: MIGRATED only if its artifact was flipped (so only while
-/// the run runs and its target is active); a copy that came too late FAILED with the
-/// target unavailable; a failure keeps its cause.
-pub(super) fn item_row(outcome: Outcome, flipped: bool, verdict: Verdict, target: Uuid) -> Row {
-    match outcome {
-        Outcome::Migrated { receipt, .. } if flipped => Row::Item {
+/// How an outcome ends its item under `verdict`, or `None` if it is not recorded (an
+/// unstarted item). A verified copy is MIGRATED with its flip only while the run runs and
+/// its target is active (the recording statement makes it SKIPPED, already on the target
+/// or deleted, if the flip finds the artifact moved or gone); a copy that came too late
+/// FAILED with the target unavailable; a failure keeps its cause.
+pub(super) fn ending(
+    item: &RunItem,
+    outcome: &Outcome,
+    verdict: Verdict,
+    target: Uuid,
+) -> Result<Option<Ending>> {
+    let ended = |state, cause: ItemCause, detail: String| Ending {
+        artifact_id: item.artifact_id,
+        state,
+        cause: Some(cause),
+        detail,
+        bytes: 0,
+        flip: None,
+    };
+    Ok(Some(match outcome {
+        Outcome::Migrated { source, receipt } if verdict.target_active => Ending {
+            artifact_id: item.artifact_id,
             state: ItemState::Migrated,
             cause: None,
             detail: String::new(),
             bytes: i64::try_from(receipt.plaintext_len).unwrap_or(i64::MAX),
+            flip: Some(Flip {
+                id: item.artifact_id,
+                source: *source,
+                object_key: object_key(item.artifact_id, target)?.to_string(),
+                stored_bytes: i64::try_from(receipt.stored_len).unwrap_or(i64::MAX),
+                kek_id: receipt.kek_id.clone(),
+            }),
         },
-        Outcome::Migrated { .. } if !verdict.running => Row::item(
+        Outcome::Migrated { .. } if !verdict.running => ended(
             ItemState::Failed,
-            Some(ItemCause::TargetUnavailable),
+            ItemCause::TargetUnavailable,
             "the run ended before this copy was recorded; the artifact stays on its source"
                 .to_owned(),
         ),
-        Outcome::Migrated { .. } if !verdict.target_active => Row::item(
+        Outcome::Migrated { .. } => ended(
             ItemState::Failed,
-            Some(ItemCause::TargetUnavailable),
+            ItemCause::TargetUnavailable,
             format!("binding {target} stopped being active; the artifact stays on its source"),
         ),
-        Outcome::Migrated { .. } => Row::NotFlipped,
-        Outcome::Skipped(cause) => Row::item(ItemState::Skipped, Some(cause), String::new()),
-        Outcome::Failed(cause, detail) => Row::item(ItemState::Failed, Some(cause), detail),
-        Outcome::TargetDown(detail) => Row::item(
+        Outcome::Skipped(cause) => ended(ItemState::Skipped, *cause, String::new()),
+        Outcome::Failed(cause, detail) => ended(ItemState::Failed, *cause, detail.clone()),
+        Outcome::TargetDown(detail) => ended(
             ItemState::Failed,
-            Some(ItemCause::TargetUnavailable),
-            detail,
+            ItemCause::TargetUnavailable,
+            detail.clone(),
         ),
-        Outcome::Unstarted => Row::Unrecorded,
-    }
-}
-
-/// The verified copy to point an artifact at, if it may be: a held lease on a running
-/// run whose target is active.
-pub(super) fn flip_of(
-    item: &RunItem,
-    outcome: &Outcome,
-    held: bool,
-    verdict: Verdict,
-    target: Uuid,
-) -> Result<Option<db::artifacts::Flip>> {
-    let Outcome::Migrated { source, receipt } = outcome else {
-        return Ok(None);
-    };
-    if !held || !verdict.target_active {
-        return Ok(None);
-    }
-    Ok(Some(db::artifacts::Flip {
-        id: item.artifact_id,
-        source: *source,
-        object_key: object_key(item.artifact_id, target)?.to_string(),
-        stored_bytes: i64::try_from(receipt.stored_len).unwrap_or(i64::MAX),
-        kek_id: receipt.kek_id.clone(),
+        Outcome::Unstarted => return Ok(None),
     }))
 }
 
@@ -129,10 +118,7 @@ mod tests {
     use super::*;
 
     const TARGET: Uuid = Uuid::from_u128(7);
-    const ON: Verdict = Verdict {
-        running: true,
-        target_active: true,
-    };
+    const ON: Verdict = Verdict::ON;
 
     fn migrated(plaintext_len: u64) -> Outcome {
         Outcome::Migrated {
@@ -162,99 +148,80 @@ mod tests {
         }
     }
 
-    fn state(row: &Row) -> Option<(ItemState, Option<ItemCause>)> {
-        match row {
-            Row::Item { state, cause, .. } => Some((*state, *cause)),
-            _ => None,
-        }
+    fn state(outcome: &Outcome, verdict: Verdict) -> Option<(ItemState, Option<ItemCause>)> {
+        ending(&item(), outcome, verdict, TARGET)
+            .unwrap()
+            .map(|e| (e.state, e.cause))
     }
 
     #[test]
-    fn a_flipped_copy_is_migrated_with_its_plaintext_bytes() {
-        let row = item_row(migrated(5), true, ON, TARGET);
+    fn a_verified_copy_is_migrated_with_its_plaintext_bytes_and_flipped() {
+        let ending = ending(&item(), &migrated(5), ON, TARGET).unwrap();
+        let ending = ending.expect("an ending");
         assert_eq!(
-            row,
-            Row::Item {
-                state: ItemState::Migrated,
-                cause: None,
-                detail: String::new(),
-                bytes: 5
-            }
+            (ending.state, ending.cause, ending.bytes),
+            (ItemState::Migrated, None, 5)
         );
+        let flip = ending.flip.expect("a flip");
+        assert_eq!((flip.stored_bytes, flip.kek_id.as_str()), (37, "k1"));
+        assert!(flip.object_key.contains(&TARGET.to_string()));
     }
 
     #[test]
     fn a_copy_recorded_after_the_run_ended_fails_with_the_target_unavailable() {
-        let ended = Verdict {
-            running: false,
-            target_active: false,
-        };
-        let row = item_row(migrated(5), false, ended, TARGET);
+        let ended = Verdict::of(RunState::Failed, Some(BindingState::Active));
         assert_eq!(
-            state(&row),
+            state(&migrated(5), ended),
             Some((ItemState::Failed, Some(ItemCause::TargetUnavailable)))
         );
     }
 
     #[test]
     fn a_copy_to_a_target_no_longer_active_fails_and_names_the_binding() {
-        let inactive = Verdict {
-            running: true,
-            target_active: false,
-        };
-        let Row::Item { state, detail, .. } = item_row(migrated(5), false, inactive, TARGET) else {
-            panic!("not an item row");
-        };
-        assert_eq!(state, ItemState::Failed);
-        assert!(detail.contains(&TARGET.to_string()), "{detail}");
+        let inactive = Verdict::of(RunState::Running, Some(BindingState::Disabled));
+        let ending = ending(&item(), &migrated(5), inactive, TARGET).unwrap();
+        let ending = ending.expect("an ending");
+        assert_eq!(ending.state, ItemState::Failed);
+        assert!(ending.flip.is_none());
+        assert!(
+            ending.detail.contains(&TARGET.to_string()),
+            "{}",
+            ending.detail
+        );
     }
 
     #[test]
-    fn a_copy_the_flip_did_not_take_asks_the_database_why() {
-        assert_eq!(item_row(migrated(5), false, ON, TARGET), Row::NotFlipped);
+    fn the_verdict_is_on_only_for_a_running_run_with_an_active_target() {
+        assert_eq!(
+            Verdict::of(RunState::Running, Some(BindingState::Active)),
+            Verdict::ON
+        );
+        for (run, target) in [
+            (RunState::Running, None),
+            (RunState::Running, Some(BindingState::Pending)),
+            (RunState::Cancelled, Some(BindingState::Active)),
+        ] {
+            assert!(
+                !Verdict::of(run, target).target_active,
+                "{run:?} {target:?}"
+            );
+        }
     }
 
     #[test]
     fn a_target_that_did_not_take_the_write_fails_the_item_with_its_detail() {
-        let row = item_row(Outcome::TargetDown("refused".into()), false, ON, TARGET);
-        let Row::Item { cause, detail, .. } = row else {
-            panic!("not an item row");
-        };
-        assert_eq!(cause, Some(ItemCause::TargetUnavailable));
-        assert_eq!(detail, "refused");
+        let down = Outcome::TargetDown("refused".into());
+        let ending = ending(&item(), &down, ON, TARGET)
+            .unwrap()
+            .expect("an ending");
+        assert_eq!(ending.cause, Some(ItemCause::TargetUnavailable));
+        assert_eq!(ending.detail, "refused");
     }
 
     #[test]
     fn an_unstarted_item_is_not_recorded() {
-        assert_eq!(
-            item_row(Outcome::Unstarted, false, ON, TARGET),
-            Row::Unrecorded
-        );
-    }
-
-    #[test]
-    fn only_a_held_copy_on_an_active_target_is_flipped() {
-        let flip = flip_of(&item(), &migrated(5), true, ON, TARGET).unwrap();
-        let flip = flip.expect("a flip");
-        assert_eq!((flip.stored_bytes, flip.kek_id.as_str()), (37, "k1"));
-        assert!(flip.object_key.contains(&TARGET.to_string()));
         assert!(
-            flip_of(&item(), &migrated(5), false, ON, TARGET)
-                .unwrap()
-                .is_none()
-        );
-        let inactive = Verdict {
-            running: true,
-            target_active: false,
-        };
-        assert!(
-            flip_of(&item(), &migrated(5), true, inactive, TARGET)
-                .unwrap()
-                .is_none()
-        );
-        let skipped = Outcome::Skipped(ItemCause::ArtifactDeleted);
-        assert!(
-            flip_of(&item(), &skipped, true, ON, TARGET)
+            ending(&item(), &Outcome::Unstarted, ON, TARGET)
                 .unwrap()
                 .is_none()
         );
@@ -276,22 +243,21 @@ mod tests {
 
     proptest! {
         #[test]
-        fn only_a_flipped_copy_is_migrated_and_only_it_counts_bytes(
-            outcome in any_outcome(), flipped: bool, running: bool, active: bool,
+        fn only_a_copy_on_an_active_target_is_migrated_flipped_and_counts_bytes(
+            outcome in any_outcome(), running: bool, active: bool,
         ) {
             let was_migrated = matches!(outcome, Outcome::Migrated { .. });
             let verdict = Verdict { running, target_active: running && active };
-            match item_row(outcome, flipped, verdict, TARGET) {
-                Row::Item { state, cause, bytes, .. } => {
-                    prop_assert_eq!(state == ItemState::Migrated, was_migrated && flipped);
-                    prop_assert_eq!(cause.is_none(), state == ItemState::Migrated);
-                    prop_assert!(bytes == 0 || state == ItemState::Migrated);
-                    prop_assert!(!matches!(state, ItemState::Queued | ItemState::Running));
+            match ending(&item(), &outcome, verdict, TARGET).unwrap() {
+                Some(ending) => {
+                    let migrated = ending.state == ItemState::Migrated;
+                    prop_assert_eq!(migrated, was_migrated && verdict.target_active);
+                    prop_assert_eq!(ending.flip.is_some(), migrated);
+                    prop_assert_eq!(ending.cause.is_none(), migrated);
+                    prop_assert!(ending.bytes == 0 || migrated);
+                    prop_assert!(!matches!(ending.state, ItemState::Queued | ItemState::Running));
                 }
-                Row::NotFlipped => {
-                    prop_assert!(was_migrated && !flipped && verdict.target_active);
-                }
-                Row::Unrecorded => prop_assert!(!was_migrated),
+                None => prop_assert!(matches!(outcome, Outcome::Unstarted)),
             }
         }
     }

@@ -1,21 +1,24 @@
-//! Recording outcomes: one recorder per run, many outcomes to a transaction (group
+//! Recording outcomes: one recorder per run, many outcomes to one statement (group
 //! commit), which also flips migrated artifacts to the target; and finishing the run once
-//! nothing is left. What row an outcome becomes is the pure rule of [`super::outcome`].
+//! nothing is left. How an outcome ends its item is the pure rule of [`super::outcome`].
 
 use std::{collections::HashSet, sync::Arc};
 
-use stowage_shared::db::GenericClient;
 use stowage_shared::db::RowLock;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    Runner, ensure_target_active,
-    outcome::{Outcome, Row, Verdict, flip_of, item_row},
+    Runner,
+    outcome::{Outcome, Verdict, ending},
+    target_failure,
     work::RunContext,
 };
 use crate::{
-    db,
+    db::{
+        self,
+        items::{Ending, Finished},
+    },
     domain::{
         model::runs::{FailureCause, ItemCause, ItemState, Run, RunItem, RunState, Tally},
         runs::lifecycle::{self, Failure},
@@ -23,8 +26,10 @@ use crate::{
     error::{Error, Result},
 };
 
-/// Outcomes recorded in one transaction at most.
+/// Outcomes recorded in one statement at most.
 const RECORD_BATCH: usize = 64;
+/// Times a batch is planned again when the run or its target changed under it.
+const RECORD_TRIES: usize = 3;
 
 impl Runner {
     /// Records outcomes as they arrive, many to a transaction (group commit), and fails
@@ -40,16 +45,15 @@ impl Runner {
                 Outcome::TargetDown(detail) => Some(detail.clone()),
                 _ => None,
             });
-            let items: Vec<RunItem> = batch.iter().map(|(item, _)| item.clone()).collect();
-            let run_id = context.run.id;
-            let inactive = match self.record(run_id, std::mem::take(&mut batch)).await {
+            let inactive = match self.record(&context.run, &batch).await {
                 Ok(inactive) => inactive,
                 Err(error) => {
-                    tracing::error!(%error, items = items.len(), "outcomes could not be recorded; their leases will expire");
+                    tracing::error!(%error, items = batch.len(), "outcomes could not be recorded; their leases will expire");
                     None
                 }
             };
-            self.track(&items, false);
+            self.track(batch.iter().map(|(item, _)| item), false);
+            batch.clear();
             let down = down.map(|detail| Failure::new(FailureCause::TargetUnavailable, detail));
             if let Some(failure) = down.or(inactive) {
                 context.stop();
@@ -60,61 +64,38 @@ impl Runner {
         }
     }
 
-    /// Records outcomes in one transaction of a few set-wise statements: the run row
-    /// first (locked, so outcome numbers follow commit order), the leases still held, the
-    /// flips of migrated artifacts to the target, the items, then the run's counters. An
-    /// item whose lease was lost is not recorded: the replica that took it over records
-    /// it. Returns the failure to end the run with if its target stopped being active (a
-    /// stopped run needs no second verdict).
-    async fn record(
-        &self,
-        run_id: Uuid,
-        outcomes: Vec<(RunItem, Outcome)>,
-    ) -> Result<Option<Failure>> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let run = db::runs::RUNS
-            .get(&tx, None, run_id, RowLock::ForUpdate)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
-        let running = run.state == RunState::Running;
-        let inactive = if running {
-            ensure_target_active(&tx, &run).await?
-        } else {
-            None
-        };
-        let verdict = Verdict {
-            running,
-            target_active: running && inactive.is_none(),
-        };
-        let ids: Vec<Uuid> = outcomes.iter().map(|(item, _)| item.artifact_id).collect();
-        let held: HashSet<Uuid> = db::items::held(&tx, run_id, &ids, &self.owner)
-            .await?
-            .into_iter()
-            .collect();
+    /// Records a batch of outcomes in one statement (see [`db::items::record`]), planned
+    /// for a run that runs with its target active. If the statement finds otherwise, it
+    /// writes nothing and the batch is planned again for what it found. Returns the
+    /// failure to end the run with if its target stopped being active (a stopped run
+    /// needs no second verdict).
+    async fn record(&self, run: &Run, outcomes: &[(RunItem, Outcome)]) -> Result<Option<Failure>> {
         let target = run.target_binding_id;
-        let mut flips = Vec::new();
-        for (item, outcome) in &outcomes {
-            let held = held.contains(&item.artifact_id);
-            flips.extend(flip_of(item, outcome, held, verdict, target)?);
+        let mut verdict = Verdict::ON;
+        for _ in 0..RECORD_TRIES {
+            let endings = outcomes
+                .iter()
+                .filter_map(|(item, outcome)| ending(item, outcome, verdict, target).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            let client = self.pool.get().await?;
+            let planned_for = (verdict.running, verdict.target_active);
+            let recording = db::items::record(&client, run.id, &self.owner, planned_for, &endings)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("run {}", run.id)))?;
+            let found = Verdict::of(recording.run_state, recording.target_state);
+            if let Some(finished) = recording.finished {
+                counted(&endings, &finished);
+                let inactive = found.running && !found.target_active;
+                return Ok(inactive
+                    .then(|| target_failure(run, recording.target_state))
+                    .flatten());
+            }
+            verdict = found;
         }
-        let flipped: HashSet<Uuid> = db::artifacts::flip(&tx, target, &flips)
-            .await?
-            .into_iter()
-            .collect();
-        let recorded = Recorded {
-            run: &run,
-            held,
-            flipped,
-            verdict,
-        };
-        let (tally, finished) = recorded.rows(&tx, outcomes).await?;
-        db::items::finish(&tx, run_id, &finished).await?;
-        let last = run.last_outcome + finished.len() as i64;
-        db::runs::record_outcomes(&tx, run_id, &tally, last).await?;
-        tx.commit().await?;
-        counted(&tally, &finished);
-        Ok(inactive)
+        Err(Error::Internal(format!(
+            "run {} kept changing while its outcomes were recorded",
+            run.id
+        )))
     }
 
     /// Ends the run once no item is queued or leased: COMPLETED, COMPLETED_WITH_ERRORS,
@@ -149,74 +130,12 @@ impl Runner {
     }
 }
 
-/// What one recording transaction knows of its batch.
-struct Recorded<'a> {
-    run: &'a Run,
-    /// Items whose leases this replica still holds.
-    held: HashSet<Uuid>,
-    /// Artifacts pointed at the target in this transaction.
-    flipped: HashSet<Uuid>,
-    verdict: Verdict,
-}
-
-impl Recorded<'_> {
-    /// The rows of the outcomes of held items, numbered after the run's last outcome,
-    /// and what they add to the run's counters.
-    async fn rows(
-        &self,
-        client: &impl GenericClient,
-        outcomes: Vec<(RunItem, Outcome)>,
-    ) -> Result<(Tally, Vec<db::items::Finished>)> {
-        let target = self.run.target_binding_id;
-        let mut tally = Tally::default();
-        let mut finished = Vec::with_capacity(outcomes.len());
-        for (item, outcome) in outcomes {
-            if !self.held.contains(&item.artifact_id) {
-                tracing::warn!(artifact = %item.artifact_id, "lost an item's lease; not recording it");
-                continue;
-            }
-            let flipped = self.flipped.contains(&item.artifact_id);
-            let (state, cause, detail, bytes) =
-                match item_row(outcome, flipped, self.verdict, target) {
-                    Row::Item {
-                        state,
-                        cause,
-                        detail,
-                        bytes,
-                    } => (state, cause, detail, bytes),
-                    Row::NotFlipped => {
-                        let cause = why_not_flipped(client, item.artifact_id, target).await?;
-                        (ItemState::Skipped, Some(cause), String::new(), 0)
-                    }
-                    Row::Unrecorded => continue,
-                };
-            tally.add(state, bytes);
-            finished.push(db::items::Finished {
-                artifact_id: item.artifact_id,
-                state,
-                cause,
-                detail,
-                outcome_seq: self.run.last_outcome + finished.len() as i64 + 1,
-            });
-        }
-        Ok((tally, finished))
+/// Counts and logs a batch that was recorded; an ending not recorded lost its lease.
+fn counted(endings: &[Ending], finished: &[Finished]) {
+    let mut tally = Tally::default();
+    for f in finished {
+        tally.add(f.state, f.bytes);
     }
-}
-
-/// Why a verified copy's artifact was not flipped: deleted, or already on the target.
-async fn why_not_flipped(
-    client: &impl GenericClient,
-    artifact: Uuid,
-    target: Uuid,
-) -> Result<ItemCause> {
-    Ok(match db::artifacts::get(client, None, artifact).await? {
-        Some(a) if a.delete_time.is_none() && a.binding_id == target => ItemCause::AlreadyOnTarget,
-        _ => ItemCause::ArtifactDeleted,
-    })
-}
-
-/// Counts and logs a batch that was recorded.
-fn counted(tally: &Tally, finished: &[db::items::Finished]) {
     for state in ItemState::ALL {
         let n = tally.count(*state);
         if n > 0 {
@@ -229,5 +148,14 @@ fn counted(tally: &Tally, finished: &[db::items::Finished]) {
     for f in finished.iter().filter(|f| f.state == ItemState::Failed) {
         let cause = f.cause.map_or("", ItemCause::as_str);
         tracing::warn!(artifact = %f.artifact_id, cause, detail = %f.detail, "item failed");
+    }
+    if finished.len() < endings.len() {
+        let recorded: HashSet<Uuid> = finished.iter().map(|f| f.artifact_id).collect();
+        for ending in endings
+            .iter()
+            .filter(|e| !recorded.contains(&e.artifact_id))
+        {
+            tracing::warn!(artifact = %ending.artifact_id, "lost an item's lease; not recording it");
+        }
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
-use super::{Runner, ensure_target_active, outcome::Outcome};
+use super::{Runner, ensure_target_active, outcome::Outcome, target_failure};
 use crate::{
     config::attempt_backoff,
     db,
@@ -30,7 +30,7 @@ use crate::{
         copy::copy,
         model::{
             artifacts::Artifact,
-            runs::{FailureCause, ItemCause, ItemState, Run, RunItem, RunState},
+            runs::{FailureCause, ItemCause, ItemState, Lease, Run, RunItem, RunState},
         },
         pace::Pace,
         runs::lifecycle::Failure,
@@ -140,12 +140,12 @@ impl Runner {
         );
         let mut outcomes = batches
             .flatten()
-            .map(|item| {
+            .map(|lease| {
                 let (context, recorded) = (context.clone(), recorded.clone());
                 async move {
                     // A slot of the replica's, shared with its other runs.
                     let _slot = self.slots.acquire().await;
-                    self.process(&context, item, &recorded).await
+                    self.process(&context, lease, &recorded).await
                 }
             })
             .buffer_unordered(self.config.concurrency.max(1))
@@ -162,57 +162,47 @@ impl Runner {
 
     /// Leases the next batch, unless the run stopped, the target is suspect or the replica
     /// drains. (No batch ends this pass; a later step leases again if the run goes on.)
-    async fn claim(&self, context: &RunContext, drain: &Drain) -> Result<Vec<RunItem>> {
+    async fn claim(&self, context: &RunContext, drain: &Drain) -> Result<Vec<Lease>> {
         if drain.is_draining() || context.stopped() || context.suspect.load(Ordering::Acquire) {
             return Ok(Vec::new());
         }
-        let run_id = context.run.id;
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let Some(run) = db::runs::RUNS
-            .get(&tx, None, run_id, RowLock::ForUpdate)
-            .await?
-        else {
+        let run = &context.run;
+        let (ttl, size) = (self.config.lease_ttl, self.config.batch_size.max(1));
+        let claim = {
+            let client = self.pool.get().await?;
+            db::items::claim(&client, run.id, &self.owner, ttl, size).await?
+        };
+        let Some(claim) = claim else {
             return Ok(Vec::new());
         };
-        if run.state != RunState::Running || run.cancel_requested {
+        if claim.run_state != RunState::Running || claim.cancel_requested {
             context.stop();
             return Ok(Vec::new());
         }
-        if let Some(failure) = ensure_target_active(&tx, &run).await? {
-            drop(tx);
+        if let Some(failure) = target_failure(run, claim.target_state) {
             context.stop();
-            self.fail(&run, failure).await?;
+            self.fail(run, failure).await?;
             return Ok(Vec::new());
         }
-        let (ttl, size) = (self.config.lease_ttl, self.config.batch_size.max(1));
-        let claimed = db::items::claim(&tx, run_id, &self.owner, ttl, size).await?;
-        let from_queue = claimed
-            .iter()
-            .filter(|(_, previous)| *previous == ItemState::Queued)
-            .count() as i64;
-        let (queued, running) = (ItemState::Queued, ItemState::Running);
-        db::runs::shift(&tx, run_id, queued, running, from_queue).await?;
-        tx.commit().await?;
-        self.track(claimed.iter().map(|(item, _)| item), true);
-        Ok(claimed.into_iter().map(|(item, _)| item).collect())
+        self.track(claim.leases.iter().map(|lease| &lease.item), true);
+        Ok(claim.leases)
     }
 
-    #[tracing::instrument(skip_all, fields(run = %context.run.id, artifact = %item.artifact_id))]
+    #[tracing::instrument(skip_all, fields(run = %context.run.id, artifact = %lease.item.artifact_id))]
     async fn process(
         &self,
         context: &RunContext,
-        item: RunItem,
+        lease: Lease,
         recorded: &mpsc::Sender<(RunItem, Outcome)>,
     ) -> Result<()> {
         let started = Instant::now();
-        let outcome = match self.copy_item(context, &item).await {
-            Ok(Outcome::Unstarted) => return self.release(&item).await,
+        let outcome = match self.copy_item(context, &lease).await {
+            Ok(Outcome::Unstarted) => return self.release(&lease.item).await,
             Ok(outcome) => outcome,
             Err(error) => {
                 // Not the item's fault (the database, most likely): try it again later.
                 tracing::warn!(%error, "an item could not be processed; it goes back");
-                return self.release(&item).await;
+                return self.release(&lease.item).await;
             }
         };
         if matches!(outcome, Outcome::TargetDown(_)) {
@@ -220,38 +210,40 @@ impl Runner {
         }
         metrics::histogram!("migration_item_seconds").record(started.elapsed().as_secs_f64());
         recorded
-            .send((item, outcome))
+            .send((lease.item, outcome))
             .await
             .map_err(|_| Error::Internal("the outcome recorder stopped".into()))
     }
 
-    /// Reads the item's artifact as it is now and copies it to the target.
-    async fn copy_item(&self, context: &RunContext, item: &RunItem) -> Result<Outcome> {
+    /// Copies the leased item's artifact, as the claim read it, to the target.
+    async fn copy_item(&self, context: &RunContext, lease: &Lease) -> Result<Outcome> {
         let run = &context.run;
-        // Paced before the artifact is read, so a throttled item sees it as it is then.
+        // Paced before the copy, so a throttled item is not held leased and half-read.
         if context.stopped() {
             return Ok(Outcome::Unstarted);
         }
-        let bytes = u64::try_from(item.size_bytes).unwrap_or(0);
+        let bytes = u64::try_from(lease.item.size_bytes).unwrap_or(0);
         if !context.pace.admit(bytes, &context.stop).await {
             return Ok(Outcome::Unstarted);
         }
-        let artifact = {
-            let client = self.pool.get().await?;
-            db::artifacts::get(&client, Some(&run.organization_id), item.artifact_id).await?
-        };
-        let Some(artifact) = artifact.filter(|a| a.delete_time.is_none()) else {
+        let Some(artifact) = lease.artifact.as_ref().filter(|a| a.delete_time.is_none()) else {
             return Ok(Outcome::Skipped(ItemCause::ArtifactDeleted));
         };
         if artifact.binding_id == run.target_binding_id {
             return Ok(Outcome::Skipped(ItemCause::AlreadyOnTarget));
         }
-        match self
+        let source = self
             .stores
-            .open(&run.organization_id, artifact.binding_id)
-            .await
-        {
-            Ok((_, source)) => self.copy_with_retries(context, &artifact, &source).await,
+            .open_at(
+                &run.organization_id,
+                artifact.binding_id,
+                lease.source_credential,
+            )
+            .await;
+        match source {
+            Ok(source) => self.copy_with_retries(context, artifact, &source).await,
+            // The database is not the source: the item goes back.
+            Err(error) if error.as_db().is_some() => Err(error),
             Err(error) => Ok(Outcome::Failed(
                 ItemCause::SourceUnavailable,
                 error.to_string(),
