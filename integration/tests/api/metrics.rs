@@ -210,7 +210,7 @@ async fn the_archive_backlog_counts_eligible_jobs_and_the_age_of_the_oldest() {
 }
 
 #[tokio::test]
-async fn runs_by_state_and_open_watch_streams_are_gauged() {
+async fn runs_by_state_open_watch_streams_and_their_shared_feeds_are_gauged() {
     // no runner: the run stays queued
     let app = spawn_app_configured(|configs| configs.migration.migration.enabled = false)
         .await
@@ -233,24 +233,31 @@ async fn runs_by_state_and_open_watch_streams_are_gauged() {
     )
     .await;
 
-    let mut stream = runs
-        .watch_run(pb::WatchRunRequest {
-            id: run.id.clone(),
-            resume_after: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().expect("a snapshot");
+    // Twenty streams on one run: one poller feeds them all.
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut stream = runs
+            .watch_run(pb::WatchRunRequest {
+                id: run.id.clone(),
+                resume_after: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().expect("a snapshot");
+        streams.push(stream);
+    }
     wait_for_sample(app.migration_metrics, "migration_watch_streams", |v| {
-        v == 1.0
+        v == 20.0
     })
     .await;
-    drop(stream);
+    wait_for_sample(app.migration_metrics, "migration_watch_feeds", |v| v == 1.0).await;
+    drop(streams);
     wait_for_sample(app.migration_metrics, "migration_watch_streams", |v| {
         v == 0.0
     })
     .await;
+    wait_for_sample(app.migration_metrics, "migration_watch_feeds", |v| v == 0.0).await;
     app.stop().await.unwrap();
 }
 
