@@ -1,11 +1,11 @@
 //! What one migrated item costs the database and migration-svc: a live run of COUNT small
 //! objects between two `file` directories on a private PostgreSQL cluster started with
-//! `pg_stat_statements`, counting every statement the server executed for the run's
-//! database (one statement is one round trip: tokio-postgres runs a cached prepared
-//! statement in one exchange; BEGIN and COMMIT count too), beside migration-svc's CPU
-//! seconds. The cluster runs with `fsync = off`: it is here to count, not to time.
+//! `pg_stat_statements`, counting every statement clients sent to the run's database (one
+//! statement is one round trip: tokio-postgres runs a cached prepared statement in one
+//! exchange; BEGIN and COMMIT count too; the foreign-key checks the server runs inside a
+//! statement are not counted), beside migration-svc's CPU seconds. The cluster runs with `fsync = off`: it is here to count, not to time.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use stowage_integration::{app::test_common, db::TestDb, pg_cluster::PgCluster};
@@ -18,73 +18,123 @@ use super::{
 };
 
 /// How often the benchmark asks for the run: rarely, so its own reads barely count.
-const POLL: Duration = Duration::from_millis(250);
+pub(super) const POLL: Duration = Duration::from_millis(250);
+
+/// migration-svc on a private cluster that counts statements, with `count` objects of
+/// 4 KiB on an active `file` binding of organization `org`.
+pub(super) struct Counted {
+    pub(super) server: Server,
+    pub(super) clients: Clients,
+    pub(super) root: PathBuf,
+    pub(super) minter: TokenMinter,
+    admin: tokio_postgres::Client,
+    _db: TestDb,
+    _cluster: PgCluster,
+}
+
+impl Counted {
+    pub(super) async fn start(name: &str, org: &str, count: usize) -> Result<Self> {
+        let settings = "shared_preload_libraries = 'pg_stat_statements'\n\
+                        pg_stat_statements.track = all\npg_stat_statements.max = 1000\n";
+        let cluster = PgCluster::start_with(None, settings)?
+            .context("no initdb found: install PostgreSQL's server package")?;
+        let db = TestDb::migrated_on(&cluster.url("127.0.0.1", "")).await?;
+        let admin = db.client().await?;
+        admin
+            .batch_execute("create extension if not exists pg_stat_statements")
+            .await?;
+        let common = test_common(&db)?;
+        let root = std::env::current_dir()?.join("target/bench").join(name);
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root)?;
+        let (common_toml, port) = common_config(&common, &db.url)?;
+        let config = format!(
+            "{common_toml}[migration]\nconcurrency = 32\nbatch_size = 64\npoll_interval = \"20ms\"\n"
+        );
+        let config_path = root.join("migration-svc.toml");
+        std::fs::write(&config_path, config)?;
+        let log = root.join("migration-svc.log");
+        let server = Server::start("migration-svc", &config_path, port, &log).await?;
+        let minter = TokenMinter::from_config(&common.auth)?;
+        let mut clients = Clients::new(&server.channel, &minter, org)?;
+        let source = Place::new_dir(&root, "source")?;
+        let binding = clients
+            .bindings
+            .create_binding(source.binding("source"))
+            .await?
+            .into_inner();
+        clients
+            .bindings
+            .activate_binding(pb::ActivateBindingRequest {
+                id: binding.id,
+                request_id: String::new(),
+            })
+            .await?;
+        upload(&clients, count, 4096, 32).await?;
+        Ok(Self {
+            server,
+            clients,
+            root,
+            minter,
+            admin,
+            _db: db,
+            _cluster: cluster,
+        })
+    }
+
+    /// Forgets the statements counted so far.
+    pub(super) async fn reset(&self) -> Result<()> {
+        self.admin
+            .batch_execute("select pg_stat_statements_reset()")
+            .await?;
+        Ok(())
+    }
+
+    /// The statements executed for the database since the last reset, most called first:
+    /// (calls, query).
+    pub(super) async fn statements(&self) -> Result<Vec<(i64, String)>> {
+        let rows = self
+            .admin
+            .query(
+                "select calls, regexp_replace(query, '\\s+', ' ', 'g')
+                 from pg_stat_statements
+                 where dbid = (select oid from pg_database where datname = current_database())
+                   and toplevel and query not like '%pg_stat_statements%'
+                 order by calls desc",
+                &[],
+            )
+            .await?;
+        let statements: Vec<(i64, String)> =
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        if statements.is_empty() {
+            bail!("pg_stat_statements saw nothing");
+        }
+        Ok(statements)
+    }
+}
 
 pub async fn run(count: usize) -> Result<()> {
-    let settings = "shared_preload_libraries = 'pg_stat_statements'\n\
-                    pg_stat_statements.track = all\npg_stat_statements.max = 1000\n";
-    let cluster = PgCluster::start_with(None, settings)?
-        .context("no initdb found: install PostgreSQL's server package")?;
-    let db = TestDb::migrated_on(&cluster.url("127.0.0.1", "")).await?;
-    let admin = db.client().await?;
-    admin
-        .batch_execute("create extension if not exists pg_stat_statements")
-        .await?;
-    let common = test_common(&db)?;
-    let root = std::env::current_dir()?.join("target/bench/database-work");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root)?;
-    let (common_toml, port) = common_config(&common, &db.url)?;
-    let config = format!(
-        "{common_toml}[migration]\nconcurrency = 32\nbatch_size = 64\npoll_interval = \"20ms\"\n"
-    );
-    let config_path = root.join("migration-svc.toml");
-    std::fs::write(&config_path, config)?;
-    let log = root.join("migration-svc.log");
-    let server = Server::start("migration-svc", &config_path, port, &log).await?;
-    let minter = TokenMinter::from_config(&common.auth)?;
-    let mut clients = Clients::new(&server.channel, &minter, "database-work")?;
-    let source = Place::new_dir(&root, "source")?;
-    let binding = clients
-        .bindings
-        .create_binding(source.binding("source"))
-        .await?
-        .into_inner();
-    clients
-        .bindings
-        .activate_binding(pb::ActivateBindingRequest {
-            id: binding.id,
-            request_id: String::new(),
-        })
-        .await?;
-    upload(&clients, count, 4096, 32).await?;
-
-    admin
-        .batch_execute("select pg_stat_statements_reset()")
-        .await?;
-    let target = Place::new_dir(&root, "target")?;
-    let run = migrate_polling(&mut clients, &server, &target, count, POLL).await?;
-    let statements = admin
-        .query(
-            "select calls, regexp_replace(query, '\\s+', ' ', 'g')
-             from pg_stat_statements
-             where dbid = (select oid from pg_database where datname = current_database())
-               and query not like '%pg_stat_statements%'
-             order by calls desc",
-            &[],
-        )
-        .await?;
-    server.stop().await?;
-    if statements.is_empty() {
-        bail!("pg_stat_statements saw nothing");
-    }
+    let mut counted = Counted::start("database-work", "database-work", count).await?;
+    counted.reset().await?;
+    let target = Place::new_dir(&counted.root, "target")?;
+    let run = migrate_polling(
+        &mut counted.clients,
+        &counted.server,
+        &target,
+        count,
+        POLL,
+        |_| (),
+    )
+    .await?;
+    let statements = counted.statements().await?;
+    counted.server.stop().await?;
     report(count, run.elapsed, run.cpu_seconds, &statements);
     Ok(())
 }
 
-fn report(count: usize, elapsed: Duration, cpu: f64, statements: &[tokio_postgres::Row]) {
+fn report(count: usize, elapsed: Duration, cpu: f64, statements: &[(i64, String)]) {
     let items = count as f64;
-    let total: i64 = statements.iter().map(|row| row.get::<_, i64>(0)).sum();
+    let total: i64 = statements.iter().map(|(calls, _)| calls).sum();
     println!(
         "\n{count} × 4 KiB, file → file: {:.2} s, {:.0} objects/s",
         elapsed.as_secs_f64(),
@@ -97,14 +147,12 @@ fn report(count: usize, elapsed: Duration, cpu: f64, statements: &[tokio_postgre
         total as f64 / items
     );
     println!("\n| statement | calls | per item |\n|---|---|---|");
-    for row in statements.iter().take(15) {
-        let calls: i64 = row.get(0);
-        let query: &str = row.get(1);
+    for (calls, query) in statements.iter().take(15) {
         let query: String = query.chars().take(110).collect();
         println!(
             "| `{}` | {calls} | {:.3} |",
             query.replace('|', "\\|"),
-            calls as f64 / items
+            *calls as f64 / items
         );
     }
 }

@@ -19,6 +19,10 @@
 //! - `database-work [ITEMS]`: the database statements (round trips) and migration-svc CPU
 //!   per migrated item, on a private cluster with `pg_stat_statements` (default 1,000
 //!   items of 4 KiB, file → file). Needs PostgreSQL's `initdb` and a release build.
+//! - `watchers [WATCHERS] [ITEMS]`: live runs of ITEMS objects of 4 KiB (default 10,000)
+//!   followed by 0, 10, 100 and WATCHERS (default 1,000) WatchRun streams: the run's
+//!   throughput, PostgreSQL statements per second and the delay from an item's commit to
+//!   its delivery (p50, p99, max). Needs PostgreSQL's `initdb` and a release build.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +44,7 @@ mod database_work;
 mod migration_bench;
 mod server;
 mod soak;
+mod watchers;
 
 const MIB: usize = 1 << 20;
 /// Chunk size the write path sees (as from a network read).
@@ -243,6 +248,11 @@ async fn main() -> Result<()> {
             let count = args.get(1).map(|n| n.parse()).transpose()?.unwrap_or(1000);
             database_work::run(count).await
         }
+        Some("watchers") => {
+            let watchers = args.get(1).map_or(Ok(1000), |s| s.parse())?;
+            let count = args.get(2).map_or(Ok(10_000), |s| s.parse())?;
+            watchers::run(watchers, count).await
+        }
         Some("soak") => {
             let artifacts = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
             let runs = args.get(2).map_or(Ok(20), |s| s.parse())?;
@@ -257,7 +267,7 @@ async fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [azure] [s3] [file] [rss] | database-work [ITEMS] | soak [ARTIFACTS] [RUNS]"
+                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [azure] [s3] [file] [rss] | database-work [ITEMS] | watchers [WATCHERS] [ITEMS] | soak [ARTIFACTS] [RUNS]"
             );
             Ok(())
         }

@@ -285,7 +285,7 @@ async fn migrate(
     expected: usize,
 ) -> Result<Duration> {
     let poll = Duration::from_millis(10);
-    Ok(migrate_polling(clients, server, to, expected, poll)
+    Ok(migrate_polling(clients, server, to, expected, poll, |_| ())
         .await?
         .elapsed)
 }
@@ -298,13 +298,15 @@ pub(super) struct Migrated {
     pub(super) cpu_seconds: f64,
 }
 
-/// Like [`migrate`], asking for the run every `poll`.
+/// Like [`migrate`], asking for the run every `poll`; `started` is told the run's id as
+/// soon as StartRun answers.
 pub(super) async fn migrate_polling(
     clients: &mut Clients,
     server: &Server,
     to: &Place,
     expected: usize,
     poll: Duration,
+    started: impl FnOnce(&str),
 ) -> Result<Migrated> {
     let target = clients
         .bindings
@@ -325,6 +327,7 @@ pub(super) async fn migrate_polling(
         .start_run(m::start_request(&target.id, pb::MigrationMode::Live))
         .await?
         .into_inner();
+    started(&run.id);
     loop {
         let now = clients
             .runs

@@ -6,12 +6,14 @@ use std::{path::Path, process::Stdio, time::Duration};
 use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
 use stowage_shared::config::Common;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 pub struct Server {
     process: tokio::process::Child,
     pub pid: u32,
     pub channel: Channel,
+    /// Where the server listens, for more connections.
+    pub endpoint: Endpoint,
 }
 
 /// The `[database]`, `[grpc]`, `[auth]`, `[keys]` and `[log]` sections for `common`, on a
@@ -52,13 +54,14 @@ impl Server {
             .kill_on_drop(true)
             .spawn()?;
         let pid = process.id().context("server pid")?;
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
+        let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
         for _ in 0..100 {
             if let Ok(channel) = endpoint.connect().await {
                 return Ok(Self {
                     process,
                     pid,
                     channel,
+                    endpoint,
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
