@@ -123,7 +123,7 @@ pub enum DbError {
     Config(String),
     #[error("no database connection available: {0}")]
     Pool(#[from] PoolError),
-    #[error(transparent)]
+    #[error("{}", postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database TLS: {0}")]
     Tls(String),
@@ -137,6 +137,15 @@ pub enum DbError {
     },
     #[error("schema migration failed: {0}")]
     Migration(#[from] refinery::Error),
+}
+
+/// A PostgreSQL error as its SQLSTATE and message (never its detail, which may quote the
+/// values of a row), or as the driver's text for one that is not the server's.
+fn postgres(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("database error {}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
 }
 
 fn describe(tls: &Option<String>, source: &PoolError) -> String {

@@ -103,7 +103,8 @@ pub async fn plan_page(
     Ok(planned)
 }
 
-/// Renews `owner`'s leases on the given items (`(runs[i], artifacts[i])`).
+/// Renews `owner`'s leases on the given items (`(runs[i], artifacts[i])`), locking them
+/// in key order as recording does, so the two never deadlock.
 pub async fn heartbeat(
     client: &impl GenericClient,
     owner: &str,
@@ -113,11 +114,16 @@ pub async fn heartbeat(
 ) -> Result<u64> {
     Ok(db::execute(
         client,
-        "update migration.run_items i
+        "with held as (
+             select i.run_id, i.artifact_id from migration.run_items i
+             join unnest($3::uuid[], $4::uuid[]) as h(run_id, artifact_id)
+               on i.run_id = h.run_id and i.artifact_id = h.artifact_id
+             where i.lease_owner = $1 and i.state = 'running'
+             order by i.run_id, i.artifact_id for update of i)
+         update migration.run_items i
              set lease_expires = now() + make_interval(secs => $2)
-             from unnest($3::uuid[], $4::uuid[]) as held(run_id, artifact_id)
-             where i.run_id = held.run_id and i.artifact_id = held.artifact_id
-               and i.lease_owner = $1 and i.state = 'running'",
+             from held
+             where i.run_id = held.run_id and i.artifact_id = held.artifact_id",
         &[&owner, &ttl.as_secs_f64(), &runs, &artifacts],
     )
     .await?)

@@ -2,7 +2,7 @@
 //! commit), which also flips migrated artifacts to the target; and finishing the run once
 //! nothing is left. How an outcome ends its item is the pure rule of [`super::outcome`].
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use stowage_shared::db::RowLock;
 use tokio::sync::mpsc;
@@ -30,6 +30,10 @@ use crate::{
 const RECORD_BATCH: usize = 64;
 /// Times a batch is planned again when the run or its target changed under it.
 const RECORD_TRIES: usize = 3;
+/// Times a batch is recorded at most when the database fails transiently, and the first
+/// pause between (doubling).
+const TRANSIENT_TRIES: usize = 5;
+const TRANSIENT_PAUSE: Duration = Duration::from_millis(50);
 
 impl Runner {
     /// Records outcomes as they arrive, many to a transaction (group commit), and fails
@@ -45,7 +49,7 @@ impl Runner {
                 Outcome::TargetDown(detail) => Some(detail.clone()),
                 _ => None,
             });
-            let inactive = match self.record(&context.run, &batch).await {
+            let inactive = match self.record_retrying(&context.run, &batch).await {
                 Ok(inactive) => inactive,
                 Err(error) => {
                     tracing::error!(%error, items = batch.len(), "outcomes could not be recorded; their leases will expire");
@@ -62,6 +66,28 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// [`Runner::record`], again after a transient database failure (a lost connection, a
+    /// deadlock): the statement wrote nothing, and the leases are still this replica's
+    /// unless they expired meanwhile, which the statement checks.
+    async fn record_retrying(
+        &self,
+        run: &Run,
+        outcomes: &[(RunItem, Outcome)],
+    ) -> Result<Option<Failure>> {
+        let mut pause = TRANSIENT_PAUSE;
+        for _ in 1..TRANSIENT_TRIES {
+            match self.record(run, outcomes).await {
+                Err(error) if error.as_db().is_some_and(|db| db.is_transient()) => {
+                    tracing::warn!(%error, items = outcomes.len(), "recording outcomes again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                recorded => return recorded,
+            }
+        }
+        self.record(run, outcomes).await
     }
 
     /// Records a batch of outcomes in one statement (see [`db::items::record`]), planned
