@@ -8,17 +8,16 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use stowage_integration::{app::test_common, db::TestDb, pg_cluster::PgCluster};
-use stowage_proto::migration::v1 as pb;
+use stowage_integration::{app::test_common, db::TestDb, migration as m, pg_cluster::PgCluster};
 use stowage_shared::auth::TokenMinter;
 
 use super::{
-    migration_bench::{Clients, Place, migrate_polling, upload},
+    migration_bench::{Clients, Migrated, Place, migrate_polling, upload},
     server::{Server, common_config},
 };
 
 /// How often the benchmark asks for the run: rarely, so its own reads barely count.
-pub(super) const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(250);
 
 /// migration-svc on a private cluster that counts statements, with `count` objects of
 /// 4 KiB on an active `file` binding of organization `org`.
@@ -58,18 +57,7 @@ impl Counted {
         let minter = TokenMinter::from_config(&common.auth)?;
         let mut clients = Clients::new(&server.channel, &minter, org)?;
         let source = Place::new_dir(&root, "source")?;
-        let binding = clients
-            .bindings
-            .create_binding(source.binding("source"))
-            .await?
-            .into_inner();
-        clients
-            .bindings
-            .activate_binding(pb::ActivateBindingRequest {
-                id: binding.id,
-                request_id: String::new(),
-            })
-            .await?;
+        m::create_active(&mut clients.bindings, source.binding("source")).await?;
         upload(&clients, count, 4096, 32).await?;
         Ok(Self {
             server,
@@ -80,6 +68,26 @@ impl Counted {
             _db: db,
             _cluster: cluster,
         })
+    }
+
+    /// A live run of the `count` objects to a fresh directory `name`, asking for the run
+    /// every [`POLL`]; `started` is told the run's id as soon as StartRun answers.
+    pub(super) async fn migrate(
+        &mut self,
+        name: &str,
+        count: usize,
+        started: impl FnOnce(&str),
+    ) -> Result<Migrated> {
+        let target = Place::new_dir(&self.root, name)?;
+        migrate_polling(
+            &mut self.clients,
+            &self.server,
+            &target,
+            count,
+            POLL,
+            started,
+        )
+        .await
     }
 
     /// Forgets the statements counted so far.
@@ -116,16 +124,7 @@ impl Counted {
 pub async fn run(count: usize) -> Result<()> {
     let mut counted = Counted::start("database-work", "database-work", count).await?;
     counted.reset().await?;
-    let target = Place::new_dir(&counted.root, "target")?;
-    let run = migrate_polling(
-        &mut counted.clients,
-        &counted.server,
-        &target,
-        count,
-        POLL,
-        |_| (),
-    )
-    .await?;
+    let run = counted.migrate("target", count, |_| ()).await?;
     let statements = counted.statements().await?;
     counted.server.stop().await?;
     report(count, run.elapsed, run.cpu_seconds, &statements);

@@ -308,18 +308,7 @@ pub(super) async fn migrate_polling(
     poll: Duration,
     started: impl FnOnce(&str),
 ) -> Result<Migrated> {
-    let target = clients
-        .bindings
-        .create_binding(to.binding("target"))
-        .await?
-        .into_inner();
-    clients
-        .bindings
-        .activate_binding(pb::ActivateBindingRequest {
-            id: target.id.clone(),
-            request_id: String::new(),
-        })
-        .await?;
+    let target = m::create_active(&mut clients.bindings, to.binding("target")).await?;
     let (cpu, (busy, total)) = (server.cpu_seconds()?, machine_cpu()?);
     let start = Instant::now();
     let run = clients
@@ -386,18 +375,7 @@ async fn scenario(
     let clients = &mut Clients::new(&server.channel, minter, &tag)?;
     let place = |suffix: &str| format!("{tag}-{suffix}");
     let source = Place::fresh(kind, root, &place("source")).await?;
-    let binding = clients
-        .bindings
-        .create_binding(source.binding("source"))
-        .await?
-        .into_inner();
-    clients
-        .bindings
-        .activate_binding(pb::ActivateBindingRequest {
-            id: binding.id.clone(),
-            request_id: String::new(),
-        })
-        .await?;
+    let binding = m::create_active(&mut clients.bindings, source.binding("source")).await?;
     upload(clients, count, size, if size > MIB { 2 } else { 32 }).await?;
     let objects = format!("artifacts/{}", binding.id);
 
@@ -523,18 +501,7 @@ pub async fn run(kinds: &[Kind], only_rss: bool) -> Result<()> {
     .await?;
     let mut clients = Clients::new(&server.channel, &minter, "rss")?;
     let source = Place::new_dir(&root, "rss-source")?;
-    let binding = clients
-        .bindings
-        .create_binding(source.binding("rss"))
-        .await?
-        .into_inner();
-    clients
-        .bindings
-        .activate_binding(pb::ActivateBindingRequest {
-            id: binding.id,
-            request_id: String::new(),
-        })
-        .await?;
+    m::create_active(&mut clients.bindings, source.binding("rss")).await?;
     upload(&clients, 1, 2048 * MIB, 1).await?;
     let after_upload = server.peak_rss_mib()?;
     let resident = server.rss_mib()?;

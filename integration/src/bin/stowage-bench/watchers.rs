@@ -15,10 +15,7 @@ use stowage_proto::migration::v1::{
 };
 use tokio::task::JoinHandle;
 
-use super::{
-    database_work::{Counted, POLL},
-    migration_bench::{Clients, Place, migrate_polling},
-};
+use super::{database_work::Counted, migration_bench::Clients};
 
 /// Streams per connection (HTTP/2 servers commonly allow 100 to 200).
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -78,23 +75,16 @@ async fn follow_a_run(
         let channel = counted.server.endpoint.connect().await?;
         connections.push(Clients::new(&channel, &counted.minter, "watchers")?.runs);
     }
-    let target = Place::new_dir(&counted.root, &format!("target-{round}"))?;
     counted.reset().await?;
     let mut followers: Vec<JoinHandle<Result<Delays>>> = Vec::new();
-    let run = migrate_polling(
-        &mut counted.clients,
-        &counted.server,
-        &target,
-        count,
-        POLL,
-        |run_id| {
+    let run = counted
+        .migrate(&format!("target-{round}"), count, |run_id| {
             for i in 0..watchers {
                 let runs = connections[i / STREAMS_PER_CONNECTION].clone();
                 followers.push(tokio::spawn(follow(runs, run_id.to_owned(), count)));
             }
-        },
-    )
-    .await?;
+        })
+        .await?;
     let statements = counted
         .statements()
         .await?
