@@ -13,7 +13,7 @@ use stowage_shared::auth::TokenMinter;
 
 use super::{
     migration_bench::{Clients, Migrated, Place, migrate_polling, upload},
-    server::{Server, common_config},
+    server::{Server, fresh_root, migration_config},
 };
 
 /// How often the benchmark asks for the run: rarely, so its own reads barely count.
@@ -43,15 +43,8 @@ impl Counted {
             .batch_execute("create extension if not exists pg_stat_statements")
             .await?;
         let common = test_common(&db)?;
-        let root = std::env::current_dir()?.join("target/bench").join(name);
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root)?;
-        let (common_toml, port) = common_config(&common, &db.url)?;
-        let config = format!(
-            "{common_toml}[migration]\nconcurrency = 32\nbatch_size = 64\npoll_interval = \"20ms\"\n"
-        );
-        let config_path = root.join("migration-svc.toml");
-        std::fs::write(&config_path, config)?;
+        let root = fresh_root(name)?;
+        let (config_path, port) = migration_config(&common, &db.url, &root)?;
         let log = root.join("migration-svc.log");
         let server = Server::start("migration-svc", &config_path, port, &log).await?;
         let minter = TokenMinter::from_config(&common.auth)?;

@@ -31,7 +31,7 @@ use stowage_shared::{
 };
 use tonic::transport::Channel;
 
-use super::server::{Server, common_config, machine_cpu};
+use super::server::{Server, fresh_root, machine_cpu, migration_config};
 
 const MIB: usize = 1 << 20;
 /// Rounds of each measurement; the best counts.
@@ -449,15 +449,8 @@ pub async fn run(kinds: &[Kind], only_rss: bool) -> Result<()> {
     let sas_url = account_sas_url(&endpoint)?;
     let db = TestDb::migrated().await?;
     let common = test_common(&db)?;
-    let root = std::env::current_dir()?.join("target/bench/migration");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root)?;
-    let (common_toml, port) = common_config(&common, &db.url)?;
-    let config = format!(
-        "{common_toml}[migration]\nconcurrency = 32\nbatch_size = 64\npoll_interval = \"20ms\"\n"
-    );
-    let config_path = root.join("migration-svc.toml");
-    std::fs::write(&config_path, config)?;
+    let root = fresh_root("migration")?;
+    let (config_path, port) = migration_config(&common, &db.url, &root)?;
     let server = Server::start(
         "migration-svc",
         &config_path,

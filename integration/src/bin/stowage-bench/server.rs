@@ -1,7 +1,11 @@
 //! A service under benchmark: its release binary started as a server process of its own
 //! (so its memory is its own), with a configuration file the benchmark writes.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
@@ -32,6 +36,31 @@ pub fn common_config(common: &Common, database_url: &str) -> Result<(String, u16
         kek.expose_secret(),
     );
     Ok((text, port))
+}
+
+/// A fresh, empty `target/bench/{name}` directory.
+pub fn fresh_root(name: &str) -> Result<PathBuf> {
+    let root = std::env::current_dir()?.join("target/bench").join(name);
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    Ok(root)
+}
+
+/// Writes `{root}/migration-svc.toml` for a benchmarked migration-svc (32 copies in flight,
+/// batches of 64, new runs picked up within 20 ms); returns its path and the port it
+/// listens on.
+pub fn migration_config(
+    common: &Common,
+    database_url: &str,
+    root: &Path,
+) -> Result<(PathBuf, u16)> {
+    let (common_toml, port) = common_config(common, database_url)?;
+    let config = format!(
+        "{common_toml}[migration]\nconcurrency = 32\nbatch_size = 64\npoll_interval = \"20ms\"\n"
+    );
+    let path = root.join("migration-svc.toml");
+    std::fs::write(&path, config)?;
+    Ok((path, port))
 }
 
 impl Server {

@@ -1,18 +1,64 @@
 //! Leasing items: one statement returns each leased item with everything its copy needs
 //! (the artifact, its source binding's credential version) and the run's state.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use stowage_shared::db::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{item, parse_binding_state, parse_run_state};
+use super::{RUN_AND_TARGET, item, parse_binding_state, parse_run_state};
 use crate::{
     db::artifacts,
     domain::model::runs::{Claim, ItemState, Lease},
     error::{Error, Result},
 };
+
+/// The claiming statement (see [`claim`]).
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    let artifact_columns = artifacts::COLUMNS
+        .split(',')
+        .map(|column| format!("a.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "with {RUN_AND_TARGET},
+             open as (
+                 select 1 from run
+                 where state = 'running' and not cancel_requested
+                   and (select state from target) = 'active'),
+             picked as (
+                 select artifact_id, state from migration.run_items
+                 where run_id = $1 and exists (select 1 from open)
+                   and (state = 'queued' or (state = 'running' and lease_expires < now()))
+                 order by artifact_id limit $4 for update skip locked),
+             leased as (
+                 update migration.run_items i
+                 set state = 'running', lease_owner = $2,
+                     lease_expires = now() + make_interval(secs => $3),
+                     attempts = i.attempts + 1, start_time = coalesce(i.start_time, now()),
+                     update_time = now()
+                 from picked
+                 where i.run_id = $1 and i.artifact_id = picked.artifact_id
+                 returning i.*, picked.state as previous),
+             shifted as (
+                 update migration.runs
+                 set items_queued = items_queued - q.n, items_running = items_running + q.n,
+                     update_time = now()
+                 from (select count(*) as n from leased where previous = 'queued') q
+                 where id = $1 and q.n > 0)
+             select run.state as run_state, run.cancel_requested,
+                    (select state from target) as target_state,
+                    l.run_id, l.artifact_id, l.source_binding_id, l.state, l.size_bytes, l.cause,
+                    l.cause_detail, l.attempts, l.start_time, l.end_time, l.outcome_seq,
+                    l.previous, {artifact_columns}, b.credential_update_time
+             from run
+             left join leased l on true
+             left join migration.artifacts a on a.id = l.artifact_id
+             left join migration.bindings b on b.id = a.binding_id
+             order by l.artifact_id"
+    )
+});
 
 /// Leases up to `limit` QUEUED items of the run, or RUNNING ones whose lease expired (a
 /// replica stopped), to `owner`, in one statement: the run row locked (so its counters
@@ -26,54 +72,7 @@ pub async fn claim(
     ttl: Duration,
     limit: i64,
 ) -> Result<Option<Claim>> {
-    let artifact_columns = artifacts::COLUMNS
-        .split(',')
-        .map(|column| format!("a.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "with run as (
-             select state, cancel_requested, target_binding_id from migration.runs
-             where id = $1 for update),
-         target as (
-             select state from migration.bindings
-             where id = (select target_binding_id from run) for share),
-         open as (
-             select 1 from run
-             where state = 'running' and not cancel_requested
-               and (select state from target) = 'active'),
-         picked as (
-             select artifact_id, state from migration.run_items
-             where run_id = $1 and exists (select 1 from open)
-               and (state = 'queued' or (state = 'running' and lease_expires < now()))
-             order by artifact_id limit $4 for update skip locked),
-         leased as (
-             update migration.run_items i
-             set state = 'running', lease_owner = $2,
-                 lease_expires = now() + make_interval(secs => $3),
-                 attempts = i.attempts + 1, start_time = coalesce(i.start_time, now()),
-                 update_time = now()
-             from picked
-             where i.run_id = $1 and i.artifact_id = picked.artifact_id
-             returning i.*, picked.state as previous),
-         shifted as (
-             update migration.runs
-             set items_queued = items_queued - q.n, items_running = items_running + q.n,
-                 update_time = now()
-             from (select count(*) as n from leased where previous = 'queued') q
-             where id = $1 and q.n > 0)
-         select run.state as run_state, run.cancel_requested,
-                (select state from target) as target_state,
-                l.run_id, l.artifact_id, l.source_binding_id, l.state, l.size_bytes, l.cause,
-                l.cause_detail, l.attempts, l.start_time, l.end_time, l.outcome_seq,
-                l.previous, {artifact_columns}, b.credential_update_time
-         from run
-         left join leased l on true
-         left join migration.artifacts a on a.id = l.artifact_id
-         left join migration.bindings b on b.id = a.binding_id
-         order by l.artifact_id"
-    );
-    let statement = client.prepare_cached(&sql).await?;
+    let statement = client.prepare_cached(&CLAIM).await?;
     let rows = client
         .query(&statement, &[&run_id, &owner, &ttl.as_secs_f64(), &limit])
         .await?;

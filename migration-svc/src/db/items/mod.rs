@@ -23,6 +23,16 @@ use crate::{
     error::{Error, Result},
 };
 
+/// The first expressions of a claim and of a recording: the run's row, locked (a run's
+/// claims and records take turns, and its counters move with them), and its target
+/// binding's state, share-locked (an activation of another binding waits for it).
+const RUN_AND_TARGET: &str = "run as (
+        select state, cancel_requested, last_outcome, target_binding_id from migration.runs
+        where id = $1 for update),
+    target as (
+        select state from migration.bindings
+        where id = (select target_binding_id from run) for share)";
+
 const COLUMNS: &str = "run_id, artifact_id, source_binding_id, state, size_bytes, cause,
     cause_detail, attempts, start_time, end_time, outcome_seq";
 

@@ -1,11 +1,13 @@
 //! Recording outcomes: a batch of endings in one statement, flips included, numbered in
 //! commit order and counted on the run.
 
+use std::sync::LazyLock;
+
 use stowage_shared::db::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{parse_binding_state, parse_run_state};
+use super::{RUN_AND_TARGET, parse_binding_state, parse_run_state};
 use crate::{
     db::artifacts,
     domain::model::{
@@ -48,29 +50,10 @@ pub struct Recording {
     pub finished: Option<Vec<Finished>>,
 }
 
-/// Records the endings of items `owner` leased, in one statement, if the run is running
-/// (`running`) and its target active (`active`) as the endings were planned: the run row
-/// locked first (so outcome numbers follow commit order), the leases `owner` still holds
-/// locked (an item whose lease was lost is not recorded: the replica that took it over
-/// records it), each flip applied only to an artifact still live on its source, a
-/// MIGRATED ending whose flip did not apply recorded SKIPPED (already on the target, or
-/// deleted), outcomes numbered after the run's last, and the run's counters moved. `None`
-/// if the run is gone.
-pub async fn record(
-    client: &impl GenericClient,
-    run_id: Uuid,
-    owner: &str,
-    (running, active): (bool, bool),
-    endings: &[Ending],
-) -> Result<Option<Recording>> {
-    let statement = client
-        .prepare_cached(
-            "with run as (
-                 select state, last_outcome, target_binding_id from migration.runs
-                 where id = $1 for update),
-             target as (
-                 select state from migration.bindings
-                 where id = (select target_binding_id from run) for share),
+/// The recording statement (see [`record`]).
+static RECORD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "with {RUN_AND_TARGET},
              verdict as (
                  select run.state = 'running' as running,
                         run.state = 'running'
@@ -146,9 +129,27 @@ pub async fn record(
                     exists (select 1 from go) as recorded,
                     n.artifact_id, n.state, n.cause, n.detail, n.bytes
              from run left join numbered n on true
-             order by n.seq",
-        )
-        .await?;
+             order by n.seq"
+    )
+});
+
+/// Records the endings of items `owner` leased, in one statement, if the run is running
+/// (`running`) and its target active (`active`) as the endings were planned: the run row
+/// locked first (so outcome numbers follow commit order), the leases `owner` still holds
+/// locked (an item whose lease was lost is not recorded: the replica that took it over
+/// records it), each flip applied only to an artifact still live on its source, a
+/// MIGRATED ending whose flip did not apply recorded SKIPPED (already on the target, or
+/// deleted), outcomes numbered after the run's last, and the run's counters moved. `None`
+/// if the run is gone.
+pub async fn record(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    owner: &str,
+    (running, active): (bool, bool),
+    endings: &[Ending],
+) -> Result<Option<Recording>> {
+    let statement = client.prepare_cached(&RECORD).await?;
+
     let ids: Vec<Uuid> = endings.iter().map(|e| e.artifact_id).collect();
     let states: Vec<&str> = endings.iter().map(|e| e.state.as_str()).collect();
     let causes: Vec<Option<&str>> = endings

@@ -18,7 +18,7 @@ use async_stream::try_stream;
 use futures::Stream;
 use stowage_shared::auth::Principal;
 use stowage_shared::db::RowLock;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
 use self::feed::{Feeds, OUTCOME_PAGE, POLL, Tick};
@@ -63,73 +63,27 @@ impl Watcher {
         resume_after: i64,
     ) -> Result<impl Stream<Item = Result<(i64, Event)>> + Send + 'static> {
         let first = self.run(Some(&caller.organization), run_id).await?;
-        let this = self.clone();
-        let mut cursor = resume_after.max(0);
+        let mut follower = Follower::new(self.clone(), first.clone(), resume_after.max(0));
         Ok(try_stream! {
-            let mut feed = this.feeds.join(run_id, first.last_outcome);
-            let mut shown = first.clone();
-            // The run as last seen, and the outcome number up to which the database is
-            // to be read (the feed brings those after it).
-            let mut known = first.clone();
-            let mut until = first.last_outcome;
-            let mut tick: Option<Arc<Tick>> = None;
-            yield (cursor, Event::Snapshot(first));
-            let mut last_sent = Instant::now();
+            yield (follower.cursor, Event::Snapshot(first));
             loop {
-                let until_now = tick.as_ref().map_or(until, |tick| until.max(tick.from));
-                while cursor < until_now {
-                    let page = this.outcomes_after(run_id, cursor).await?;
-                    if page.is_empty() {
-                        break;
-                    }
+                while let Some(page) = follower.catch_up().await? {
                     for item in page {
-                        cursor = item.outcome_seq.unwrap_or(cursor);
-                        yield (cursor, Event::Outcome(item));
+                        yield (follower.sent(&item), Event::Outcome(item));
                     }
-                    last_sent = Instant::now();
                 }
-                if let Some(tick) = tick.take() {
-                    for item in &tick.outcomes {
-                        let Some(seq) = item.outcome_seq.filter(|seq| *seq > cursor) else {
-                            continue;
-                        };
-                        cursor = seq;
-                        yield (cursor, Event::Outcome(item.clone()));
-                        last_sent = Instant::now();
-                    }
-                    known = tick.run.clone();
-                    until = cursor;
+                for item in follower.fed() {
+                    yield (follower.sent(&item), Event::Outcome(item));
                 }
-                if changed(&shown, &known) {
-                    shown = known.clone();
-                    yield (cursor, Event::Update(known.clone()));
-                    last_sent = Instant::now();
+                if let Some(run) = follower.update() {
+                    yield (follower.cursor, Event::Update(run));
                 }
-                if known.state.is_terminal() && cursor >= known.last_outcome {
+                if follower.done() {
                     break;
                 }
-                let wait = this.heartbeat.saturating_sub(last_sent.elapsed());
-                match tokio::time::timeout(wait, feed.recv()).await {
-                    Err(_) => {
-                        yield (cursor, Event::Heartbeat);
-                        last_sent = Instant::now();
-                    }
-                    Ok(Ok(next)) => tick = Some(next),
-                    Ok(Err(RecvError::Lagged(_))) => {
-                        // Fell behind the broadcast: the database has what was missed.
-                        known = this.run(None, run_id).await?;
-                        until = known.last_outcome;
-                    }
-                    Ok(Err(RecvError::Closed)) => {
-                        // The feed stopped (the run ended, or the database failed): a
-                        // look of our own, then a new feed if the run goes on.
-                        known = this.run(None, run_id).await?;
-                        until = known.last_outcome;
-                        if !known.state.is_terminal() {
-                            tokio::time::sleep(POLL).await;
-                            feed = this.feeds.join(run_id, until);
-                        }
-                    }
+                if follower.wait().await? {
+                    follower.last_sent = Instant::now();
+                    yield (follower.cursor, Event::Heartbeat);
                 }
             }
         })
@@ -146,6 +100,124 @@ impl Watcher {
     async fn outcomes_after(&self, run_id: Uuid, cursor: i64) -> Result<Vec<RunItem>> {
         let client = self.pool.get().await?;
         db::items::outcomes_after(&client, run_id, cursor, OUTCOME_PAGE).await
+    }
+}
+
+/// One watcher's position: what it sent, and what it knows the database holds.
+struct Follower {
+    watcher: Watcher,
+    run_id: Uuid,
+    feed: broadcast::Receiver<Arc<Tick>>,
+    /// The last outcome sent.
+    cursor: i64,
+    /// The run as last sent to the watcher, and as last seen.
+    shown: Run,
+    known: Run,
+    /// The database is read up to this outcome; the feed brings those after it.
+    until: i64,
+    /// The feed's look to send next (after catching up to where it starts).
+    tick: Option<Arc<Tick>>,
+    last_sent: Instant,
+}
+
+impl Follower {
+    fn new(watcher: Watcher, first: Run, cursor: i64) -> Self {
+        Self {
+            feed: watcher.feeds.join(first.id, first.last_outcome),
+            watcher,
+            run_id: first.id,
+            cursor,
+            until: first.last_outcome,
+            shown: first.clone(),
+            known: first,
+            tick: None,
+            last_sent: Instant::now(),
+        }
+    }
+
+    /// The next page of outcomes from the database, while behind what it holds for us.
+    async fn catch_up(&mut self) -> Result<Option<Vec<RunItem>>> {
+        let until = self
+            .tick
+            .as_ref()
+            .map_or(self.until, |tick| self.until.max(tick.from));
+        if self.cursor >= until {
+            return Ok(None);
+        }
+        let page = self
+            .watcher
+            .outcomes_after(self.run_id, self.cursor)
+            .await?;
+        Ok((!page.is_empty()).then_some(page))
+    }
+
+    /// Records `item` as sent; returns the cursor after it.
+    fn sent(&mut self, item: &RunItem) -> i64 {
+        self.cursor = item.outcome_seq.unwrap_or(self.cursor);
+        self.last_sent = Instant::now();
+        self.cursor
+    }
+
+    /// The outcomes of the feed's last look not sent yet, and the run as it saw it.
+    fn fed(&mut self) -> Vec<RunItem> {
+        let Some(tick) = self.tick.take() else {
+            return Vec::new();
+        };
+        self.known = tick.run.clone();
+        let fresh: Vec<RunItem> = tick
+            .outcomes
+            .iter()
+            .filter(|item| item.outcome_seq > Some(self.cursor))
+            .cloned()
+            .collect();
+        self.until = fresh
+            .last()
+            .and_then(|item| item.outcome_seq)
+            .unwrap_or(self.cursor);
+        fresh
+    }
+
+    /// The run, if it changed since it was last sent.
+    fn update(&mut self) -> Option<Run> {
+        if !changed(&self.shown, &self.known) {
+            return None;
+        }
+        self.shown = self.known.clone();
+        self.last_sent = Instant::now();
+        Some(self.known.clone())
+    }
+
+    fn done(&self) -> bool {
+        self.known.state.is_terminal() && self.cursor >= self.known.last_outcome
+    }
+
+    /// Waits for the feed's next look; true if a heartbeat is due first. A watcher that
+    /// fell behind the feed, or whose feed stopped, reads the run itself (and joins a new
+    /// feed if the run goes on).
+    async fn wait(&mut self) -> Result<bool> {
+        let wait = self
+            .watcher
+            .heartbeat
+            .saturating_sub(self.last_sent.elapsed());
+        match tokio::time::timeout(wait, self.feed.recv()).await {
+            Err(_) => return Ok(true),
+            Ok(Ok(tick)) => self.tick = Some(tick),
+            Ok(Err(RecvError::Lagged(_))) => self.reread().await?,
+            Ok(Err(RecvError::Closed)) => {
+                self.reread().await?;
+                if !self.known.state.is_terminal() {
+                    tokio::time::sleep(POLL).await;
+                    self.feed = self.watcher.feeds.join(self.run_id, self.until);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    async fn reread(&mut self) -> Result<()> {
+        self.known = self.watcher.run(None, self.run_id).await?;
+        self.until = self.known.last_outcome;
+        Ok(())
     }
 }
 
