@@ -4,7 +4,7 @@ use stowage_shared::db::{self, GenericClient};
 use tokio_postgres::Row;
 
 use crate::{
-    domain::stores::{NewStore, StoreVersion},
+    domain::stores::version::{NewStore, StoreVersion},
     error::Result,
 };
 

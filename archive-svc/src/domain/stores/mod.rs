@@ -5,6 +5,7 @@
 //! the same store (a revoked key). Opened stores are cached per credential version.
 
 mod setting;
+pub mod version;
 
 use std::{
     collections::HashMap,
@@ -20,6 +21,7 @@ use stowage_shared::{
 };
 
 pub use setting::{ParsedSetting, StoreSetting};
+pub use version::{NewStore, StoreVersion};
 
 use crate::{
     config::ArchiveStoreConfig,
@@ -30,39 +32,6 @@ use crate::{
 /// Where an earlier release kept its one store setting.
 const LEGACY_ADMIN_KEY: &str = "archive_store";
 const LEGACY_SEAL_CONTEXT: &[u8] = b"archive.admin_config/archive_store";
-
-/// One version of the archive store, as recorded (the setting still sealed).
-#[derive(Clone, Debug)]
-pub struct StoreVersion {
-    pub version: i64,
-    pub provider: String,
-    pub location: String,
-    pub credential_kind: String,
-    pub sealed_setting: Vec<u8>,
-    pub credential_version: i32,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-    pub credential_updated_at: Option<DateTime<Utc>>,
-    pub credential_updated_by: Option<String>,
-    /// Archived jobs whose blob is in this version.
-    pub archived_jobs: i64,
-    /// Blobs of this version waiting for the sweeper.
-    pub pending_deletes: i64,
-    /// Whether new archives go here (the newest version).
-    pub current: bool,
-}
-
-/// A version to add.
-#[derive(Debug)]
-pub struct NewStore<'a> {
-    pub provider: &'a str,
-    pub location: &'a str,
-    pub credential_kind: &'a str,
-    pub sealed_setting: &'a [u8],
-    pub created_at: Option<DateTime<Utc>>,
-    pub created_by: &'a str,
-    pub reason: Option<&'a str>,
-}
 
 /// An opened version.
 #[derive(Clone, Debug)]
