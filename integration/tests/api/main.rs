@@ -16,6 +16,7 @@ mod db_tls;
 mod deploy;
 mod evidence;
 mod foundation;
+mod guide;
 mod hostile;
 mod metrics;
 mod retention;
