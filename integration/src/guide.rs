@@ -4,8 +4,8 @@
 //!
 //! Every line of an expected block must appear in the step's output, in order, each
 //! within one output line; `…` in an expected line stands for anything. A step whose
-//! expected output has a `Code:` line (grpcurl's error form) must fail; every other step
-//! must succeed.
+//! expected output has a `Code:` line (grpcurl's error form) or a `Failed to` line (a
+//! connection grpcurl could not make) must fail; every other step must succeed.
 
 use std::{path::Path, process::Stdio, time::Duration};
 
@@ -22,7 +22,9 @@ pub struct Step {
 
 impl Step {
     fn must_fail(&self) -> bool {
-        self.expected.iter().any(|line| line.starts_with("Code:"))
+        self.expected
+            .iter()
+            .any(|line| line.starts_with("Code:") || line.starts_with("Failed to"))
     }
 }
 

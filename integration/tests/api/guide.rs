@@ -10,6 +10,8 @@ use std::time::Duration;
 use stowage_integration::{guide, migration, scans, seaweedfs::TestPrefix, spawn_app};
 use stowage_shared::auth::Role;
 
+use super::tls::{Ca, Pem, server_tls, spawn_tls_app};
+
 const GUIDE: &str = include_str!("../../../docs/operations.md");
 
 #[tokio::test]
@@ -45,6 +47,17 @@ async fn every_command_of_the_operator_guide_prints_what_the_guide_says() {
         .unwrap();
     let s3 = TestPrefix::create().unwrap();
 
+    // the TLS section's services: mutual TLS, with a client certificate from the client CA
+    let (server_ca, client_ca) = (Ca::new("stowage guide CA"), Ca::new("stowage clients CA"));
+    let pem = Pem::dir();
+    let tls_app = spawn_tls_app(&server_tls(&pem, &server_ca, Some(&client_ca))).await;
+    let (client_cert, client_key) = client_ca.client("operator");
+    let ca_file = pem.write("ca.pem", &server_ca.pem);
+    let (cert_file, key_file) = (
+        pem.write("operator.pem", &client_cert),
+        pem.write("operator.key", &client_key),
+    );
+
     let dir = std::env::temp_dir().join(format!("stowage-guide-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let tools = dir.join("bin");
@@ -68,6 +81,13 @@ async fn every_command_of_the_operator_guide_prints_what_the_guide_says() {
         ("S3_KEY_ID", s3.server.access_key_id.clone()),
         ("S3_SECRET", s3.server.secret_access_key.clone()),
         ("JOB", job.to_string()),
+        (
+            "MIGRATION_TLS",
+            format!("localhost:{}", tls_app.migration_addr.port()),
+        ),
+        ("CA", ca_file.display().to_string()),
+        ("CLIENT_CERT", cert_file.display().to_string()),
+        ("CLIENT_KEY", key_file.display().to_string()),
     ];
 
     let steps = guide::steps(GUIDE);
@@ -86,5 +106,6 @@ async fn every_command_of_the_operator_guide_prints_what_the_guide_says() {
     let wrong: Vec<String> = ran.iter().filter_map(guide::Ran::mismatch).collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
     let _ = std::fs::remove_dir_all(&dir);
+    tls_app.stop().await.unwrap();
     app.stop().await.unwrap();
 }
