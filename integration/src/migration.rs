@@ -282,6 +282,7 @@ pub fn start_request(target: &str, mode: pb::MigrationMode) -> pb::StartRunReque
         reason: "move older files to the new bucket".to_owned(),
         limit: None,
         request_id: String::new(),
+        scope: None,
     }
 }
 

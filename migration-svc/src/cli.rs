@@ -1,4 +1,4 @@
-//! Client subcommands: start a run (and follow it), follow a run with a live progress bar
+//! Client subcommands: start a run (of the whole organization or a scope, and follow it), follow a run with a live progress bar
 //! fed by `WatchRun` (rejoining with its cursor if the stream drops), and print a run.
 //! Each ends with a summary line (or, with `--output json`, one JSON object) on stdout;
 //! the bar is drawn only on a terminal. A followed run's end state is the exit status
@@ -6,12 +6,14 @@
 
 use std::{process::ExitCode, time::Duration};
 
+use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use stowage_proto::migration::v1::{
     self as pb, migration_service_client::MigrationServiceClient, run_event::Event,
 };
 use stowage_shared::{
+    api,
     auth::Role,
     cli::{ClientArgs, Output, authorized, connect},
 };
@@ -45,6 +47,8 @@ pub enum RunCommand {
         objects_per_second: i64,
         #[arg(long, default_value_t = 0)]
         bytes_per_second: i64,
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// Return once queued instead of following the run.
         #[arg(long)]
         no_watch: bool,
@@ -65,6 +69,38 @@ pub enum RunCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// Which artifacts a run covers: the whole organization unless narrowed.
+#[derive(Debug, clap::Args)]
+pub struct ScopeArgs {
+    /// Only artifacts of this purpose (repeat for several).
+    #[arg(long = "purpose")]
+    purposes: Vec<String>,
+    /// Never artifacts of this purpose (repeat for several).
+    #[arg(long = "exclude-purpose")]
+    excluded_purposes: Vec<String>,
+    /// Only artifacts on this source binding (repeat for several).
+    #[arg(long = "source-binding")]
+    source_bindings: Vec<String>,
+    /// Only artifacts created at or after this time (RFC 3339).
+    #[arg(long)]
+    created_after: Option<DateTime<Utc>>,
+    /// Only artifacts created before this time (RFC 3339).
+    #[arg(long)]
+    created_before: Option<DateTime<Utc>>,
+}
+
+impl ScopeArgs {
+    fn request(self) -> pb::RunScope {
+        pb::RunScope {
+            purposes: self.purposes,
+            excluded_purposes: self.excluded_purposes,
+            source_binding_ids: self.source_bindings,
+            created_after: api::optional_timestamp(self.created_after),
+            created_before: api::optional_timestamp(self.created_before),
+        }
+    }
 }
 
 impl RunCommand {
@@ -112,6 +148,7 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<ExitCod
             reason,
             objects_per_second,
             bytes_per_second,
+            scope,
             no_watch,
             client: args,
         } => {
@@ -129,6 +166,7 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<ExitCod
                     objects_per_second,
                 }),
                 request_id: String::new(),
+                scope: Some(scope.request()),
             };
             let run = runs
                 .start_run(authorized(request, &authorization)?)

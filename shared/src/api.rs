@@ -263,6 +263,9 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The wire's timestamp (`google.protobuf.Timestamp`).
+pub use prost_types::Timestamp;
+
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
@@ -274,9 +277,31 @@ pub fn optional_timestamp(at: Option<DateTime<Utc>>) -> Option<prost_types::Time
     at.map(timestamp)
 }
 
+/// A wire timestamp as a time; `field` is named if it is not a valid one.
+pub fn datetime(
+    field: &'static str,
+    at: &prost_types::Timestamp,
+) -> Result<DateTime<Utc>, InvalidArgument> {
+    u32::try_from(at.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(at.seconds, nanos))
+        .ok_or_else(|| InvalidArgument::new(field, "is not a valid time"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_times_round_trip_and_invalid_ones_name_their_field() {
+        let at = DateTime::from_timestamp(1_700_000_000, 123_000).unwrap();
+        assert_eq!(datetime("t", &timestamp(at)), Ok(at));
+        let negative = prost_types::Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        assert_eq!(datetime("t", &negative).unwrap_err().field, "t");
+    }
 
     #[test]
     fn page_sizes_default_cap_and_reject_negatives() {

@@ -32,8 +32,12 @@ async fn every_command_of_the_operator_guide_prints_what_the_guide_says() {
         .unwrap();
     let mut artifacts = app.artifacts(Some(&org_admin)).await;
     for i in 0..6 {
-        let name = format!("contract-{i}.pdf");
-        let metadata = migration::metadata("document", &name);
+        // two contracts among six documents, for the scoped dry run
+        let (purpose, name) = match i {
+            0 | 1 => ("contract", format!("contract-{i}.pdf")),
+            _ => ("document", format!("report-{i}.pdf")),
+        };
+        let metadata = migration::metadata(purpose, &name);
         migration::put(&mut artifacts, metadata, &migration::content(i, 4096))
             .await
             .unwrap();

@@ -16,7 +16,7 @@ use crate::{
 
 const COLUMNS: &str = "id, organization_id, target_binding_id, mode, state, reason, requested_by,
     retry_of, limit_bytes_per_second, limit_objects_per_second, cancel_requested,
-    failure_cause, failure_detail, sources, items_queued, items_running, items_migrated,
+    failure_cause, failure_detail, sources, scope, items_queued, items_running, items_migrated,
     items_skipped, items_failed, bytes_total, bytes_migrated, last_outcome, create_time,
     start_time, end_time, update_time";
 
@@ -25,6 +25,7 @@ fn run(row: &Row) -> Result<Run> {
     let state: &str = row.get("state");
     let cause: Option<&str> = row.get("failure_cause");
     let sources: serde_json::Value = row.get("sources");
+    let scope: serde_json::Value = row.get("scope");
     Ok(Run {
         id: row.get("id"),
         organization_id: row.get("organization_id"),
@@ -39,6 +40,8 @@ fn run(row: &Row) -> Result<Run> {
             bytes_per_second: row.get("limit_bytes_per_second"),
             objects_per_second: row.get("limit_objects_per_second"),
         },
+        scope: serde_json::from_value(scope)
+            .map_err(|e| Error::Corrupt(format!("run scope: {e}")))?,
         counts: Counts {
             queued: row.get("items_queued"),
             running: row.get("items_running"),
@@ -66,12 +69,14 @@ fn seconds(ttl: Duration) -> f64 {
 }
 
 pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
+    let scope =
+        serde_json::to_value(&r.scope).map_err(|e| Error::Internal(format!("run scope: {e}")))?;
     db::execute(
         client,
         "insert into migration.runs (id, organization_id, target_binding_id, mode, state,
                  reason, requested_by, retry_of, limit_bytes_per_second,
-                 limit_objects_per_second, create_time, update_time)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                 limit_objects_per_second, scope, create_time, update_time)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
         &[
             &r.id,
             &r.organization_id,
@@ -83,6 +88,7 @@ pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
             &r.retry_of,
             &r.limit.bytes_per_second,
             &r.limit.objects_per_second,
+            &scope,
             &r.create_time,
         ],
     )

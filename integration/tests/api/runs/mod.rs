@@ -11,6 +11,7 @@ mod faults;
 mod live;
 mod planning;
 mod providers;
+mod scope;
 mod takeover;
 mod watch;
 

@@ -18,7 +18,7 @@ pub use self::{
 use crate::{
     domain::model::{
         bindings::BindingState,
-        runs::{ItemCause, ItemState, RunItem, RunState},
+        runs::{ItemCause, ItemState, Run, RunItem, RunState},
     },
     error::{Error, Result},
 };
@@ -63,14 +63,12 @@ pub struct PlannedPage {
     pub sources: Vec<(Uuid, i64, i64)>,
 }
 
-/// Plans the next page of candidates (the organization's live artifacts not on the
-/// target, after `after` in id order). `record` inserts them as QUEUED items (a live
-/// run); otherwise they are only counted (a dry run).
+/// Plans the next page of `run`'s candidates (the organization's live artifacts in the
+/// run's scope and not on its target, after `after` in id order). `record` inserts them as
+/// QUEUED items (a live run); otherwise they are only counted (a dry run).
 pub async fn plan_page(
     client: &impl GenericClient,
-    run_id: Uuid,
-    org: &str,
-    target: Uuid,
+    run: &Run,
     after: Option<Uuid>,
     limit: i64,
     record: bool,
@@ -79,6 +77,11 @@ pub async fn plan_page(
             select id, binding_id, size_bytes from migration.artifacts
             where organization_id = $1 and delete_time is null and binding_id <> $2
               and ($3::uuid is null or id > $3)
+              and (cardinality($6::text[]) = 0 or purpose = any($6))
+              and not (purpose = any($7::text[]))
+              and (cardinality($8::uuid[]) = 0 or binding_id = any($8))
+              and ($9::timestamptz is null or create_time >= $9)
+              and ($10::timestamptz is null or create_time < $10)
             order by id limit $4)";
     let taken = if record {
         "taken as (
@@ -100,8 +103,23 @@ pub async fn plan_page(
                     from taken group by 1) g on true"
     );
     let statement = client.prepare_cached(&sql).await?;
+    let scope = &run.scope;
     let rows = client
-        .query(&statement, &[&org, &target, &after, &limit, &run_id])
+        .query(
+            &statement,
+            &[
+                &run.organization_id,
+                &run.target_binding_id,
+                &after,
+                &limit,
+                &run.id,
+                &scope.purposes,
+                &scope.excluded_purposes,
+                &scope.source_bindings,
+                &scope.created_after,
+                &scope.created_before,
+            ],
+        )
         .await?;
     let mut planned = PlannedPage::default();
     for row in rows {

@@ -1,5 +1,5 @@
 //! Migration runs and their items as stored and shown: modes, states, the causes of a
-//! skipped or failed item and of a failed run, limits, counts, the plan by source, and
+//! skipped or failed item and of a failed run, limits, scopes, counts, the plan by source, and
 //! the tally a batch of outcomes adds to a run, and a claim of leased items with what
 //! their copies need.
 
@@ -85,6 +85,23 @@ pub struct Limit {
     pub objects_per_second: i64,
 }
 
+/// Which of the organization's artifacts a run covers: every condition set narrows it,
+/// and the empty scope is the whole organization.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Scope {
+    /// Only artifacts of these purposes (every purpose when empty).
+    pub purposes: Vec<String>,
+    /// Never artifacts of these purposes.
+    pub excluded_purposes: Vec<String>,
+    /// Only artifacts on these source bindings (every binding when empty).
+    pub source_bindings: Vec<Uuid>,
+    /// Only artifacts created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only artifacts created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
 /// Items of a run by state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -114,6 +131,7 @@ pub struct Run {
     pub requested_by: String,
     pub retry_of: Option<Uuid>,
     pub limit: Limit,
+    pub scope: Scope,
     pub counts: Counts,
     pub bytes_total: i64,
     pub bytes_migrated: i64,
@@ -223,6 +241,7 @@ impl Run {
             requested_by: requested_by.to_owned(),
             retry_of,
             limit,
+            scope: Scope::default(),
             counts: Counts::default(),
             bytes_total: 0,
             bytes_migrated: 0,

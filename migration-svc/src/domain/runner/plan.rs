@@ -71,16 +71,8 @@ impl Runner {
         let mut cursor = db::runs::plan_cursor(&client, run.id).await?;
         loop {
             let tx = client.transaction().await?;
-            let page = db::items::plan_page(
-                &tx,
-                run.id,
-                &run.organization_id,
-                run.target_binding_id,
-                cursor,
-                self.config.plan_page.max(1),
-                live,
-            )
-            .await?;
+            let page =
+                db::items::plan_page(&tx, run, cursor, self.config.plan_page.max(1), live).await?;
             let Some(last) = page.last else {
                 return Ok(true);
             };

@@ -23,7 +23,7 @@ use super::{
     IDEMPOTENCY, Page, evidence,
     model::{
         evidence::AuditEntry,
-        runs::{ItemState, Limit, Mode, RunState},
+        runs::{ItemState, Limit, Mode, RunState, Scope},
     },
 };
 use crate::{
@@ -37,6 +37,7 @@ pub struct StartRun {
     pub mode: Mode,
     pub reason: String,
     pub limit: Limit,
+    pub scope: Scope,
     #[serde(skip)]
     pub request_id: RequestId,
 }
@@ -99,6 +100,7 @@ impl Runs {
             command.mode,
             &command.reason,
             command.limit,
+            command.scope.clone(),
             None,
         );
         insert_open(&tx, &run).await?;
@@ -109,7 +111,7 @@ impl Runs {
                 .binding(run.target_binding_id)
                 .mode(run.mode)
                 .reason(&run.reason)
-                .detail(json!({ "limit": run.limit })),
+                .detail(json!({ "limit": run.limit, "scope": run.scope })),
         )
         .await?;
         IDEMPOTENCY
@@ -191,6 +193,7 @@ impl Runs {
             failed.mode,
             &reason,
             failed.limit,
+            failed.scope.clone(),
             Some(failed.id),
         );
         insert_open(&tx, &run).await?;
@@ -302,10 +305,14 @@ fn new_run(
     mode: Mode,
     reason: &str,
     limit: Limit,
+    scope: Scope,
     retry_of: Option<Uuid>,
 ) -> Run {
     let (org, subject) = (&caller.organization, &caller.subject);
-    Run::queued(org, subject, target, mode, reason, limit, retry_of)
+    Run {
+        scope,
+        ..Run::queued(org, subject, target, mode, reason, limit, retry_of)
+    }
 }
 
 #[cfg(test)]
@@ -325,6 +332,7 @@ mod tests {
             Mode::Live,
             "why",
             Limit::default(),
+            Scope::default(),
             None,
         );
         run.state = state;
