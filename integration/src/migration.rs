@@ -283,6 +283,8 @@ pub fn start_request(target: &str, mode: pb::MigrationMode) -> pb::StartRunReque
         limit: None,
         request_id: String::new(),
         scope: None,
+        from_dry_run_id: String::new(),
+        accept_drift: false,
     }
 }
 

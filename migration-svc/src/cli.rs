@@ -167,6 +167,8 @@ pub async fn run(config: &Config, command: RunCommand) -> anyhow::Result<ExitCod
                 }),
                 request_id: String::new(),
                 scope: Some(scope.request()),
+                from_dry_run_id: String::new(),
+                accept_drift: false,
             };
             let run = runs
                 .start_run(authorized(request, &authorization)?)

@@ -160,6 +160,27 @@ fn digest_of(context: Context) -> [u8; 32] {
     out
 }
 
+/// SHA-256 of small records given one at a time (a plan's rows), hashed where they are
+/// given; object bytes go through [`Sha256Pipe`].
+pub struct RecordDigest(Context);
+
+impl Default for RecordDigest {
+    fn default() -> Self {
+        Self(Context::new(&SHA256))
+    }
+}
+
+impl RecordDigest {
+    pub fn add(&mut self, record: &[u8]) {
+        self.0.update(record);
+    }
+
+    /// The digest, in lowercase hex.
+    pub fn finish_hex(self) -> String {
+        hex::encode(digest_of(self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

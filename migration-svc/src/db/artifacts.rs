@@ -4,10 +4,13 @@
 //! happens at most once.)
 
 use stowage_shared::db::{self, GenericClient};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, types::ToSql};
 use uuid::Uuid;
 
-use crate::{domain::model::artifacts::Artifact, error::Result};
+use crate::{
+    domain::model::{artifacts::Artifact, runs::Scope},
+    error::Result,
+};
 
 pub(super) const COLUMNS: &str = "id, organization_id, binding_id, object_key, name, purpose,
     content_type, size_bytes, sha256, stored_bytes, kek_id, create_time, update_time,
@@ -19,6 +22,32 @@ fn artifact(row: &Row) -> Artifact {
 
 /// The artifact in the columns of [`COLUMNS`] from column `first` on (a wider row, as a
 /// claim returns).
+/// The conditions an artifact (columns unqualified) meets to be in a run's scope, with the
+/// scope's five values as parameters `$first` to `$first + 4`, as [`scope_params`] gives
+/// them.
+pub(super) fn in_scope(first: usize) -> String {
+    let [purposes, excluded, bindings, after, before] =
+        [first, first + 1, first + 2, first + 3, first + 4];
+    format!(
+        "(cardinality(${purposes}::text[]) = 0 or purpose = any(${purposes}))
+         and not (purpose = any(${excluded}::text[]))
+         and (cardinality(${bindings}::uuid[]) = 0 or binding_id = any(${bindings}))
+         and (${after}::timestamptz is null or create_time >= ${after})
+         and (${before}::timestamptz is null or create_time < ${before})"
+    )
+}
+
+/// The parameters of [`in_scope`], in its order.
+pub(super) fn scope_params(scope: &Scope) -> [&(dyn ToSql + Sync); 5] {
+    [
+        &scope.purposes,
+        &scope.excluded_purposes,
+        &scope.source_bindings,
+        &scope.created_after,
+        &scope.created_before,
+    ]
+}
+
 pub(super) fn artifact_at(row: &Row, first: usize) -> Artifact {
     let at = |n: usize| first + n;
     Artifact {

@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod evidence;
 pub mod items;
 pub mod organizations;
+pub mod plans;
 pub mod runs;
 
 use stowage_shared::{

@@ -16,7 +16,7 @@ use crate::{
 
 const COLUMNS: &str = "id, organization_id, target_binding_id, mode, state, reason, requested_by,
     retry_of, limit_bytes_per_second, limit_objects_per_second, cancel_requested,
-    failure_cause, failure_detail, sources, scope, items_queued, items_running, items_migrated,
+    failure_cause, failure_detail, sources, scope, plan_digest, from_dry_run, items_queued, items_running, items_migrated,
     items_skipped, items_failed, bytes_total, bytes_migrated, last_outcome, create_time,
     start_time, end_time, update_time";
 
@@ -42,6 +42,8 @@ fn run(row: &Row) -> Result<Run> {
         },
         scope: serde_json::from_value(scope)
             .map_err(|e| Error::Corrupt(format!("run scope: {e}")))?,
+        plan_digest: row.get("plan_digest"),
+        from_dry_run: row.get("from_dry_run"),
         counts: Counts {
             queued: row.get("items_queued"),
             running: row.get("items_running"),
@@ -75,8 +77,8 @@ pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
         client,
         "insert into migration.runs (id, organization_id, target_binding_id, mode, state,
                  reason, requested_by, retry_of, limit_bytes_per_second,
-                 limit_objects_per_second, scope, create_time, update_time)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                 limit_objects_per_second, scope, from_dry_run, create_time, update_time)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
         &[
             &r.id,
             &r.organization_id,
@@ -89,6 +91,7 @@ pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
             &r.limit.bytes_per_second,
             &r.limit.objects_per_second,
             &scope,
+            &r.from_dry_run,
             &r.create_time,
         ],
     )

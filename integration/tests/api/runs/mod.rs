@@ -10,6 +10,7 @@ mod fair;
 mod faults;
 mod live;
 mod planning;
+mod plans;
 mod providers;
 mod scope;
 mod takeover;

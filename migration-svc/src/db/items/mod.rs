@@ -8,13 +8,14 @@ mod record;
 use std::time::Duration;
 
 use stowage_shared::db::{self, GenericClient};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, types::ToSql};
 use uuid::Uuid;
 
 pub use self::{
     claim::claim,
     record::{Ending, Finished, Recording, record},
 };
+use super::artifacts;
 use crate::{
     domain::model::{
         bindings::BindingState,
@@ -65,7 +66,8 @@ pub struct PlannedPage {
 
 /// Plans the next page of `run`'s candidates (the organization's live artifacts in the
 /// run's scope and not on its target, after `after` in id order). `record` inserts them as
-/// QUEUED items (a live run); otherwise they are only counted (a dry run).
+/// QUEUED items (a live run); otherwise into the dry run's plan (`migration.run_plans`),
+/// which a live run can execute.
 pub async fn plan_page(
     client: &impl GenericClient,
     run: &Run,
@@ -73,16 +75,14 @@ pub async fn plan_page(
     limit: i64,
     record: bool,
 ) -> Result<PlannedPage> {
-    let page = "page as (
-            select id, binding_id, size_bytes from migration.artifacts
+    let page = format!(
+        "page as (
+            select id, binding_id, size_bytes, sha256 from migration.artifacts
             where organization_id = $1 and delete_time is null and binding_id <> $2
-              and ($3::uuid is null or id > $3)
-              and (cardinality($6::text[]) = 0 or purpose = any($6))
-              and not (purpose = any($7::text[]))
-              and (cardinality($8::uuid[]) = 0 or binding_id = any($8))
-              and ($9::timestamptz is null or create_time >= $9)
-              and ($10::timestamptz is null or create_time < $10)
-            order by id limit $4)";
+              and ($3::uuid is null or id > $3) and {}
+            order by id limit $4)",
+        artifacts::in_scope(6)
+    );
     let taken = if record {
         "taken as (
             insert into migration.run_items
@@ -91,8 +91,11 @@ pub async fn plan_page(
             on conflict do nothing
             returning source_binding_id, size_bytes)"
     } else {
-        "taken as (select binding_id as source_binding_id, size_bytes from page
-                   where $5::uuid is not null)"
+        "taken as (
+            insert into migration.run_plans (run_id, artifact_id, binding_id, size_bytes, sha256)
+            select $5, id, binding_id, size_bytes, sha256 from page
+            on conflict do nothing
+            returning binding_id as source_binding_id, size_bytes)"
     };
     let sql = format!(
         "with {page}, {taken}
@@ -103,24 +106,15 @@ pub async fn plan_page(
                     from taken group by 1) g on true"
     );
     let statement = client.prepare_cached(&sql).await?;
-    let scope = &run.scope;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &run.organization_id,
-                &run.target_binding_id,
-                &after,
-                &limit,
-                &run.id,
-                &scope.purposes,
-                &scope.excluded_purposes,
-                &scope.source_bindings,
-                &scope.created_after,
-                &scope.created_before,
-            ],
-        )
-        .await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &run.organization_id,
+        &run.target_binding_id,
+        &after,
+        &limit,
+        &run.id,
+    ];
+    params.extend(artifacts::scope_params(&run.scope));
+    let rows = client.query(&statement, &params).await?;
     let mut planned = PlannedPage::default();
     for row in rows {
         planned.last = row.get(0);

@@ -102,6 +102,44 @@ pub struct Scope {
     pub created_before: Option<DateTime<Utc>>,
 }
 
+/// How a dry run's candidates changed since it planned: artifacts added to them, removed
+/// from them (deleted, moved to the target, out of scope now) and changed (another source
+/// binding, size or content), each counted, with the first ids of each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drift {
+    pub added: i64,
+    pub removed: i64,
+    pub changed: i64,
+    pub added_ids: Vec<Uuid>,
+    pub removed_ids: Vec<Uuid>,
+    pub changed_ids: Vec<Uuid>,
+}
+
+impl Drift {
+    pub fn is_empty(&self) -> bool {
+        self.added == 0 && self.removed == 0 && self.changed == 0
+    }
+
+    /// The drift report, as a caller reads it.
+    pub fn describe(&self) -> String {
+        let kinds = [
+            ("added", self.added, &self.added_ids),
+            ("removed", self.removed, &self.removed_ids),
+            ("changed", self.changed, &self.changed_ids),
+        ];
+        let parts: Vec<String> = kinds
+            .iter()
+            .filter(|(_, n, _)| *n > 0)
+            .map(|(kind, n, ids)| {
+                let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+                let more = if *n > ids.len() as i64 { ", …" } else { "" };
+                format!("{n} {kind} ({}{more})", ids.join(", "))
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
 /// Items of a run by state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -132,6 +170,11 @@ pub struct Run {
     pub retry_of: Option<Uuid>,
     pub limit: Limit,
     pub scope: Scope,
+    /// A dry run's plan digest, once planned: SHA-256 of its target, scope and every
+    /// planned artifact (id, source binding, size, content digest) in id order.
+    pub plan_digest: Option<String>,
+    /// The dry run whose plan this live run executes.
+    pub from_dry_run: Option<Uuid>,
     pub counts: Counts,
     pub bytes_total: i64,
     pub bytes_migrated: i64,
@@ -242,6 +285,8 @@ impl Run {
             retry_of,
             limit,
             scope: Scope::default(),
+            plan_digest: None,
+            from_dry_run: None,
             counts: Counts::default(),
             bytes_total: 0,
             bytes_migrated: 0,
@@ -279,6 +324,24 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drift_report_counts_each_kind_and_names_its_first_ids() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert!(Drift::default().is_empty());
+        let drift = Drift {
+            added: 1,
+            added_ids: vec![a],
+            changed: 3,
+            changed_ids: vec![b],
+            ..Drift::default()
+        };
+        assert!(!drift.is_empty());
+        assert_eq!(
+            drift.describe(),
+            format!("1 added ({a}); 3 changed ({b}, …)")
+        );
+    }
 
     #[test]
     fn a_tally_counts_each_ended_state_and_only_migrated_bytes_move() {

@@ -1,9 +1,12 @@
 //! Planning: a queued run is claimed under a lease, its target checked, and the
-//! organization's live artifacts not on the target walked in keyset pages, each page one
-//! transaction that records its items (live) or only counts them (dry run).
+//! organization's live artifacts in its scope and not on the target walked in keyset
+//! pages, each page one transaction that records its items (live) or its plan (dry run);
+//! a dry run's plan then gets its digest.
 
 use std::collections::BTreeMap;
 
+use futures::TryStreamExt;
+use stowage_shared::digest::RecordDigest;
 use uuid::Uuid;
 
 use super::{Runner, ensure_target_active};
@@ -47,6 +50,9 @@ impl Runner {
         }
         match run.mode {
             Mode::DryRun => {
+                let digest = self.plan_digest(&run).await?;
+                let client = self.pool.get().await?;
+                db::plans::set_digest(&client, run.id, &digest).await?;
                 self.end(&run, Ending::Completed).await?;
             }
             Mode::Live => {
@@ -101,6 +107,40 @@ impl Runner {
             cursor = Some(last);
         }
     }
+}
+
+impl Runner {
+    /// The digest of a dry run's plan (see [`plan_digest`]), read back in id order.
+    async fn plan_digest(&self, run: &Run) -> Result<String> {
+        let client = self.pool.get().await?;
+        let rows = db::plans::rows(&client, run.id).await?;
+        let mut rows = std::pin::pin!(rows);
+        let mut digest = plan_digest(run);
+        while let Some(planned) = rows.try_next().await? {
+            digest.add(&planned_record(&planned));
+        }
+        Ok(digest.finish_hex())
+    }
+}
+
+/// A plan's digest before its rows: what is planned for where (target and scope), so two
+/// plans of the same artifacts for different targets or scopes differ.
+fn plan_digest(run: &Run) -> RecordDigest {
+    let mut digest = RecordDigest::default();
+    let scope = serde_json::to_string(&run.scope).unwrap_or_default();
+    digest.add(
+        format!(
+            "stowage plan v1\ntarget {}\nscope {scope}\n",
+            run.target_binding_id
+        )
+        .as_bytes(),
+    );
+    digest
+}
+
+/// One planned artifact as its digest takes it.
+fn planned_record((artifact, binding, size, sha256): &db::plans::Planned) -> Vec<u8> {
+    format!("{artifact} {binding} {size} {sha256}\n").into_bytes()
 }
 
 /// Adds a page's `(binding, artifacts, bytes)` to the plan; returns the page's totals.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
-use stowage_shared::db::RowLock;
+use stowage_shared::db::{GenericClient, RowLock};
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
@@ -38,6 +38,10 @@ pub struct StartRun {
     pub reason: String,
     pub limit: Limit,
     pub scope: Scope,
+    /// The dry run whose plan a live run executes (its scope is the run's).
+    pub from_dry_run: Option<Uuid>,
+    /// Execute that plan even if the candidates drifted from it.
+    pub accept_drift: bool,
     #[serde(skip)]
     pub request_id: RequestId,
 }
@@ -94,15 +98,20 @@ impl Runs {
         db::bindings::get(&tx, org, command.target)
             .await?
             .ok_or_else(|| Error::NotFound(format!("binding {}", command.target)))?;
-        let run = new_run(
+        let scope = match command.from_dry_run {
+            Some(dry_run) => executable_plan(&tx, org, dry_run, &command).await?,
+            None => command.scope.clone(),
+        };
+        let mut run = new_run(
             caller,
             command.target,
             command.mode,
             &command.reason,
             command.limit,
-            command.scope.clone(),
+            scope,
             None,
         );
+        run.from_dry_run = command.from_dry_run;
         insert_open(&tx, &run).await?;
         evidence::audit(
             &tx,
@@ -111,7 +120,12 @@ impl Runs {
                 .binding(run.target_binding_id)
                 .mode(run.mode)
                 .reason(&run.reason)
-                .detail(json!({ "limit": run.limit, "scope": run.scope })),
+                .detail(json!({
+                    "limit": run.limit,
+                    "scope": run.scope,
+                    "from_dry_run": run.from_dry_run,
+                    "accept_drift": command.accept_drift,
+                })),
         )
         .await?;
         IDEMPOTENCY
@@ -299,6 +313,57 @@ async fn insert_open(client: &impl stowage_shared::db::GenericClient, run: &Run)
 }
 
 /// A new queued run requested by `caller`.
+/// Drift ids a refused StartRun names, of each kind.
+const DRIFT_SHOWN: i64 = 10;
+
+/// The scope of dry run `id`, which a live run is to execute: only if it is a completed
+/// dry run for the same target with a plan, and its plan still holds (the candidates did
+/// not drift from it) or the caller accepts the drift.
+async fn executable_plan(
+    tx: &impl GenericClient,
+    org: &str,
+    id: Uuid,
+    command: &StartRun,
+) -> Result<Scope> {
+    let dry = db::runs::RUNS
+        .get(tx, Some(org), id, RowLock::No)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+    executable(&dry, command.target)?;
+    let drift = db::plans::drift(tx, &dry, DRIFT_SHOWN).await?;
+    if !drift.is_empty() && !command.accept_drift {
+        return Err(Error::FailedPrecondition(format!(
+            "the candidates drifted from the plan of dry run {id}: {}; start a new dry run, or \
+             set accept_drift to execute the plan as the candidates are now",
+            drift.describe()
+        )));
+    }
+    Ok(dry.scope)
+}
+
+/// Whether `dry` has a plan a live run to `target` can execute.
+fn executable(dry: &Run, target: Uuid) -> Result<()> {
+    let id = dry.id;
+    if dry.mode != Mode::DryRun {
+        return Err(Error::FailedPrecondition(format!(
+            "run {id} is a live run: only a dry run's plan is executed"
+        )));
+    }
+    if dry.state != RunState::Completed || dry.plan_digest.is_none() {
+        return Err(Error::FailedPrecondition(format!(
+            "dry run {id} is {} without a plan: only a completed dry run has one",
+            dry.state.as_str()
+        )));
+    }
+    if dry.target_binding_id != target {
+        return Err(Error::FailedPrecondition(format!(
+            "dry run {id} planned for binding {}, not {target}",
+            dry.target_binding_id
+        )));
+    }
+    Ok(())
+}
+
 fn new_run(
     caller: &Principal,
     target: Uuid,
@@ -337,6 +402,34 @@ mod tests {
         );
         run.state = state;
         run
+    }
+
+    #[test]
+    fn only_a_completed_dry_run_with_a_plan_for_the_same_target_is_executable() {
+        let mut dry = run(RunState::Completed);
+        dry.mode = Mode::DryRun;
+        dry.plan_digest = Some("d".repeat(64));
+        assert!(executable(&dry, dry.target_binding_id).is_ok());
+        let refused = |dry: &Run, target| match executable(dry, target) {
+            Err(Error::FailedPrecondition(message)) => message,
+            other => panic!("not refused: {other:?}"),
+        };
+        assert!(refused(&dry, Uuid::from_u128(9)).contains("planned for binding"));
+        let live = Run {
+            mode: Mode::Live,
+            ..dry.clone()
+        };
+        assert!(refused(&live, dry.target_binding_id).contains("is a live run"));
+        let running = Run {
+            state: RunState::Running,
+            ..dry.clone()
+        };
+        assert!(refused(&running, dry.target_binding_id).contains("without a plan"));
+        let unplanned = Run {
+            plan_digest: None,
+            ..dry.clone()
+        };
+        assert!(refused(&unplanned, dry.target_binding_id).contains("without a plan"));
     }
 
     #[test]

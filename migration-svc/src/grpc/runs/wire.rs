@@ -6,7 +6,7 @@ use stowage_shared::api::{self, InvalidArgument, RequestId};
 
 use uuid::Uuid;
 
-use super::super::{optional_uuid, parse_id, required_text};
+use super::super::{optional_uuid, parse_id, parse_optional_id, required_text};
 use crate::domain::{
     model::runs::{
         Counts, FailureCause, ItemCause, ItemState, Limit, Mode, Run, RunItem, RunState, Scope,
@@ -31,6 +31,13 @@ impl TryFrom<pb::StartRunRequest> for StartRun {
             }
             Err(_) => return Err(InvalidArgument::new("mode", "unknown migration mode")),
         };
+        let from_dry_run = parse_optional_id("from_dry_run_id", &r.from_dry_run_id)?;
+        executes_a_plan(
+            mode,
+            from_dry_run.is_some(),
+            r.scope.as_ref(),
+            r.accept_drift,
+        )?;
         let limit = r.limit.unwrap_or_default();
         if limit.bytes_per_second < 0 || limit.objects_per_second < 0 {
             return Err(InvalidArgument::new(
@@ -51,9 +58,43 @@ impl TryFrom<pb::StartRunRequest> for StartRun {
                 .map(Scope::try_from)
                 .transpose()?
                 .unwrap_or_default(),
+            from_dry_run,
+            accept_drift: r.accept_drift,
             request_id: RequestId::parse(&r.request_id)?,
         })
     }
+}
+
+/// A live run that executes a dry run's plan takes the dry run's scope; nothing else
+/// executes a plan or accepts its drift.
+fn executes_a_plan(
+    mode: Mode,
+    from_dry_run: bool,
+    scope: Option<&pb::RunScope>,
+    accept_drift: bool,
+) -> Result<(), InvalidArgument> {
+    if !from_dry_run {
+        return match accept_drift {
+            true => Err(InvalidArgument::new(
+                "accept_drift",
+                "only with from_dry_run_id (the plan whose drift is accepted)",
+            )),
+            false => Ok(()),
+        };
+    }
+    if mode != Mode::Live {
+        return Err(InvalidArgument::new(
+            "from_dry_run_id",
+            "only a live run executes a dry run's plan",
+        ));
+    }
+    if scope.is_some_and(|s| *s != pb::RunScope::default()) {
+        return Err(InvalidArgument::new(
+            "scope",
+            "comes from the dry run named in from_dry_run_id; leave it unset",
+        ));
+    }
+    Ok(())
 }
 
 /// Longest purpose a scope names (as long as an artifact's may be).
@@ -257,6 +298,8 @@ impl From<Run> for pb::Run {
             end_time: api::optional_timestamp(r.end_time),
             update_time: Some(api::timestamp(r.update_time)),
             scope: Some(r.scope.into()),
+            plan_digest: r.plan_digest.unwrap_or_default(),
+            from_dry_run_id: optional_uuid(r.from_dry_run),
         }
     }
 }
@@ -306,6 +349,8 @@ mod tests {
             limit: None,
             request_id: "r-1".into(),
             scope: None,
+            from_dry_run_id: String::new(),
+            accept_drift: false,
         }
     }
 
