@@ -97,6 +97,23 @@ async fn rows_past_their_age_are_pruned_and_younger_ones_kept() {
     let evidence_before = count(&db, "select count(*) from migration.audit_log").await;
     assert!(evidence_before >= 2);
 
+    // Both runs hold a plan (as dry runs keep theirs) of the six artifacts.
+    let plans_of = |run: &pb::Run| {
+        format!(
+            "select count(*) from migration.run_plans where run_id = '{}'",
+            run.id
+        )
+    };
+    for run in [&old, &new] {
+        db.batch_execute(&format!(
+            "insert into migration.run_plans
+                 select '{}', id, binding_id, size_bytes, sha256 from migration.artifacts",
+            run.id
+        ))
+        .await
+        .unwrap();
+    }
+
     // The old run ended, asked and was audited two hours ago.
     db.batch_execute(&format!(
         "update migration.runs set end_time = now() - interval '2 hours' where id = '{id}';
@@ -117,6 +134,7 @@ async fn rows_past_their_age_are_pruned_and_younger_ones_kept() {
     .unwrap();
 
     until_count(&db, &items_of(&old), 0).await;
+    until_count(&db, &plans_of(&old), 0).await;
     until_count(
         &db,
         "select count(*) from migration.request_log where request_id = 'r-old'",
@@ -142,6 +160,7 @@ async fn rows_past_their_age_are_pruned_and_younger_ones_kept() {
 
     // What is younger stays: the newer run's items, request and evidence, and both runs.
     assert_eq!(count(&db, &items_of(&new)).await, 6);
+    assert_eq!(count(&db, &plans_of(&new)).await, 6);
     let kept = [
         "select count(*) from migration.request_log where request_id = 'r-new'",
         "select count(*) from archive.request_log where request_id = 'a-new'",

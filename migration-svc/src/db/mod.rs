@@ -24,9 +24,9 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
-/// What the pruner deletes, and when: idempotency records by age, the items of runs that
-/// ended long enough ago (the run row, its counts and its evidence stay), and evidence
-/// last.
+/// What the pruner deletes, and when: idempotency records by age, the items and the plans
+/// of runs that ended long enough ago (the run row, its counts, its plan digest and its
+/// evidence stay), and evidence last.
 pub fn retention_rules(keep: &RetentionConfig) -> Vec<Rule> {
     let evidence = |table| Rule::older_than(table, "at", keep.evidence);
     vec![
@@ -37,6 +37,16 @@ pub fn retention_rules(keep: &RetentionConfig) -> Vec<Rule> {
             delete: "delete from migration.run_items where ctid in (
                          select i.ctid from migration.runs r
                          join migration.run_items i on i.run_id = r.id
+                         where r.end_time < now() - make_interval(secs => $1)
+                         limit $2)"
+                .into(),
+        },
+        Rule {
+            name: "migration.run_plans",
+            keep: keep.run_items,
+            delete: "delete from migration.run_plans where ctid in (
+                         select p.ctid from migration.runs r
+                         join migration.run_plans p on p.run_id = r.id
                          where r.end_time < now() - make_interval(secs => $1)
                          limit $2)"
                 .into(),
