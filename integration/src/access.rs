@@ -243,6 +243,11 @@ pub const TABLE: &[Access] = &[
         Resource,
     ),
     row(
+        "/stowage.migration.v1.ArtifactService/VerifyArtifacts",
+        OrgAdmin,
+        Own,
+    ),
+    row(
         "/stowage.migration.v1.MigrationService/StartRun",
         OrgAdmin,
         Resource,

@@ -19,6 +19,7 @@ pub const RUNS: &str = "migration_runs";
 pub const RUN_ITEMS: &str = "migration_unfinished_run_items";
 pub const WATCHERS: &str = "migration_watch_streams";
 pub const WATCH_FEEDS: &str = "migration_watch_feeds";
+pub const VERIFIED: &str = "migration_verified_artifacts_total";
 
 /// How often the state gauges are read from the database.
 pub const CENSUS_PERIOD: Duration = Duration::from_secs(5);
@@ -77,6 +78,11 @@ pub fn catalog() -> Vec<Metric> {
         )
         .per("state", ItemState::ALL.iter().map(|s| s.as_str())),
         Metric::gauge(WATCHERS, "WatchRun streams open on this replica"),
+        Metric::counter(
+            VERIFIED,
+            "Artifacts an integrity sweep (VerifyArtifacts) checked, by result",
+        )
+        .per("result", ["ok", "missing", "corrupt", "unverifiable"]),
         Metric::gauge(
             WATCH_FEEDS,
             "Runs this replica polls for its WatchRun streams (one poller a run, however many streams)",

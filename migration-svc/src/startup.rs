@@ -20,7 +20,7 @@ use crate::{
     db,
     domain::{
         artifacts::Artifacts, bindings::Bindings, evidence::Evidence, runner::Runner, runs::Runs,
-        stores::Stores, uploads::UploadSweeper, watch::Watcher,
+        stores::Stores, uploads::UploadSweeper, verify::Verifier, watch::Watcher,
     },
     grpc::{
         artifacts::ArtifactApi, bindings::BindingApi, evidence::EvidenceApi, runs::MigrationApi,
@@ -58,7 +58,7 @@ impl ServiceBinary for App {
             authenticate.clone(),
         ));
         grpc.add_service(ArtifactServiceServer::with_interceptor(
-            ArtifactApi::new(artifacts),
+            ArtifactApi::new(artifacts, Verifier::new(pool.clone(), stores.clone())),
             authenticate.clone(),
         ));
         grpc.add_service(MigrationServiceServer::with_interceptor(

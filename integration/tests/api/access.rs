@@ -217,6 +217,7 @@ impl Fixture {
                 id: s.artifact.clone(),
             }
             .encode_to_vec()),
+            "VerifyArtifacts" => stream(pb::VerifyArtifactsRequest::default().encode_to_vec()),
             "StartRun" => one(pb::StartRunRequest {
                 request_id,
                 ..m::start_request(&self.active, pb::MigrationMode::DryRun)

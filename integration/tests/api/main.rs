@@ -26,3 +26,4 @@ mod shutdown;
 mod tls;
 mod traces;
 mod validation;
+mod verify;

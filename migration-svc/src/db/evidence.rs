@@ -56,8 +56,8 @@ pub async fn record_security_event(
     client: &impl GenericClient,
     organization: &str,
     kind: &str,
-    run_id: Uuid,
-    binding_id: Uuid,
+    run_id: Option<Uuid>,
+    binding_id: Option<Uuid>,
     detail: &serde_json::Value,
 ) -> Result<()> {
     db::execute(

@@ -1,6 +1,6 @@
 //! The behaviour of migration-svc, free of wire types: bindings, artifacts, migration runs
-//! (their API, the runner that plans and copies, and watching them) and the evidence they
-//! leave.
+//! (their API, the runner that plans and copies, and watching them), integrity sweeps, and
+//! the evidence they leave.
 
 pub mod artifacts;
 pub mod bindings;
@@ -12,6 +12,7 @@ pub mod runner;
 pub mod runs;
 pub mod stores;
 pub mod uploads;
+pub mod verify;
 pub mod watch;
 
 /// Where this service's idempotent mutations keep their request ids.

@@ -165,8 +165,8 @@ async fn record_failed_closed(tx: &impl GenericClient, run: &Run, failure: &Fail
         tx,
         &run.organization_id,
         MIGRATION_FAILED_CLOSED,
-        run.id,
-        run.target_binding_id,
+        Some(run.id),
+        Some(run.target_binding_id),
         &security,
     )
     .await

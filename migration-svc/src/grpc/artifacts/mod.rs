@@ -1,5 +1,7 @@
 //! `stowage.migration.v1.ArtifactService`.
 
+mod verify;
+
 use std::{
     pin::Pin,
     sync::{Arc, Mutex},
@@ -21,20 +23,26 @@ use super::{optional_text, parse_id, parse_optional_id, required_text};
 use crate::domain::{
     artifacts::{Artifacts, ListArtifacts, NewArtifact},
     model::artifacts::Artifact,
+    verify::{Verifier, VerifyArtifacts},
 };
 
 #[derive(Debug, Clone)]
 pub struct ArtifactApi {
     artifacts: Artifacts,
+    verifier: Verifier,
 }
 
 impl ArtifactApi {
-    pub fn new(artifacts: Artifacts) -> Self {
-        Self { artifacts }
+    pub fn new(artifacts: Artifacts, verifier: Verifier) -> Self {
+        Self {
+            artifacts,
+            verifier,
+        }
     }
 }
 
 type ArtifactStream = Pin<Box<dyn Stream<Item = Result<pb::GetArtifactResponse, Status>> + Send>>;
+type VerifyStream = Pin<Box<dyn Stream<Item = Result<pb::VerifyArtifactsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ArtifactService for ArtifactApi {
@@ -132,6 +140,22 @@ impl ArtifactService for ArtifactApi {
             artifacts: page.items.into_iter().map(Into::into).collect(),
             next_page_token: page.next.map(|id| api::page_token(&id)).unwrap_or_default(),
         }))
+    }
+
+    type VerifyArtifactsStream = VerifyStream;
+
+    async fn verify_artifacts(
+        &self,
+        request: Request<pb::VerifyArtifactsRequest>,
+    ) -> Result<Response<Self::VerifyArtifactsStream>, Status> {
+        let caller = auth::principal(&request)?;
+        let command = VerifyArtifacts::try_from(request.into_inner())?;
+        let reports = self
+            .verifier
+            .verify(&caller, command)?
+            .map_err(Status::from)
+            .map_ok(pb::VerifyArtifactsResponse::from);
+        Ok(Response::new(Box::pin(reports)))
     }
 
     async fn delete_artifact(
