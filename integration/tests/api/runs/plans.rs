@@ -143,12 +143,7 @@ async fn a_plan_the_candidates_drifted_from_is_refused_with_the_drift_unless_acc
     );
     assert!(!message.contains("changed"), "{message}");
 
-    let accepted = runs
-        .start_run(from(&target.id, &dry.id, true))
-        .await
-        .unwrap()
-        .into_inner();
-    let accepted = migration::wait_for_end(&mut runs, &accepted.id, WAIT)
+    let accepted = migration::run_to_end(&mut runs, from(&target.id, &dry.id, true), WAIT)
         .await
         .unwrap();
     assert_eq!(

@@ -84,18 +84,13 @@ async fn a_run_scoped_by_purpose_and_source_binding_moves_only_its_scope() {
         purposes: vec!["invoice".into()],
         ..scope.clone()
     };
-    let dry = runs
-        .start_run(scoped(
-            &target.id,
-            pb::MigrationMode::DryRun,
-            narrower.clone(),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let dry = migration::wait_for_end(&mut runs, &dry.id, WAIT)
-        .await
-        .unwrap();
+    let dry = migration::run_to_end(
+        &mut runs,
+        scoped(&target.id, pb::MigrationMode::DryRun, narrower.clone()),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(dry.state(), pb::RunState::Completed);
     assert_eq!(
         dry.scope.as_ref(),
@@ -106,37 +101,34 @@ async fn a_run_scoped_by_purpose_and_source_binding_moves_only_its_scope() {
     assert_eq!(planned, 2, "{:?}", dry.sources);
     assert_eq!(dry.bytes_total, 600);
 
-    let live = runs
-        .start_run(scoped(&target.id, pb::MigrationMode::Live, narrower))
-        .await
-        .unwrap()
-        .into_inner();
-    let live = migration::wait_for_end(&mut runs, &live.id, WAIT)
-        .await
-        .unwrap();
+    let live = migration::run_to_end(
+        &mut runs,
+        scoped(&target.id, pb::MigrationMode::Live, narrower),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(live.state(), pb::RunState::Completed);
     assert_eq!(live.items.unwrap().migrated, 2);
     let moved: BTreeSet<String> = on_a[..2].iter().cloned().collect();
     assert_eq!(on_binding(&app, &token, &target.id).await, moved);
 
     // the same scope with contracts too moves a's contract only; an empty scope the rest
-    let contracts = runs
-        .start_run(scoped(&target.id, pb::MigrationMode::Live, scope))
-        .await
-        .unwrap()
-        .into_inner();
-    let contracts = migration::wait_for_end(&mut runs, &contracts.id, WAIT)
-        .await
-        .unwrap();
+    let contracts = migration::run_to_end(
+        &mut runs,
+        scoped(&target.id, pb::MigrationMode::Live, scope),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(contracts.items.unwrap().migrated, 1);
-    let rest = runs
-        .start_run(start_request(&target.id, pb::MigrationMode::Live))
-        .await
-        .unwrap()
-        .into_inner();
-    let rest = migration::wait_for_end(&mut runs, &rest.id, WAIT)
-        .await
-        .unwrap();
+    let rest = migration::run_to_end(
+        &mut runs,
+        start_request(&target.id, pb::MigrationMode::Live),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(rest.items.unwrap().migrated, 3, "a's log and b's two");
     assert_eq!(rest.scope.unwrap_or_default(), pb::RunScope::default());
     let everything: BTreeSet<String> = on_a.iter().chain(&on_b).cloned().collect();
@@ -164,14 +156,13 @@ async fn a_run_scoped_by_creation_time_moves_only_what_was_created_in_its_window
         created_before: Some(api::timestamp(cut)),
         ..Default::default()
     };
-    let run = runs
-        .start_run(scoped(&target.id, pb::MigrationMode::Live, before))
-        .await
-        .unwrap()
-        .into_inner();
-    let run = migration::wait_for_end(&mut runs, &run.id, WAIT)
-        .await
-        .unwrap();
+    let run = migration::run_to_end(
+        &mut runs,
+        scoped(&target.id, pb::MigrationMode::Live, before),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(run.items.unwrap().migrated, 2);
     let moved: BTreeSet<String> = early.into_iter().collect();
     assert_eq!(on_binding(&app, &token, &target.id).await, moved);
@@ -180,14 +171,13 @@ async fn a_run_scoped_by_creation_time_moves_only_what_was_created_in_its_window
         created_after: Some(api::timestamp(cut)),
         ..Default::default()
     };
-    let run = runs
-        .start_run(scoped(&target.id, pb::MigrationMode::Live, after))
-        .await
-        .unwrap()
-        .into_inner();
-    let run = migration::wait_for_end(&mut runs, &run.id, WAIT)
-        .await
-        .unwrap();
+    let run = migration::run_to_end(
+        &mut runs,
+        scoped(&target.id, pb::MigrationMode::Live, after),
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(run.items.unwrap().migrated, 1);
     assert!(
         on_binding(&app, &token, &target.id)

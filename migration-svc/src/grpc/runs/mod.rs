@@ -1,6 +1,7 @@
 //! `stowage.migration.v1.MigrationService`: the calls, each a domain call between the
-//! conversions of [`wire`].
+//! conversions of [`wire`] and [`scope`].
 
+mod scope;
 mod wire;
 
 use std::pin::Pin;
@@ -156,5 +157,20 @@ impl MigrationService for MigrationApi {
             });
         let events = crate::metrics::watched(events);
         Ok(Response::new(Box::pin(self.drain.clone().cut(events))))
+    }
+}
+
+/// A valid live StartRunRequest, for the tests of its conversions.
+#[cfg(test)]
+fn a_start_request() -> pb::StartRunRequest {
+    pb::StartRunRequest {
+        target_binding_id: uuid::Uuid::now_v7().to_string(),
+        mode: pb::MigrationMode::Live as i32,
+        reason: "new bucket".into(),
+        limit: None,
+        request_id: "r-1".into(),
+        scope: None,
+        from_dry_run_id: String::new(),
+        accept_drift: false,
     }
 }

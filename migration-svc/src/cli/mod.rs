@@ -4,21 +4,22 @@
 //! the bar is drawn only on a terminal. A followed run's end state is the exit status
 //! (see [`exit_code`]), so scripts can trust it.
 
+mod scope;
+
 use std::{process::ExitCode, time::Duration};
 
-use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use stowage_proto::migration::v1::{
     self as pb, migration_service_client::MigrationServiceClient, run_event::Event,
 };
 use stowage_shared::{
-    api,
     auth::Role,
     cli::{ClientArgs, Output, authorized, connect},
 };
 use tonic::transport::Channel;
 
+pub use self::scope::ScopeArgs;
 use crate::config::Config;
 
 /// Times a dropped watch stream is rejoined before giving up.
@@ -69,38 +70,6 @@ pub enum RunCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-}
-
-/// Which artifacts a run covers: the whole organization unless narrowed.
-#[derive(Debug, clap::Args)]
-pub struct ScopeArgs {
-    /// Only artifacts of this purpose (repeat for several).
-    #[arg(long = "purpose")]
-    purposes: Vec<String>,
-    /// Never artifacts of this purpose (repeat for several).
-    #[arg(long = "exclude-purpose")]
-    excluded_purposes: Vec<String>,
-    /// Only artifacts on this source binding (repeat for several).
-    #[arg(long = "source-binding")]
-    source_bindings: Vec<String>,
-    /// Only artifacts created at or after this time (RFC 3339).
-    #[arg(long)]
-    created_after: Option<DateTime<Utc>>,
-    /// Only artifacts created before this time (RFC 3339).
-    #[arg(long)]
-    created_before: Option<DateTime<Utc>>,
-}
-
-impl ScopeArgs {
-    fn request(self) -> pb::RunScope {
-        pb::RunScope {
-            purposes: self.purposes,
-            excluded_purposes: self.excluded_purposes,
-            source_binding_ids: self.source_bindings,
-            created_after: api::optional_timestamp(self.created_after),
-            created_before: api::optional_timestamp(self.created_before),
-        }
-    }
 }
 
 impl RunCommand {
