@@ -368,7 +368,16 @@ async fn an_s3_upload_a_killed_writer_left_is_aborted_once_it_is_old() {
     upload.put(Bytes::from(vec![7u8; S3_MIN_PART_SIZE]));
     upload.wait_for_capacity(0).await.unwrap();
     drop(upload);
-    let left = raw.interrupted_uploads().await.unwrap();
+    // The store lists the upload once it has recorded it (SeaweedFS may take a moment
+    // under load).
+    let listed = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let left = raw.interrupted_uploads().await.unwrap();
+        if !left.is_empty() || Instant::now() > listed {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].key, key);
 
