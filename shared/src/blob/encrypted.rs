@@ -161,12 +161,7 @@ impl EncryptedStore {
         E: Display,
     {
         let written = self.write(key, plaintext, true, None).await?;
-        let expected = Expected {
-            sha256: written.sha256.clone(),
-            plaintext_len: Some(written.plaintext_len),
-        };
-        self.verify(key, &expected).await?;
-        Ok(written)
+        self.read_back(key, written).await
     }
 
     /// Writes `plaintext` encrypted to `key`, hashing it unless its digest is `known`. A
