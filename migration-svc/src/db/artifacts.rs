@@ -22,6 +22,26 @@ fn artifact(row: &Row) -> Artifact {
 
 /// The artifact in the columns of [`COLUMNS`] from column `first` on (a wider row, as a
 /// claim returns).
+pub(super) fn artifact_at(row: &Row, first: usize) -> Artifact {
+    let at = |n: usize| first + n;
+    Artifact {
+        id: row.get(at(0)),
+        organization_id: row.get(at(1)),
+        binding_id: row.get(at(2)),
+        object_key: row.get(at(3)),
+        name: row.get(at(4)),
+        purpose: row.get(at(5)),
+        content_type: row.get(at(6)),
+        size_bytes: row.get(at(7)),
+        sha256: row.get(at(8)),
+        stored_bytes: row.get(at(9)),
+        kek_id: row.get(at(10)),
+        create_time: row.get(at(11)),
+        update_time: row.get(at(12)),
+        delete_time: row.get(at(13)),
+    }
+}
+
 /// The conditions an artifact (columns unqualified) meets to be in a run's scope, with the
 /// scope's five values as parameters `$first` to `$first + 4`, as [`scope_params`] gives
 /// them.
@@ -46,26 +66,6 @@ pub(super) fn scope_params(scope: &Scope) -> [&(dyn ToSql + Sync); 5] {
         &scope.created_after,
         &scope.created_before,
     ]
-}
-
-pub(super) fn artifact_at(row: &Row, first: usize) -> Artifact {
-    let at = |n: usize| first + n;
-    Artifact {
-        id: row.get(at(0)),
-        organization_id: row.get(at(1)),
-        binding_id: row.get(at(2)),
-        object_key: row.get(at(3)),
-        name: row.get(at(4)),
-        purpose: row.get(at(5)),
-        content_type: row.get(at(6)),
-        size_bytes: row.get(at(7)),
-        sha256: row.get(at(8)),
-        stored_bytes: row.get(at(9)),
-        kek_id: row.get(at(10)),
-        create_time: row.get(at(11)),
-        update_time: row.get(at(12)),
-        delete_time: row.get(at(13)),
-    }
 }
 
 pub async fn insert(client: &impl GenericClient, a: &Artifact) -> Result<()> {

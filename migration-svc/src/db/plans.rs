@@ -82,13 +82,13 @@ pub async fn drift(client: &impl GenericClient, dry: &Run, shown: i64) -> Result
     let mut drift = Drift::default();
     for row in client.query(&statement, &params).await? {
         let (kind, n, id): (&str, i64, Uuid) = (row.get(0), row.get(1), row.get(2));
-        let (count, ids) = match kind {
-            "added" => (&mut drift.added, &mut drift.added_ids),
-            "removed" => (&mut drift.removed, &mut drift.removed_ids),
-            _ => (&mut drift.changed, &mut drift.changed_ids),
+        let drifted = match kind {
+            "added" => &mut drift.added,
+            "removed" => &mut drift.removed,
+            _ => &mut drift.changed,
         };
-        *count = n;
-        ids.push(id);
+        drifted.count = n;
+        drifted.first.push(id);
     }
     Ok(drift)
 }

@@ -16,9 +16,9 @@ use crate::{
 
 const COLUMNS: &str = "id, organization_id, target_binding_id, mode, state, reason, requested_by,
     retry_of, limit_bytes_per_second, limit_objects_per_second, cancel_requested,
-    failure_cause, failure_detail, sources, scope, plan_digest, from_dry_run, items_queued, items_running, items_migrated,
-    items_skipped, items_failed, bytes_total, bytes_migrated, last_outcome, create_time,
-    start_time, end_time, update_time";
+    failure_cause, failure_detail, sources, scope, plan_digest, from_dry_run, items_queued,
+    items_running, items_migrated, items_skipped, items_failed, bytes_total, bytes_migrated,
+    last_outcome, create_time, start_time, end_time, update_time";
 
 fn run(row: &Row) -> Result<Run> {
     let mode: &str = row.get("mode");

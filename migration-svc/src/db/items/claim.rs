@@ -7,20 +7,19 @@ use stowage_shared::db::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{RUN_AND_TARGET, item, parse_binding_state, parse_run_state};
+use super::{
+    COLUMNS, RUN_AND_TARGET, item, parse_binding_state, parse_item_state, parse_run_state,
+};
 use crate::{
-    db::artifacts,
-    domain::model::runs::{Claim, ItemState, Lease},
-    error::{Error, Result},
+    db::{artifacts, qualified},
+    domain::model::runs::{Claim, Lease},
+    error::Result,
 };
 
 /// The claiming statement (see [`claim`]).
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
-    let artifact_columns = artifacts::COLUMNS
-        .split(',')
-        .map(|column| format!("a.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (item_columns, artifact_columns) =
+        (qualified("l", COLUMNS), qualified("a", artifacts::COLUMNS));
     format!(
         "with {RUN_AND_TARGET},
              open as (
@@ -49,9 +48,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                  where id = $1 and q.n > 0)
              select run.state as run_state, run.cancel_requested,
                     (select state from target) as target_state,
-                    l.run_id, l.artifact_id, l.source_binding_id, l.state, l.size_bytes, l.cause,
-                    l.cause_detail, l.attempts, l.start_time, l.end_time, l.outcome_seq,
-                    l.previous, {artifact_columns}, b.credential_update_time
+                    {item_columns}, l.previous, {artifact_columns}, b.credential_update_time
              from run
              left join leased l on true
              left join migration.artifacts a on a.id = l.artifact_id
@@ -87,27 +84,32 @@ pub async fn claim(
         target_state: target_state.map(parse_binding_state).transpose()?,
         leases: Vec::with_capacity(rows.len()),
     };
+    // The artifact's columns come right after `previous`.
+    let artifact_at = first
+        .columns()
+        .iter()
+        .position(|column| column.name() == "previous")
+        .map_or(0, |previous| previous + 1);
     for row in rows
         .iter()
         .filter(|row| row.get::<_, Option<Uuid>>("artifact_id").is_some())
     {
-        claim.leases.push(lease(row)?);
+        claim.leases.push(lease(row, artifact_at)?);
     }
     Ok(Some(claim))
 }
 
 /// One leased row of a claim: the item's columns by name (they come before the
-/// artifact's, whose `size_bytes` is the same figure), the artifact's by position.
-fn lease(row: &Row) -> Result<Lease> {
-    const ARTIFACT: usize = 15;
+/// artifact's, whose `size_bytes` is the same figure), the artifact's by position, from
+/// column `artifact_at` on.
+fn lease(row: &Row, artifact_at: usize) -> Result<Lease> {
     let previous: &str = row.get("previous");
     let artifact = row
-        .get::<_, Option<Uuid>>(ARTIFACT)
-        .map(|_| artifacts::artifact_at(row, ARTIFACT));
+        .get::<_, Option<Uuid>>(artifact_at)
+        .map(|_| artifacts::artifact_at(row, artifact_at));
     Ok(Lease {
         item: item(row)?,
-        previous: ItemState::parse(previous)
-            .ok_or_else(|| Error::Corrupt(format!("item state {previous:?}")))?,
+        previous: parse_item_state(previous)?,
         artifact,
         source_credential: row.get("credential_update_time"),
     })

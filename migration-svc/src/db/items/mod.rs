@@ -44,8 +44,7 @@ fn item(row: &Row) -> Result<RunItem> {
         run_id: row.get("run_id"),
         artifact_id: row.get("artifact_id"),
         source_binding_id: row.get("source_binding_id"),
-        state: ItemState::parse(state)
-            .ok_or_else(|| Error::Corrupt(format!("item state {state:?}")))?,
+        state: parse_item_state(state)?,
         size_bytes: row.get("size_bytes"),
         cause: cause.and_then(ItemCause::parse),
         cause_detail: row.get("cause_detail"),
@@ -149,6 +148,10 @@ pub async fn heartbeat(
         &[&owner, &ttl.as_secs_f64(), &runs, &artifacts],
     )
     .await?)
+}
+
+pub(super) fn parse_item_state(state: &str) -> Result<ItemState> {
+    ItemState::parse(state).ok_or_else(|| Error::Corrupt(format!("item state {state:?}")))
 }
 
 pub(super) fn parse_run_state(state: &str) -> Result<RunState> {

@@ -7,14 +7,14 @@ use stowage_shared::db::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{RUN_AND_TARGET, parse_binding_state, parse_run_state};
+use super::{RUN_AND_TARGET, parse_binding_state, parse_item_state, parse_run_state};
 use crate::{
     db::artifacts,
     domain::model::{
         bindings::BindingState,
         runs::{ItemCause, ItemState, RunState},
     },
-    error::{Error, Result},
+    error::Result,
 };
 
 /// How a leased item is to end, planned before the recording statement runs.
@@ -201,8 +201,7 @@ fn finished(row: &Row) -> Result<Finished> {
     let cause: Option<&str> = row.get("cause");
     Ok(Finished {
         artifact_id: row.get("artifact_id"),
-        state: ItemState::parse(state)
-            .ok_or_else(|| Error::Corrupt(format!("item state {state:?}")))?,
+        state: parse_item_state(state)?,
         cause: cause.and_then(ItemCause::parse),
         detail: row.get("detail"),
         bytes: row.get("bytes"),
