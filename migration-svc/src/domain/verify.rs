@@ -30,7 +30,7 @@ pub const INTEGRITY_CHECK_FAILED: &str = "storageIntegrityCheckFailed";
 /// Artifacts read per page of the sweep.
 const PAGE: i64 = 500;
 /// Artifact ids a security event names, of each kind.
-const NAMED: usize = 100;
+const NAMED: i64 = 100;
 
 /// What to sweep.
 #[derive(Clone, Debug)]
@@ -92,13 +92,17 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, verdict: Verdict) {
-        match verdict {
-            Verdict::Ok => self.ok += 1,
-            Verdict::Missing => self.missing += 1,
-            Verdict::Corrupt => self.corrupt += 1,
-            Verdict::Unverifiable => self.unverifiable += 1,
-        }
+    /// Counts an artifact of `stored_bytes` read; returns how many have that verdict now.
+    fn add(&mut self, verdict: Verdict, stored_bytes: i64) -> i64 {
+        self.bytes_read += stored_bytes;
+        let count = match verdict {
+            Verdict::Ok => &mut self.ok,
+            Verdict::Missing => &mut self.missing,
+            Verdict::Corrupt => &mut self.corrupt,
+            Verdict::Unverifiable => &mut self.unverifiable,
+        };
+        *count += 1;
+        *count
     }
 }
 
@@ -130,7 +134,8 @@ impl Verifier {
         let (this, caller) = (self.clone(), caller.clone());
         Ok(try_stream! {
             let mut summary = Summary::default();
-            let mut failed: Vec<Checked> = Vec::new();
+            // The first NAMED missing and the first NAMED corrupt, for the security event.
+            let mut failed: Vec<(Verdict, Uuid)> = Vec::new();
             let mut after = None;
             'pages: loop {
                 let page = this.page(&caller.organization, command.binding, after).await?;
@@ -145,11 +150,10 @@ impl Verifier {
                         break 'pages;
                     }
                     let checked = this.check(artifact).await;
-                    summary.add(checked.verdict);
-                    summary.bytes_read += artifact.stored_bytes;
+                    let nth = summary.add(checked.verdict, artifact.stored_bytes);
                     metrics::counter!(VERIFIED, "result" => checked.verdict.as_str()).increment(1);
-                    if matches!(checked.verdict, Verdict::Missing | Verdict::Corrupt) {
-                        failed.push(checked.clone());
+                    if matches!(checked.verdict, Verdict::Missing | Verdict::Corrupt) && nth <= NAMED {
+                        failed.push((checked.verdict, checked.artifact_id));
                     }
                     yield Report::Artifact(checked);
                 }
@@ -176,7 +180,7 @@ impl Verifier {
 
     /// Reads `artifact` to its end through the digest check.
     async fn check(&self, artifact: &Artifact) -> Checked {
-        let verdict = match self.read(artifact).await {
+        let (verdict, detail) = match self.read(artifact).await {
             Ok(()) => (Verdict::Ok, String::new()),
             Err(Failure::Read(error)) => {
                 let detail = error.to_string();
@@ -187,8 +191,8 @@ impl Verifier {
         Checked {
             artifact_id: artifact.id,
             binding_id: artifact.binding_id,
-            verdict: verdict.0,
-            detail: verdict.1,
+            verdict,
+            detail,
         }
     }
 
@@ -216,7 +220,7 @@ impl Verifier {
         caller: &Principal,
         command: &VerifyArtifacts,
         summary: &Summary,
-        failed: &[Checked],
+        failed: &[(Verdict, Uuid)],
     ) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -235,12 +239,11 @@ impl Verifier {
         }
         evidence::audit(&tx, &entry).await?;
         if !failed.is_empty() {
-            let named = |verdict| -> Vec<Uuid> {
+            let named = |wanted| -> Vec<Uuid> {
                 failed
                     .iter()
-                    .filter(|c| c.verdict == verdict)
-                    .take(NAMED)
-                    .map(|c| c.artifact_id)
+                    .filter(|(verdict, _)| *verdict == wanted)
+                    .map(|(_, id)| *id)
                     .collect()
             };
             let detail = json!({

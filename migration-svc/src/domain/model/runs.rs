@@ -1,7 +1,7 @@
 //! Migration runs and their items as stored and shown: modes, states, the causes of a
-//! skipped or failed item and of a failed run, limits, scopes, counts, the plan by source, and
-//! the tally a batch of outcomes adds to a run, and a claim of leased items with what
-//! their copies need.
+//! skipped or failed item and of a failed run, limits, scopes, a plan's drift, counts, the
+//! plan by source, the tally a batch of outcomes adds to a run, and a claim of leased
+//! items with what their copies need.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -107,33 +107,43 @@ pub struct Scope {
 /// binding, size or content), each counted, with the first ids of each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Drift {
-    pub added: i64,
-    pub removed: i64,
-    pub changed: i64,
-    pub added_ids: Vec<Uuid>,
-    pub removed_ids: Vec<Uuid>,
-    pub changed_ids: Vec<Uuid>,
+    pub added: Drifted,
+    pub removed: Drifted,
+    pub changed: Drifted,
+}
+
+/// Artifacts of one kind of drift: how many, and the first of them by id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drifted {
+    pub count: i64,
+    pub first: Vec<Uuid>,
 }
 
 impl Drift {
     pub fn is_empty(&self) -> bool {
-        self.added == 0 && self.removed == 0 && self.changed == 0
+        [&self.added, &self.removed, &self.changed]
+            .iter()
+            .all(|kind| kind.count == 0)
     }
 
     /// The drift report, as a caller reads it.
     pub fn describe(&self) -> String {
         let kinds = [
-            ("added", self.added, &self.added_ids),
-            ("removed", self.removed, &self.removed_ids),
-            ("changed", self.changed, &self.changed_ids),
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
         ];
         let parts: Vec<String> = kinds
             .iter()
-            .filter(|(_, n, _)| *n > 0)
-            .map(|(kind, n, ids)| {
-                let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-                let more = if *n > ids.len() as i64 { ", …" } else { "" };
-                format!("{n} {kind} ({}{more})", ids.join(", "))
+            .filter(|(_, kind)| kind.count > 0)
+            .map(|(name, kind)| {
+                let ids: Vec<String> = kind.first.iter().map(Uuid::to_string).collect();
+                let more = if kind.count > ids.len() as i64 {
+                    ", …"
+                } else {
+                    ""
+                };
+                format!("{} {name} ({}{more})", kind.count, ids.join(", "))
             })
             .collect();
         parts.join("; ")
@@ -330,10 +340,14 @@ mod tests {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         assert!(Drift::default().is_empty());
         let drift = Drift {
-            added: 1,
-            added_ids: vec![a],
-            changed: 3,
-            changed_ids: vec![b],
+            added: Drifted {
+                count: 1,
+                first: vec![a],
+            },
+            changed: Drifted {
+                count: 3,
+                first: vec![b],
+            },
             ..Drift::default()
         };
         assert!(!drift.is_empty());

@@ -3,7 +3,7 @@
 //! pages, each page one transaction that records its items (live) or its plan (dry run);
 //! a dry run's plan then gets its digest.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt::Write};
 
 use futures::TryStreamExt;
 use stowage_shared::digest::RecordDigest;
@@ -116,8 +116,12 @@ impl Runner {
         let rows = db::plans::rows(&client, run.id).await?;
         let mut rows = std::pin::pin!(rows);
         let mut digest = plan_digest(run);
-        while let Some(planned) = rows.try_next().await? {
-            digest.add(&planned_record(&planned));
+        // One line per planned artifact, written into the same buffer each time.
+        let mut line = String::new();
+        while let Some((artifact, binding, size, sha256)) = rows.try_next().await? {
+            line.clear();
+            let _ = writeln!(line, "{artifact} {binding} {size} {sha256}");
+            digest.add(line.as_bytes());
         }
         Ok(digest.finish_hex())
     }
@@ -136,11 +140,6 @@ fn plan_digest(run: &Run) -> RecordDigest {
         .as_bytes(),
     );
     digest
-}
-
-/// One planned artifact as its digest takes it.
-fn planned_record((artifact, binding, size, sha256): &db::plans::Planned) -> Vec<u8> {
-    format!("{artifact} {binding} {size} {sha256}\n").into_bytes()
 }
 
 /// Adds a page's `(binding, artifacts, bytes)` to the plan; returns the page's totals.
