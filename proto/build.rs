@@ -4,6 +4,7 @@
 use std::{env, path::PathBuf};
 
 const PROTOS: &[&str] = &[
+    "stowage/integrity/v1/integrity.proto",
     "stowage/migration/v1/bindings.proto",
     "stowage/migration/v1/artifacts.proto",
     "stowage/migration/v1/runs.proto",

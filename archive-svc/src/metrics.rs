@@ -13,6 +13,7 @@ use crate::domain::policy::RetentionPolicy;
 
 pub const BACKLOG: &str = "archive_backlog_jobs";
 pub const BACKLOG_OLDEST: &str = "archive_backlog_oldest_seconds";
+pub const VERIFIED: &str = "archive_verified_blobs_total";
 
 /// How often the backlog is counted.
 pub const BACKLOG_PERIOD: Duration = Duration::from_secs(60);
@@ -47,6 +48,11 @@ pub fn catalog() -> Vec<Metric> {
             "archive_jobs_moved_total",
             "Archives moved to the newest archive store version",
         ),
+        Metric::counter(
+            VERIFIED,
+            "Archive blobs an integrity sweep (VerifyArchives) checked, by result",
+        )
+        .per("result", ["ok", "missing", "corrupt", "unverifiable"]),
         Metric::counter(
             "archive_blobs_swept_total",
             "Blobs of deleted or moved archives removed from their store",

@@ -13,6 +13,13 @@ pub mod migration {
     }
 }
 
+/// `stowage.integrity.v1`: what both services' integrity sweeps report.
+pub mod integrity {
+    pub mod v1 {
+        tonic::include_proto!("stowage.integrity.v1");
+    }
+}
+
 /// `stowage.archive.v1`: the scan archive and its admin surface.
 pub mod archive {
     pub mod v1 {

@@ -19,5 +19,6 @@ pub mod server;
 pub mod shutdown;
 pub mod startup;
 pub mod stream;
+pub mod sweep;
 pub mod telemetry;
 pub mod text_enum;

@@ -275,3 +275,23 @@ pub async fn archived_off_page(
         .map(|row| Ok(row.try_get(0)?))
         .collect()
 }
+
+/// The next `limit` archived jobs after `after` (by id), in store version `version` if
+/// given (a job that names no version is in the first one).
+pub async fn archived_page(
+    client: &impl GenericClient,
+    version: Option<i64>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Job>> {
+    let sql = format!(
+        "select {COLUMNS} from archive.scan_jobs
+         where archived_at is not null
+           and ($1::bigint is null
+                or coalesce(archive_store_version,
+                            (select min(version) from archive.stores)) = $1)
+           and ($2::uuid is null or id > $2)
+         order by id limit $3"
+    );
+    db::query_map(client, &sql, &[&version, &after, &limit], job).await
+}

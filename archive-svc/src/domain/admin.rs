@@ -1,9 +1,9 @@
 //! The SUPER_ADMIN operations on [`Archives`]: archive one job now, archive what is due,
 //! and manage the archive store's versions (add one, replace a version's credential, list
-//! them, move older archives to the newest).
+//! them, move older archives to the newest) and sweep the archive's blobs for integrity.
 
 use chrono::Utc;
-use futures::stream::BoxStream;
+use futures::{Stream, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::{
@@ -23,6 +23,7 @@ use super::{
     relocate::{MoveEvent, MoveMode, Totals},
     service::Archives,
     stores::{StoreSetting, StoreVersion},
+    verify::{Report, VerifyArchives},
 };
 use crate::{
     db,
@@ -287,6 +288,16 @@ impl Archives {
             reason: Some(reason),
         };
         self.relocator.run(audit, mode, limit, events).await
+    }
+
+    /// Sweeps the archive's blobs (or a sample), changing nothing but the evidence.
+    pub fn verify_archives(
+        &self,
+        caller: &Principal,
+        command: VerifyArchives,
+    ) -> Result<impl Stream<Item = Result<Report>> + Send + 'static> {
+        caller.require(Role::SuperAdmin)?;
+        Ok(self.verifier.verify(Actor::caller(caller), command))
     }
 
     async fn store_version(&self, version: i64) -> Result<StoreVersion> {

@@ -17,6 +17,7 @@ pub mod rows;
 pub mod scheduler;
 pub mod service;
 pub mod stores;
+pub mod verify;
 
 /// Idempotent mutations (`request_id`), claimed in each mutation's own transaction.
 const IDEMPOTENCY: stowage_shared::api::Idempotency = stowage_shared::api::Idempotency {

@@ -26,6 +26,7 @@ use super::{
     relocate::Relocator,
     restore::{Progress, Restorer},
     stores::ArchiveStores,
+    verify::Verifier,
 };
 use crate::{
     db::{self, garbage::Cause},
@@ -85,6 +86,7 @@ pub struct Archives {
     pub(super) stores: ArchiveStores,
     pub(super) sweeper: Sweeper,
     pub(super) relocator: Relocator,
+    pub(super) verifier: Verifier,
     pub(super) jobs_per_tick: u32,
 }
 
@@ -98,6 +100,7 @@ impl Archives {
         jobs_per_tick: u32,
     ) -> Self {
         let relocator = Relocator::new(pool.clone(), stores.clone(), sweeper.clone());
+        let verifier = Verifier::new(pool.clone(), stores.clone());
         Self {
             pool,
             archiver,
@@ -105,6 +108,7 @@ impl Archives {
             stores,
             sweeper,
             relocator,
+            verifier,
             jobs_per_tick,
         }
     }

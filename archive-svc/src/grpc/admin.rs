@@ -10,6 +10,7 @@ use crate::domain::{
     audit::Actor,
     requests::{ArchiveDue, ArchiveNow, MigrateArchives, SetStore, UpdateStoreCredential},
     service::Archives,
+    verify::VerifyArchives,
 };
 
 #[derive(Debug, Clone)]
@@ -117,5 +118,21 @@ impl ArchiveAdminService for AdminApi {
             .migrate_archives_events(caller, migrate.mode, migrate.reason, migrate.limit)
             .map(|event| Ok(event?.into()));
         Ok(Response::new(Box::pin(events)))
+    }
+
+    type VerifyArchivesStream = ResponseStream<pb::VerifyArchivesResponse>;
+
+    async fn verify_archives(
+        &self,
+        request: Request<pb::VerifyArchivesRequest>,
+    ) -> Result<Response<Self::VerifyArchivesStream>, Status> {
+        let caller = auth::principal(&request)?;
+        caller.require(Role::SuperAdmin)?;
+        let command = VerifyArchives::try_from(request.into_inner())?;
+        let reports = self
+            .archives
+            .verify_archives(&caller, command)?
+            .map(|report| Ok(report?.into()));
+        Ok(Response::new(Box::pin(reports)))
     }
 }

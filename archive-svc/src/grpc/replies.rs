@@ -1,6 +1,6 @@
 //! Replies: `From<domain>` for each message the services send.
 
-use stowage_proto::archive::v1 as pb;
+use stowage_proto::{archive::v1 as pb, integrity::v1::Verification};
 use stowage_shared::api;
 
 use crate::domain::{
@@ -10,6 +10,7 @@ use crate::domain::{
     restore::{Phase, Progress},
     service::JobView,
     stores::StoreVersion,
+    verify::Report,
 };
 
 impl From<JobView> for pb::JobArchive {
@@ -161,5 +162,25 @@ impl From<MoveEvent> for pb::MigrateArchivesProgress {
             }),
         };
         pb::MigrateArchivesProgress { event: Some(event) }
+    }
+}
+
+impl From<Report> for pb::VerifyArchivesResponse {
+    fn from(report: Report) -> Self {
+        use pb::verify_archives_response::Report as Wire;
+        let report = match report {
+            Report::Archive(checked) => Wire::Archive(pb::ArchiveVerification {
+                job_id: checked.job_id.to_string(),
+                tenant_id: checked.tenant_id,
+                store_version: checked.store_version.unwrap_or_default(),
+                blob_key: checked.blob_key,
+                result: Verification::from(checked.verdict).into(),
+                detail: checked.detail,
+            }),
+            Report::Summary(summary) => Wire::Summary(summary.into()),
+        };
+        Self {
+            report: Some(report),
+        }
     }
 }

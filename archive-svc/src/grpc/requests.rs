@@ -2,7 +2,10 @@
 //! naming it), into the domain's commands and queries.
 
 use stowage_proto::archive::v1 as pb;
-use stowage_shared::api::{self, InvalidArgument, RequestId};
+use stowage_shared::{
+    api::{self, InvalidArgument, RequestId},
+    sweep::Sampling,
+};
 
 use super::parse_id;
 use crate::domain::{
@@ -14,6 +17,7 @@ use crate::domain::{
     },
     service::Trigger,
     stores::StoreSetting,
+    verify::VerifyArchives,
 };
 
 /// Longest connection string or container name a store setting takes.
@@ -172,6 +176,28 @@ impl TryFrom<pb::MigrateArchivesRequest> for MigrateArchives {
             mode,
             reason: reason(&request.reason)?,
             limit: (limit > 0).then_some(limit),
+        })
+    }
+}
+
+impl TryFrom<pb::VerifyArchivesRequest> for VerifyArchives {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::VerifyArchivesRequest) -> Result<Self, InvalidArgument> {
+        let store_version = match request.store_version {
+            0 => None,
+            n if n > 0 => Some(n),
+            _ => {
+                return Err(InvalidArgument::new(
+                    "store_version",
+                    "must not be negative (0 sweeps every version)",
+                ));
+            }
+        };
+        Ok(Self {
+            store_version,
+            sampling: Sampling::parse(request.sample_percent, request.byte_budget)?,
+            reason: reason(&request.reason)?,
         })
     }
 }

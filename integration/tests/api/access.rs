@@ -311,6 +311,13 @@ impl Fixture {
                 }
                 .encode_to_vec(),
             ),
+            "VerifyArchives" => stream(
+                apb::VerifyArchivesRequest {
+                    reason,
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
             // grpc.health.v1.HealthCheckRequest {service: ""} encodes to nothing.
             "Check" => one(Vec::new()),
             "Watch" => stream(Vec::new()),

@@ -10,17 +10,17 @@ use stowage_integration::{
     migration::{self, ProxiedContainer},
     spawn_app,
 };
-use stowage_proto::migration::v1::{self as pb, verify_artifacts_response::Report};
+use stowage_proto::{
+    integrity::v1::{Verification, VerifySummary},
+    migration::v1::{self as pb, verify_artifacts_response::Report},
+};
 use stowage_shared::auth::Role;
 
 async fn sweep(
     app: &TestApp,
     token: &str,
     request: pb::VerifyArtifactsRequest,
-) -> (
-    BTreeMap<String, pb::ArtifactVerification>,
-    pb::VerifySummary,
-) {
+) -> (BTreeMap<String, pb::ArtifactVerification>, VerifySummary) {
     let mut artifacts = app.artifacts(Some(token)).await;
     let mut stream = artifacts
         .verify_artifacts(request)
@@ -69,11 +69,11 @@ async fn a_sweep_finds_a_deleted_object_missing_a_flipped_byte_corrupt_and_an_un
 
     let (checked, summary) = sweep(&app, &token, pb::VerifyArtifactsRequest::default()).await;
     let result = |id: &str| checked[id].result();
-    assert_eq!(result(&ids[0]), pb::Verification::Missing);
-    assert_eq!(result(&ids[1]), pb::Verification::Corrupt);
-    assert_eq!(result(&ids[2]), pb::Verification::Ok);
-    assert_eq!(result(&ids[3]), pb::Verification::Ok);
-    assert_eq!(result(&far[0].0.id), pb::Verification::Unverifiable);
+    assert_eq!(result(&ids[0]), Verification::Missing);
+    assert_eq!(result(&ids[1]), Verification::Corrupt);
+    assert_eq!(result(&ids[2]), Verification::Ok);
+    assert_eq!(result(&ids[3]), Verification::Ok);
+    assert_eq!(result(&far[0].0.id), Verification::Unverifiable);
     assert!(!checked[&ids[1]].detail.is_empty());
     assert_eq!(
         (

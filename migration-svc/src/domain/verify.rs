@@ -9,14 +9,14 @@ use futures::{Stream, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
     auth::{Principal, Role},
-    blob::BlobKey,
+    blob::{BlobKey, ObjectError},
+    sweep::{Sampling, Summary, Verdict},
 };
 use uuid::Uuid;
 
 use super::{
-    copy::CopyError,
     evidence,
-    model::{artifacts::Artifact, evidence::AuditEntry, runs::ItemCause},
+    model::{artifacts::Artifact, evidence::AuditEntry},
     stores::Stores,
 };
 use crate::{
@@ -37,38 +37,7 @@ const NAMED: i64 = 100;
 pub struct VerifyArtifacts {
     /// Only artifacts on this binding.
     pub binding: Option<Uuid>,
-    /// About this percentage of the artifacts, picked by id (1 to 100).
-    pub sample_percent: u8,
-    /// At most this many stored bytes read.
-    pub byte_budget: Option<i64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Ok,
-    Missing,
-    Corrupt,
-    Unverifiable,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Missing => "missing",
-            Verdict::Corrupt => "corrupt",
-            Verdict::Unverifiable => "unverifiable",
-        }
-    }
-
-    /// A failed read of an artifact, judged as a migration judges a failed source read.
-    fn of(error: CopyError) -> Self {
-        match error.item_cause() {
-            Some(ItemCause::SourceNotFound) => Verdict::Missing,
-            Some(ItemCause::SourceUnreadable | ItemCause::ChecksumMismatch) => Verdict::Corrupt,
-            _ => Verdict::Unverifiable,
-        }
-    }
+    pub sampling: Sampling,
 }
 
 /// One checked artifact.
@@ -78,32 +47,6 @@ pub struct Checked {
     pub binding_id: Uuid,
     pub verdict: Verdict,
     pub detail: String,
-}
-
-/// A sweep's totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub ok: i64,
-    pub missing: i64,
-    pub corrupt: i64,
-    pub unverifiable: i64,
-    pub bytes_read: i64,
-    pub budget_exhausted: bool,
-}
-
-impl Summary {
-    /// Counts an artifact of `stored_bytes` read; returns how many have that verdict now.
-    fn add(&mut self, verdict: Verdict, stored_bytes: i64) -> i64 {
-        self.bytes_read += stored_bytes;
-        let count = match verdict {
-            Verdict::Ok => &mut self.ok,
-            Verdict::Missing => &mut self.missing,
-            Verdict::Corrupt => &mut self.corrupt,
-            Verdict::Unverifiable => &mut self.unverifiable,
-        };
-        *count += 1;
-        *count
-    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -141,18 +84,15 @@ impl Verifier {
                 let page = this.page(&caller.organization, command.binding, after).await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.id);
-                for artifact in page.iter().filter(|a| sampled(a.id, command.sample_percent)) {
-                    if command
-                        .byte_budget
-                        .is_some_and(|budget| summary.bytes_read + artifact.stored_bytes > budget)
-                    {
+                for artifact in page.iter().filter(|a| command.sampling.picks(a.id)) {
+                    if !command.sampling.affords(&summary, artifact.stored_bytes) {
                         summary.budget_exhausted = true;
                         break 'pages;
                     }
                     let checked = this.check(artifact).await;
                     let nth = summary.add(checked.verdict, artifact.stored_bytes);
                     metrics::counter!(VERIFIED, "result" => checked.verdict.as_str()).increment(1);
-                    if matches!(checked.verdict, Verdict::Missing | Verdict::Corrupt) && nth <= NAMED {
+                    if checked.verdict.is_failure() && nth <= NAMED {
                         failed.push((checked.verdict, checked.artifact_id));
                     }
                     yield Report::Artifact(checked);
@@ -182,10 +122,7 @@ impl Verifier {
     async fn check(&self, artifact: &Artifact) -> Checked {
         let (verdict, detail) = match self.read(artifact).await {
             Ok(()) => (Verdict::Ok, String::new()),
-            Err(Failure::Read(error)) => {
-                let detail = error.to_string();
-                (Verdict::of(error), detail)
-            }
+            Err(Failure::Read(error)) => (Verdict::of(&error), error.to_string()),
             Err(Failure::Store(error)) => (Verdict::Unverifiable, error.to_string()),
         };
         Checked {
@@ -204,12 +141,11 @@ impl Verifier {
             .map_err(Failure::Store)?;
         let key = BlobKey::new(artifact.object_key.clone())
             .map_err(|e| Failure::Store(Error::Corrupt(format!("artifact object key: {e}"))))?;
-        let read = |error| Failure::Read(CopyError::Source(error));
         let mut content = store
             .get(&key, Some(artifact.expected()))
             .await
-            .map_err(read)?;
-        while content.try_next().await.map_err(read)?.is_some() {}
+            .map_err(Failure::Read)?;
+        while content.try_next().await.map_err(Failure::Read)?.is_some() {}
         Ok(())
     }
 
@@ -224,16 +160,8 @@ impl Verifier {
     ) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut entry = AuditEntry::new(caller, "VerifyArtifacts").detail(json!({
-            "sample_percent": command.sample_percent,
-            "byte_budget": command.byte_budget,
-            "ok": summary.ok,
-            "missing": summary.missing,
-            "corrupt": summary.corrupt,
-            "unverifiable": summary.unverifiable,
-            "bytes_read": summary.bytes_read,
-            "budget_exhausted": summary.budget_exhausted,
-        }));
+        let mut entry =
+            AuditEntry::new(caller, "VerifyArtifacts").detail(summary.detail(&command.sampling));
         if let Some(binding) = command.binding {
             entry = entry.binding(binding);
         }
@@ -275,43 +203,6 @@ impl Verifier {
 /// Why an artifact could not be read: its object (judged by [`Verdict::of`]), or its
 /// store, which could not even be opened (unverifiable).
 enum Failure {
-    Read(CopyError),
+    Read(ObjectError),
     Store(Error),
-}
-
-/// Whether the artifact `id` is in a sample of `percent` of them: a fixed pick by id, so
-/// two sweeps of the same sample check the same artifacts.
-fn sampled(id: Uuid, percent: u8) -> bool {
-    percent >= 100 || (id.as_u128() % 100) < u128::from(percent)
-}
-
-#[cfg(test)]
-mod tests {
-    use stowage_shared::blob::{BlobError, ObjectError};
-
-    use super::*;
-
-    #[test]
-    fn a_failed_read_is_missing_corrupt_or_unverifiable_never_ok() {
-        let source = |error| Verdict::of(CopyError::Source(error));
-        assert_eq!(
-            source(ObjectError::Blob(BlobError::NotFound("k".into()))),
-            Verdict::Missing
-        );
-        let mismatch = ObjectError::ChecksumMismatch {
-            expected: "a".into(),
-            actual: "b".into(),
-        };
-        assert_eq!(source(mismatch), Verdict::Corrupt);
-        let denied = ObjectError::Blob(BlobError::PermissionDenied("k".into()));
-        assert_eq!(source(denied), Verdict::Unverifiable);
-    }
-
-    #[test]
-    fn a_sample_is_a_fixed_share_of_ids() {
-        let ids: Vec<Uuid> = (0..1000u128).map(Uuid::from_u128).collect();
-        assert!(ids.iter().all(|id| sampled(*id, 100)));
-        assert!(!ids.iter().any(|id| sampled(*id, 0)));
-        assert_eq!(ids.iter().filter(|id| sampled(**id, 10)).count(), 100);
-    }
 }

@@ -9,6 +9,7 @@ mod refusals;
 mod restore;
 mod schedule;
 mod stores;
+mod verify;
 
 use stowage_integration::{app::archive_store_name, scans, spawn_app};
 use stowage_proto::archive::v1 as pb;

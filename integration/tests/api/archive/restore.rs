@@ -174,7 +174,7 @@ async fn concurrent_restores_insert_once() {
 
 /// Replaces a hot job's rows by a blob in the earlier system's format (camelCase JSON of
 /// every column, gzipped, unencrypted), after `edit` changes the payload.
-async fn archive_as_legacy(
+pub(super) async fn archive_as_legacy(
     app: &stowage_integration::TestApp,
     db: &tokio_postgres::Client,
     job: uuid::Uuid,

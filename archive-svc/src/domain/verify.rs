@@ -1,0 +1,289 @@
+//! Integrity sweeps of the archive (`VerifyArchives`): every archived job's blob (or a
+//! sample, within a byte budget) is read from the store version the job names, decrypted
+//! and checked against the job's recorded digest, and reported OK, MISSING, CORRUPT or
+//! UNVERIFIABLE (a store that could not be read is never counted as OK). A blob of the
+//! earlier system carries no digest: it is read through its gzip decoder, whose checksum
+//! covers every byte. Nothing changes but the evidence: the sweep's audit entry, naming the
+//! first missing and corrupt jobs, so a lost blob is found before a user's restore does.
+
+use async_stream::try_stream;
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde_json::json;
+use stowage_shared::{
+    blob::{BlobKey, ObjectError, encrypted::Expected},
+    sweep::{Sampling, Summary, Verdict},
+};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{
+    audit::{Actor, Audit},
+    jobs::{ArchiveInfo, Job},
+    payload::BlobFormat,
+    pipe::ChannelReader,
+    stores::ArchiveStores,
+};
+use crate::{
+    db,
+    error::{Error, Result},
+    metrics::VERIFIED,
+};
+
+/// Jobs read per page of the sweep.
+const PAGE: i64 = 200;
+/// Job ids the audit entry names, of each kind.
+const NAMED: i64 = 100;
+
+/// What to sweep.
+#[derive(Clone, Debug)]
+pub struct VerifyArchives {
+    /// Only archives in this store version.
+    pub store_version: Option<i64>,
+    pub sampling: Sampling,
+    pub reason: String,
+}
+
+/// One checked archive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    pub job_id: Uuid,
+    pub tenant_id: String,
+    pub store_version: Option<i64>,
+    pub blob_key: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    Archive(Checked),
+    /// The last report.
+    Summary(Summary),
+}
+
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    pool: deadpool_postgres::Pool,
+    stores: ArchiveStores,
+}
+
+impl Verifier {
+    pub fn new(pool: deadpool_postgres::Pool, stores: ArchiveStores) -> Self {
+        Self { pool, stores }
+    }
+
+    /// Sweeps the archive; the reports as each blob is checked, then the totals.
+    pub fn verify(
+        &self,
+        actor: Actor,
+        command: VerifyArchives,
+    ) -> impl Stream<Item = Result<Report>> + Send + 'static {
+        let this = self.clone();
+        try_stream! {
+            let mut summary = Summary::default();
+            // The first NAMED missing and the first NAMED corrupt, for the audit entry.
+            let mut failed: Vec<(Verdict, Uuid)> = Vec::new();
+            let mut after = None;
+            'pages: loop {
+                let page = this.page(command.store_version, after).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                for (job, info) in page.iter().filter(|j| command.sampling.picks(j.id)).filter_map(archived) {
+                    let stored_bytes = info.stored_bytes.unwrap_or_default();
+                    if !command.sampling.affords(&summary, stored_bytes) {
+                        summary.budget_exhausted = true;
+                        break 'pages;
+                    }
+                    let checked = this.check(job, info).await;
+                    let nth = summary.add(checked.verdict, stored_bytes);
+                    metrics::counter!(VERIFIED, "result" => checked.verdict.as_str()).increment(1);
+                    if checked.verdict.is_failure() && nth <= NAMED {
+                        failed.push((checked.verdict, job.id));
+                    }
+                    yield Report::Archive(checked);
+                }
+            }
+            this.record(&actor, &command, &summary, &failed).await?;
+            yield Report::Summary(summary);
+        }
+    }
+
+    async fn page(&self, store_version: Option<i64>, after: Option<Uuid>) -> Result<Vec<Job>> {
+        let client = self.pool.get().await?;
+        db::jobs::archived_page(&client, store_version, after, PAGE).await
+    }
+
+    async fn check(&self, job: &Job, info: &ArchiveInfo) -> Checked {
+        let (verdict, detail) = match self.read(info).await {
+            Ok(()) => (Verdict::Ok, String::new()),
+            Err(Failure::Read(error)) => (Verdict::of(&error), error.to_string()),
+            Err(Failure::Undecodable(error)) => (Verdict::Corrupt, error),
+            Err(Failure::Store(error)) => (Verdict::Unverifiable, error.to_string()),
+        };
+        if verdict.is_failure() {
+            tracing::error!(job = %job.id, blob = %info.blob_key, %detail, "archive blob {}", verdict.as_str());
+        }
+        Checked {
+            job_id: job.id,
+            tenant_id: job.tenant_id.clone(),
+            store_version: info.store_version,
+            blob_key: info.blob_key.clone(),
+            verdict,
+            detail,
+        }
+    }
+
+    /// Reads the blob to its end through the digest check (or, for a blob of the earlier
+    /// system, through its gzip checksum).
+    async fn read(&self, info: &ArchiveInfo) -> Result<(), Failure> {
+        let store = async {
+            let client = self.pool.get().await?;
+            self.stores.open(&client, info.store_version).await
+        };
+        let store = store.await.map_err(Failure::Store)?;
+        let key = BlobKey::new(info.blob_key.clone())
+            .map_err(|e| Failure::Store(Error::Internal(format!("archive blob key: {e}"))))?;
+        if info.format == BlobFormat::LegacyJsonGzip {
+            let blob = store.objects.store().get(&key).await.map_err(read_error)?;
+            return gunzip_to_end(blob.stream.map_err(read_error)).await;
+        }
+        let expected = info.plaintext_sha256.clone().map(|sha256| Expected {
+            sha256,
+            plaintext_len: None,
+        });
+        let mut plaintext = store
+            .objects
+            .get(&key, expected)
+            .await
+            .map_err(Failure::Read)?;
+        while plaintext.try_next().await.map_err(Failure::Read)?.is_some() {}
+        Ok(())
+    }
+
+    /// The sweep's audit entry, with the first missing and corrupt jobs named.
+    async fn record(
+        &self,
+        actor: &Actor,
+        command: &VerifyArchives,
+        summary: &Summary,
+        failed: &[(Verdict, Uuid)],
+    ) -> Result<()> {
+        let named = |wanted| -> Vec<Uuid> {
+            failed
+                .iter()
+                .filter(|(verdict, _)| *verdict == wanted)
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        let mut detail = summary.detail(&command.sampling);
+        detail["store_version"] = json!(command.store_version);
+        detail["missing_jobs"] = json!(named(Verdict::Missing));
+        detail["corrupt_jobs"] = json!(named(Verdict::Corrupt));
+        if !failed.is_empty() {
+            tracing::error!(
+                missing = summary.missing,
+                corrupt = summary.corrupt,
+                "an integrity sweep found archive blobs missing or corrupt"
+            );
+        }
+        let audit = Audit {
+            actor,
+            action: "verify_archives",
+            reason: Some(&command.reason),
+        };
+        let client = self.pool.get().await?;
+        audit.record(&client, None, true, detail).await
+    }
+}
+
+/// A job and its archive, if it is still archived.
+fn archived(job: &Job) -> Option<(&Job, &ArchiveInfo)> {
+    job.archive.as_ref().map(|info| (job, info))
+}
+
+/// Why a blob could not be checked: its object (judged by [`Verdict::of`]), an
+/// unencrypted blob whose gzip stream is broken (corrupt), or its store, which could not
+/// even be opened (unverifiable).
+enum Failure {
+    Read(ObjectError),
+    Undecodable(String),
+    Store(Error),
+}
+
+fn read_error(error: stowage_shared::blob::BlobError) -> Failure {
+    Failure::Read(ObjectError::Blob(error))
+}
+
+/// Decodes a gzip stream to its end on a blocking thread; the decoder checks the CRC and
+/// length the stream carries.
+async fn gunzip_to_end(
+    stored: impl Stream<Item = Result<Bytes, Failure>> + Unpin,
+) -> Result<(), Failure> {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    let decoder = tokio::task::spawn_blocking(move || {
+        let mut decoded = flate2::read::GzDecoder::new(ChannelReader::new(rx));
+        std::io::copy(&mut decoded, &mut std::io::sink()).map(drop)
+    });
+    let mut stored = stored;
+    let mut failure = None;
+    while let Some(chunk) = stored.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            Err(error) => {
+                let _ = tx.send(Err(std::io::Error::other("stopped"))).await;
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let decoded = decoder
+        .await
+        .map_err(|e| Failure::Store(Error::Internal(format!("gzip check: {e}"))))?;
+    match (failure, decoded) {
+        (Some(error), _) => Err(error),
+        (None, Ok(())) => Ok(()),
+        (None, Err(error)) => Err(Failure::Undecodable(format!("gzip: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    async fn check(stored: Vec<u8>) -> Result<(), Failure> {
+        let chunks: Vec<Result<Bytes, Failure>> = stored
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        gunzip_to_end(futures::stream::iter(chunks)).await
+    }
+
+    #[tokio::test]
+    async fn an_unencrypted_blob_is_checked_by_its_gzip_checksum() {
+        let payload = gzip(br#"{"scanItems":[],"fileRecords":[]}"#);
+        assert!(check(payload.clone()).await.is_ok());
+        let mut flipped = payload.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x01;
+        assert!(matches!(check(flipped).await, Err(Failure::Undecodable(_))));
+        let truncated = payload[..payload.len() - 3].to_vec();
+        assert!(matches!(
+            check(truncated).await,
+            Err(Failure::Undecodable(_))
+        ));
+    }
+}
