@@ -283,6 +283,11 @@ pub const TABLE: &[Access] = &[
         Resource,
     ),
     row(
+        "/stowage.migration.v1.MigrationService/CleanupRun",
+        OrgAdmin,
+        Resource,
+    ),
+    row(
         "/stowage.migration.v1.EvidenceService/ListAuditEntries",
         OrgAdmin,
         Own,

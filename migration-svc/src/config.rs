@@ -45,6 +45,10 @@ pub struct RunnerConfig {
     /// upload (its replica died) and is removed; the sweep runs this often too.
     #[serde(with = "humantime_secs")]
     pub interrupted_upload_age: Duration,
+    /// How long after an item migrated `CleanupRun` may delete its source copy (after
+    /// verifying the migrated copy again). Nothing is deleted unless a caller asks.
+    #[serde(with = "humantime_secs")]
+    pub source_cleanup_window: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -62,6 +66,7 @@ impl Default for RunnerConfig {
             store_read_timeout: Duration::from_secs(30),
             watch_heartbeat: Duration::from_secs(5),
             interrupted_upload_age: Duration::from_secs(3600),
+            source_cleanup_window: Duration::from_secs(7 * 86_400),
         }
     }
 }

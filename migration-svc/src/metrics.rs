@@ -11,7 +11,10 @@ use stowage_shared::instruments::Metric;
 
 use crate::{
     db,
-    domain::model::runs::{ItemState, RunState},
+    domain::model::{
+        cleanup::CleanupState,
+        runs::{ItemState, RunState},
+    },
     error::Result,
 };
 
@@ -20,6 +23,7 @@ pub const RUN_ITEMS: &str = "migration_unfinished_run_items";
 pub const WATCHERS: &str = "migration_watch_streams";
 pub const WATCH_FEEDS: &str = "migration_watch_feeds";
 pub const VERIFIED: &str = "migration_verified_artifacts_total";
+pub const CLEANED: &str = "migration_cleanup_items_total";
 
 /// How often the state gauges are read from the database.
 pub const CENSUS_PERIOD: Duration = Duration::from_secs(5);
@@ -83,6 +87,11 @@ pub fn catalog() -> Vec<Metric> {
             "Artifacts an integrity sweep (VerifyArtifacts) checked, by result",
         )
         .per("result", ["ok", "missing", "corrupt", "unverifiable"]),
+        Metric::counter(
+            CLEANED,
+            "Migrated items a source cleanup (CleanupRun) looked at, by result",
+        )
+        .per("result", CleanupState::ALL.iter().map(|s| s.as_str())),
         Metric::gauge(
             WATCH_FEEDS,
             "Runs this replica polls for its WatchRun streams (one poller a run, however many streams)",

@@ -19,8 +19,9 @@ use crate::{
     config::Config,
     db,
     domain::{
-        artifacts::Artifacts, bindings::Bindings, evidence::Evidence, runner::Runner, runs::Runs,
-        stores::Stores, uploads::UploadSweeper, verify::Verifier, watch::Watcher,
+        artifacts::Artifacts, bindings::Bindings, cleanup::Cleaner, evidence::Evidence,
+        runner::Runner, runs::Runs, stores::Stores, uploads::UploadSweeper, verify::Verifier,
+        watch::Watcher,
     },
     grpc::{
         artifacts::ArtifactApi, bindings::BindingApi, evidence::EvidenceApi, runs::MigrationApi,
@@ -50,6 +51,8 @@ impl ServiceBinary for App {
         let artifacts = Artifacts::new(pool.clone(), stores.clone());
         let runs = Runs::new(pool.clone(), wake.clone());
         let watcher = Watcher::new(pool.clone(), config.migration.watch_heartbeat);
+        let window = config.migration.source_cleanup_window;
+        let cleaner = Cleaner::new(pool.clone(), stores.clone(), window);
         let drain = foundation.grpc.drain();
         let authenticate = foundation.auth.interceptor();
         let grpc = &mut foundation.grpc;
@@ -62,7 +65,7 @@ impl ServiceBinary for App {
             authenticate.clone(),
         ));
         grpc.add_service(MigrationServiceServer::with_interceptor(
-            MigrationApi::new(runs, watcher, drain),
+            MigrationApi::new(runs, watcher, cleaner, drain),
             authenticate.clone(),
         ));
         grpc.add_service(EvidenceServiceServer::with_interceptor(

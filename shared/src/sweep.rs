@@ -117,8 +117,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Counts an object of `stored_bytes` read; returns how many have that verdict now.
-    pub fn add(&mut self, verdict: Verdict, stored_bytes: i64) -> i64 {
+    /// Counts an object of `stored_bytes` read.
+    pub fn add(&mut self, verdict: Verdict, stored_bytes: i64) {
         self.bytes_read += stored_bytes;
         let count = match verdict {
             Verdict::Ok => &mut self.ok,
@@ -127,7 +127,6 @@ impl Summary {
             Verdict::Unverifiable => &mut self.unverifiable,
         };
         *count += 1;
-        *count
     }
 
     /// The totals as an audit entry's detail carries them.
@@ -145,6 +144,34 @@ impl Summary {
     }
 }
 
+/// The first [`Named::MOST`] missing and the first corrupt objects of a sweep, by id: what
+/// its evidence names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Named {
+    pub missing: Vec<Uuid>,
+    pub corrupt: Vec<Uuid>,
+}
+
+impl Named {
+    pub const MOST: usize = 100;
+
+    /// Notes object `id` if its verdict is a failure and there is room.
+    pub fn note(&mut self, verdict: Verdict, id: Uuid) {
+        let named = match verdict {
+            Verdict::Missing => &mut self.missing,
+            Verdict::Corrupt => &mut self.corrupt,
+            Verdict::Ok | Verdict::Unverifiable => return,
+        };
+        if named.len() < Self::MOST {
+            named.push(id);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+}
+
 impl From<Verdict> for pb::Verification {
     fn from(verdict: Verdict) -> Self {
         match verdict {
@@ -158,21 +185,13 @@ impl From<Verdict> for pb::Verification {
 
 impl From<Summary> for pb::VerifySummary {
     fn from(summary: Summary) -> Self {
-        let Summary {
-            ok,
-            missing,
-            corrupt,
-            unverifiable,
-            bytes_read,
-            budget_exhausted,
-        } = summary;
         Self {
-            ok,
-            missing,
-            corrupt,
-            unverifiable,
-            bytes_read,
-            budget_exhausted,
+            ok: summary.ok,
+            missing: summary.missing,
+            corrupt: summary.corrupt,
+            unverifiable: summary.unverifiable,
+            bytes_read: summary.bytes_read,
+            budget_exhausted: summary.budget_exhausted,
         }
     }
 }
@@ -217,6 +236,20 @@ mod tests {
             ids.iter().filter(|id| sampling.picks(**id)).count()
         };
         assert_eq!((share(100), share(0), share(10)), (1000, 0, 100));
+    }
+
+    #[test]
+    fn a_sweep_names_its_first_failures_of_each_kind() {
+        let mut named = Named::default();
+        named.note(Verdict::Ok, Uuid::from_u128(1));
+        named.note(Verdict::Unverifiable, Uuid::from_u128(2));
+        assert!(named.is_empty());
+        for n in 0..150 {
+            named.note(Verdict::Missing, Uuid::from_u128(n));
+        }
+        named.note(Verdict::Corrupt, Uuid::from_u128(7));
+        assert_eq!((named.missing.len(), named.corrupt.len()), (Named::MOST, 1));
+        assert_eq!(named.missing[0], Uuid::from_u128(0));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
     blob::{BlobKey, ObjectError, encrypted::Expected},
-    sweep::{Sampling, Summary, Verdict},
+    sweep::{Named, Sampling, Summary, Verdict},
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -32,8 +32,6 @@ use crate::{
 
 /// Jobs read per page of the sweep.
 const PAGE: i64 = 200;
-/// Job ids the audit entry names, of each kind.
-const NAMED: i64 = 100;
 
 /// What to sweep.
 #[derive(Clone, Debug)]
@@ -82,8 +80,7 @@ impl Verifier {
         let this = self.clone();
         try_stream! {
             let mut summary = Summary::default();
-            // The first NAMED missing and the first NAMED corrupt, for the audit entry.
-            let mut failed: Vec<(Verdict, Uuid)> = Vec::new();
+            let mut named = Named::default();
             let mut after = None;
             'pages: loop {
                 let page = this.page(command.store_version, after).await?;
@@ -96,15 +93,13 @@ impl Verifier {
                         break 'pages;
                     }
                     let checked = this.check(job, info).await;
-                    let nth = summary.add(checked.verdict, stored_bytes);
+                    summary.add(checked.verdict, stored_bytes);
                     metrics::counter!(VERIFIED, "result" => checked.verdict.as_str()).increment(1);
-                    if checked.verdict.is_failure() && nth <= NAMED {
-                        failed.push((checked.verdict, job.id));
-                    }
+                    named.note(checked.verdict, job.id);
                     yield Report::Archive(checked);
                 }
             }
-            this.record(&actor, &command, &summary, &failed).await?;
+            this.record(&actor, &command, &summary, &named).await?;
             yield Report::Summary(summary);
         }
     }
@@ -167,20 +162,13 @@ impl Verifier {
         actor: &Actor,
         command: &VerifyArchives,
         summary: &Summary,
-        failed: &[(Verdict, Uuid)],
+        named: &Named,
     ) -> Result<()> {
-        let named = |wanted| -> Vec<Uuid> {
-            failed
-                .iter()
-                .filter(|(verdict, _)| *verdict == wanted)
-                .map(|(_, id)| *id)
-                .collect()
-        };
         let mut detail = summary.detail(&command.sampling);
         detail["store_version"] = json!(command.store_version);
-        detail["missing_jobs"] = json!(named(Verdict::Missing));
-        detail["corrupt_jobs"] = json!(named(Verdict::Corrupt));
-        if !failed.is_empty() {
+        detail["missing_jobs"] = json!(named.missing);
+        detail["corrupt_jobs"] = json!(named.corrupt);
+        if !named.is_empty() {
             tracing::error!(
                 missing = summary.missing,
                 corrupt = summary.corrupt,

@@ -26,6 +26,8 @@ pub(crate) struct Slot {
     artifact: String,
     run: String,
     failed_run: String,
+    /// An ended live run, for CleanupRun.
+    ended_live_run: String,
     job: Uuid,
     doomed_job: Uuid,
 }
@@ -91,10 +93,24 @@ impl Fixture {
                 .unwrap();
             assert_eq!(run.state(), pb::RunState::Failed, "{run:?}");
         }
+        // Live runs that fail the same way, one after the other (one open live run at a
+        // time), for CleanupRun.
+        let mut ended_live = Vec::new();
+        for _ in Caller::ALL {
+            let run = runs
+                .start_run(m::start_request(&retired, pb::MigrationMode::Live))
+                .await
+                .unwrap()
+                .into_inner();
+            m::wait_for_end(&mut runs, &run.id, Duration::from_secs(30))
+                .await
+                .unwrap();
+            ended_live.push(run.id);
+        }
         replica.kill().await;
 
         let mut slots = Vec::new();
-        for (i, failed_run) in failed.into_iter().enumerate() {
+        for (i, (failed_run, ended_live_run)) in failed.into_iter().zip(ended_live).enumerate() {
             let binding = m::create(&mut bindings, memory_binding(&format!("acme-{i}")))
                 .await
                 .unwrap()
@@ -124,6 +140,7 @@ impl Fixture {
                 artifact,
                 run,
                 failed_run,
+                ended_live_run,
                 job,
                 doomed_job,
             });
@@ -135,6 +152,7 @@ impl Fixture {
                 slot.artifact.clone(),
                 slot.run.clone(),
                 slot.failed_run.clone(),
+                slot.ended_live_run.clone(),
                 slot.job.to_string(),
                 slot.doomed_job.to_string(),
             ]);
@@ -248,6 +266,15 @@ impl Fixture {
                 reason,
             }
             .encode_to_vec()),
+            "CleanupRun" => stream(
+                pb::CleanupRunRequest {
+                    run_id: s.ended_live_run.clone(),
+                    mode: pb::MigrationMode::DryRun.into(),
+                    reason,
+                    limit: 0,
+                }
+                .encode_to_vec(),
+            ),
             "ListAuditEntries" | "ListDomainEvents" | "ListSecurityEvents" => {
                 one(pb::ListEvidenceRequest {
                     run_id: s.run.clone(),

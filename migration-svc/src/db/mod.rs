@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod bindings;
+pub mod cleanup;
 pub mod evidence;
 pub mod items;
 pub mod organizations;

@@ -1,9 +1,10 @@
 //! The behaviour of migration-svc, free of wire types: bindings, artifacts, migration runs
-//! (their API, the runner that plans and copies, and watching them), integrity sweeps, and
-//! the evidence they leave.
+//! (their API, the runner that plans and copies, and watching them), integrity sweeps,
+//! verified cleanup of the sources migrations left, and the evidence they leave.
 
 pub mod artifacts;
 pub mod bindings;
+pub mod cleanup;
 pub mod copy;
 pub mod evidence;
 pub mod model;

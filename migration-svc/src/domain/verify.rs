@@ -10,7 +10,7 @@ use serde_json::json;
 use stowage_shared::{
     auth::{Principal, Role},
     blob::{BlobKey, ObjectError},
-    sweep::{Sampling, Summary, Verdict},
+    sweep::{Named, Sampling, Summary, Verdict},
 };
 use uuid::Uuid;
 
@@ -29,8 +29,6 @@ use crate::{
 pub const INTEGRITY_CHECK_FAILED: &str = "storageIntegrityCheckFailed";
 /// Artifacts read per page of the sweep.
 const PAGE: i64 = 500;
-/// Artifact ids a security event names, of each kind.
-const NAMED: i64 = 100;
 
 /// What to sweep.
 #[derive(Clone, Debug)]
@@ -77,8 +75,7 @@ impl Verifier {
         let (this, caller) = (self.clone(), caller.clone());
         Ok(try_stream! {
             let mut summary = Summary::default();
-            // The first NAMED missing and the first NAMED corrupt, for the security event.
-            let mut failed: Vec<(Verdict, Uuid)> = Vec::new();
+            let mut named = Named::default();
             let mut after = None;
             'pages: loop {
                 let page = this.page(&caller.organization, command.binding, after).await?;
@@ -90,15 +87,13 @@ impl Verifier {
                         break 'pages;
                     }
                     let checked = this.check(artifact).await;
-                    let nth = summary.add(checked.verdict, artifact.stored_bytes);
+                    summary.add(checked.verdict, artifact.stored_bytes);
                     metrics::counter!(VERIFIED, "result" => checked.verdict.as_str()).increment(1);
-                    if checked.verdict.is_failure() && nth <= NAMED {
-                        failed.push((checked.verdict, checked.artifact_id));
-                    }
+                    named.note(checked.verdict, checked.artifact_id);
                     yield Report::Artifact(checked);
                 }
             }
-            this.record(&caller, &command, &summary, &failed).await?;
+            this.record(&caller, &command, &summary, &named).await?;
             yield Report::Summary(summary);
         })
     }
@@ -119,7 +114,7 @@ impl Verifier {
     }
 
     /// Reads `artifact` to its end through the digest check.
-    async fn check(&self, artifact: &Artifact) -> Checked {
+    pub async fn check(&self, artifact: &Artifact) -> Checked {
         let (verdict, detail) = match self.read(artifact).await {
             Ok(()) => (Verdict::Ok, String::new()),
             Err(Failure::Read(error)) => (Verdict::of(&error), error.to_string()),
@@ -156,7 +151,7 @@ impl Verifier {
         caller: &Principal,
         command: &VerifyArtifacts,
         summary: &Summary,
-        failed: &[(Verdict, Uuid)],
+        named: &Named,
     ) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -166,19 +161,12 @@ impl Verifier {
             entry = entry.binding(binding);
         }
         evidence::audit(&tx, &entry).await?;
-        if !failed.is_empty() {
-            let named = |wanted| -> Vec<Uuid> {
-                failed
-                    .iter()
-                    .filter(|(verdict, _)| *verdict == wanted)
-                    .map(|(_, id)| *id)
-                    .collect()
-            };
+        if !named.is_empty() {
             let detail = json!({
                 "missing": summary.missing,
                 "corrupt": summary.corrupt,
-                "missing_artifacts": named(Verdict::Missing),
-                "corrupt_artifacts": named(Verdict::Corrupt),
+                "missing_artifacts": named.missing,
+                "corrupt_artifacts": named.corrupt,
             });
             tracing::error!(
                 missing = summary.missing,

@@ -1,9 +1,10 @@
 //! Migration runs through the gRPC API on PostgreSQL and Azurite, by behaviour: planning
 //! (dry runs, states, validation), live copies and their item causes, failing closed,
-//! watching, and replicas taking over each other's work.
+//! watching, replicas taking over each other's work, and verified cleanup of sources.
 
 use std::time::Duration;
 
+mod cleanup;
 mod crash_matrix;
 mod fail_closed;
 mod fair;

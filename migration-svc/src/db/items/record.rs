@@ -88,6 +88,8 @@ static RECORD: LazyLock<String> = LazyLock::new(|| {
                         e.flip_source is null or f.id is not null as as_planned,
                         a.delete_time is null
                             and a.binding_id = (select target_binding_id from run) as on_target,
+                        -- the statement's snapshot: the key before the flip, on the source
+                        case when f.id is not null then a.object_key end as source_key,
                         e.state, e.cause, e.detail, e.bytes
                  from ending e
                  join held h on h.artifact_id = e.artifact_id
@@ -101,12 +103,13 @@ static RECORD: LazyLock<String> = LazyLock::new(|| {
                              else 'artifact_deleted' end as cause,
                         case when as_planned then detail else '' end as detail,
                         case when as_planned then bytes else 0 end as bytes,
+                        source_key,
                         (select last_outcome from run) + row_number() over (order by ord) as seq
                  from decided),
              finished as (
                  update migration.run_items i
                  set state = n.state, cause = n.cause, cause_detail = nullif(n.detail, ''),
-                     outcome_seq = n.seq, lease_owner = null, lease_expires = null,
+                     source_object_key = n.source_key, outcome_seq = n.seq, lease_owner = null, lease_expires = null,
                      end_time = now(), update_time = now()
                  from numbered n
                  where i.run_id = $1 and i.artifact_id = n.artifact_id),

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod bindings;
+pub mod cleanup;
 pub mod evidence;
 pub mod runs;
 

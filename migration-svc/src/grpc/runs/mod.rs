@@ -1,6 +1,7 @@
 //! `stowage.migration.v1.MigrationService`: the calls, each a domain call between the
-//! conversions of [`wire`] and [`scope`].
+//! conversions of [`wire`], [`scope`] and [`cleanup`].
 
+mod cleanup;
 mod scope;
 mod wire;
 
@@ -18,6 +19,8 @@ use tonic::{Request, Response, Status};
 use self::wire::{item_state, run_state};
 use super::parse_id;
 use crate::domain::{
+    cleanup::Cleaner,
+    model::cleanup::CleanupRun,
     runs::{ListItems, ListRuns, RetryRun, Runs, StartRun},
     watch::Watcher,
 };
@@ -26,20 +29,23 @@ use crate::domain::{
 pub struct MigrationApi {
     runs: Runs,
     watcher: Watcher,
+    cleaner: Cleaner,
     drain: Drain,
 }
 
 impl MigrationApi {
-    pub fn new(runs: Runs, watcher: Watcher, drain: Drain) -> Self {
+    pub fn new(runs: Runs, watcher: Watcher, cleaner: Cleaner, drain: Drain) -> Self {
         Self {
             runs,
             watcher,
+            cleaner,
             drain,
         }
     }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
+type CleanupStream = Pin<Box<dyn Stream<Item = Result<pb::CleanupRunResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl MigrationService for MigrationApi {
@@ -157,6 +163,24 @@ impl MigrationService for MigrationApi {
             });
         let events = crate::metrics::watched(events);
         Ok(Response::new(Box::pin(self.drain.clone().cut(events))))
+    }
+
+    type CleanupRunStream = CleanupStream;
+
+    async fn cleanup_run(
+        &self,
+        request: Request<pb::CleanupRunRequest>,
+    ) -> Result<Response<Self::CleanupRunStream>, Status> {
+        let caller = auth::principal(&request)?;
+        caller.require(Role::OrgAdmin)?;
+        let command = CleanupRun::try_from(request.into_inner())?;
+        let reports = self
+            .cleaner
+            .cleanup(&caller, command)
+            .await?
+            .map_err(Status::from)
+            .map_ok(pb::CleanupRunResponse::from);
+        Ok(Response::new(Box::pin(reports)))
     }
 }
 

@@ -16,22 +16,24 @@ use crate::domain::{
     watch::Event,
 };
 
+/// A required `mode`: there is no default.
+pub(super) fn mode(raw: i32) -> Result<Mode, InvalidArgument> {
+    match pb::MigrationMode::try_from(raw) {
+        Ok(pb::MigrationMode::DryRun) => Ok(Mode::DryRun),
+        Ok(pb::MigrationMode::Live) => Ok(Mode::Live),
+        Ok(pb::MigrationMode::Unspecified) => Err(InvalidArgument::new(
+            "mode",
+            "is required: MIGRATION_MODE_DRY_RUN or MIGRATION_MODE_LIVE (there is no default)",
+        )),
+        Err(_) => Err(InvalidArgument::new("mode", "unknown migration mode")),
+    }
+}
+
 impl TryFrom<pb::StartRunRequest> for StartRun {
     type Error = InvalidArgument;
 
     fn try_from(r: pb::StartRunRequest) -> Result<Self, Self::Error> {
-        let mode = match pb::MigrationMode::try_from(r.mode) {
-            Ok(pb::MigrationMode::DryRun) => Mode::DryRun,
-            Ok(pb::MigrationMode::Live) => Mode::Live,
-            Ok(pb::MigrationMode::Unspecified) => {
-                return Err(InvalidArgument::new(
-                    "mode",
-                    "is required: MIGRATION_MODE_DRY_RUN or MIGRATION_MODE_LIVE (there is no \
-                     default)",
-                ));
-            }
-            Err(_) => return Err(InvalidArgument::new("mode", "unknown migration mode")),
-        };
+        let mode = mode(r.mode)?;
         let from_dry_run = parse_optional_id("from_dry_run_id", &r.from_dry_run_id)?;
         executes_a_plan(
             mode,

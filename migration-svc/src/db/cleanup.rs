@@ -1,0 +1,82 @@
+//! Queries of verified source cleanup over `migration.run_items`: the migrated items of a
+//! run whose source copy is still there (with the artifact as it is now), and the steps of
+//! a deletion, recorded before and after the source object goes.
+
+use std::sync::LazyLock;
+
+use stowage_shared::db::{self, GenericClient};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{artifacts, qualified};
+use crate::{
+    domain::model::cleanup::{Candidate, SourceCleanup},
+    error::{Error, Result},
+};
+
+static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select i.source_binding_id, i.source_object_key, i.end_time, i.source_cleanup, {}
+         from migration.run_items i
+         join migration.artifacts a on a.id = i.artifact_id
+         where i.run_id = $1 and i.state = 'migrated' and i.source_object_key is not null
+           and i.source_cleanup is distinct from 'deleted'
+           -- the copy the artifact is read from now is never a source to delete
+           and not (a.binding_id = i.source_binding_id
+                    and a.object_key = i.source_object_key)
+           and ($2::uuid is null or i.artifact_id > $2)
+         order by i.artifact_id limit $3",
+        qualified("a", artifacts::COLUMNS)
+    )
+});
+
+/// The next `limit` items of run `run_id` after artifact `after` whose source copy has
+/// not been deleted, by artifact id.
+pub async fn candidates(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Candidate>> {
+    let statement = client.prepare_cached(&CANDIDATES).await?;
+    let rows = client.query(&statement, &[&run_id, &after, &limit]).await?;
+    rows.iter().map(candidate).collect()
+}
+
+fn candidate(row: &Row) -> Result<Candidate> {
+    let cleanup: Option<&str> = row.try_get(3)?;
+    let cleanup = cleanup
+        .map(|text| {
+            SourceCleanup::parse(text)
+                .ok_or_else(|| Error::Corrupt(format!("source cleanup state {text:?}")))
+        })
+        .transpose()?;
+    Ok(Candidate {
+        source_binding_id: row.try_get(0)?,
+        source_object_key: row.try_get(1)?,
+        migrated_at: row.try_get(2)?,
+        cleanup,
+        artifact: artifacts::artifact_at(row, 4),
+    })
+}
+
+/// Records how far the deletion of an item's source went (`None`: not started, the source
+/// is untouched).
+pub async fn mark(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    artifact_id: Uuid,
+    cleanup: Option<SourceCleanup>,
+) -> Result<()> {
+    db::execute(
+        client,
+        "update migration.run_items
+         set source_cleanup = $3,
+             source_deleted_time = case when $3 = 'deleted' then now() end,
+             update_time = now()
+         where run_id = $1 and artifact_id = $2",
+        &[&run_id, &artifact_id, &cleanup.map(SourceCleanup::as_str)],
+    )
+    .await?;
+    Ok(())
+}
