@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{artifacts, qualified};
 use crate::{
-    domain::model::cleanup::{Candidate, SourceCleanup},
+    domain::model::cleanup::{Candidate, DeleteGuard, SourceCleanup},
     error::{Error, Result},
 };
 
@@ -79,4 +79,31 @@ pub async fn mark(
     )
     .await?;
     Ok(())
+}
+
+/// Reads what a deletion must see under locks held to the end of `tx`: the source
+/// binding's row shared (it cannot become active meanwhile, so no migration can flip an
+/// artifact onto it) and the artifact's row exclusive (it cannot be flipped meanwhile).
+pub async fn lock_for_delete(
+    tx: &impl GenericClient,
+    source_binding: Uuid,
+    artifact: Uuid,
+) -> Result<DeleteGuard> {
+    let source = tx
+        .query_one(
+            "select state = 'active' from migration.bindings where id = $1 for share",
+            &[&source_binding],
+        )
+        .await?;
+    let current = tx
+        .query_one(
+            "select binding_id, object_key from migration.artifacts where id = $1 for update",
+            &[&artifact],
+        )
+        .await?;
+    Ok(DeleteGuard {
+        source_active: source.try_get(0)?,
+        binding_id: current.try_get(0)?,
+        object_key: current.try_get(1)?,
+    })
 }

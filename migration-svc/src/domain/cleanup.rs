@@ -17,7 +17,7 @@ use serde_json::json;
 use stowage_shared::{
     auth::{Principal, Role},
     blob::{BlobError, BlobKey},
-    db::{RowLock, lock::AdvisoryLock},
+    db::{GenericClient, RowLock, lock::AdvisoryLock},
     sweep::Verdict,
 };
 use uuid::Uuid;
@@ -27,7 +27,7 @@ use super::{
     model::{
         cleanup::{
             Candidate, Cleaned, CleanupCause, CleanupRun, CleanupState, CleanupSummary,
-            SourceCleanup,
+            DeleteGuard, SourceCleanup,
         },
         evidence::AuditEntry,
         runs::{Mode, Run},
@@ -234,9 +234,11 @@ impl Cleaner {
         Ok(())
     }
 
-    /// Deletes a verified item's source: `deleting` recorded first, the object deleted
-    /// with the source binding's credential (already gone counts as deleted), then
-    /// `deleted` and the domain event in one transaction.
+    /// Deletes a verified item's source: `deleting` recorded first; then, in one
+    /// transaction holding the source binding's row (it cannot become active) and the
+    /// artifact's (it cannot move), the source checked to be unused, the object deleted
+    /// with the source binding's credential (already gone counts as deleted), and
+    /// `deleted` recorded with the domain event. Anything else calls the deletion off.
     async fn delete_source(
         &self,
         organization: &str,
@@ -245,52 +247,37 @@ impl Cleaner {
         cleaned: &mut Cleaned,
     ) -> Result<()> {
         let artifact_id = cleaned.artifact_id;
-        {
-            let client = self.pool.get().await?;
-            let deleting = Some(SourceCleanup::Deleting);
-            db::cleanup::mark(&client, run.id, artifact_id, deleting).await?;
-        }
-        let deleted = self.delete_object(organization, candidate).await;
         let mut client = self.pool.get().await?;
+        let deleting = Some(SourceCleanup::Deleting);
+        db::cleanup::mark(&client, run.id, artifact_id, deleting).await?;
+        let tx = client.transaction().await?;
+        let guard =
+            db::cleanup::lock_for_delete(&tx, candidate.source_binding_id, artifact_id).await?;
+        let deleted = match may_delete(&guard, candidate) {
+            Err(refusal) => Err(refusal),
+            Ok(()) => self
+                .delete_object(organization, candidate)
+                .await
+                .map_err(|e| (CleanupCause::SourceDeleteFailed, e.to_string())),
+        };
         match deleted {
-            Err(error) => {
-                db::cleanup::mark(&client, run.id, artifact_id, None).await?;
+            Err((cause, detail)) => {
+                db::cleanup::mark(&tx, run.id, artifact_id, None).await?;
+                tracing::warn!(artifact = %artifact_id, cause = cause.as_str(), %detail,
+                    "a source copy was not deleted");
                 cleaned.state = CleanupState::Failed;
-                cleaned.cause = Some(CleanupCause::SourceDeleteFailed);
-                cleaned.detail = error.to_string();
-                tracing::warn!(artifact = %artifact_id, %error, "a source copy was not deleted");
+                cleaned.cause = Some(cause);
+                cleaned.detail = detail;
             }
             Ok(already_gone) => {
-                let tx = client.transaction().await?;
-                db::cleanup::mark(&tx, run.id, artifact_id, Some(SourceCleanup::Deleted)).await?;
-                let payload = json!({
-                    "artifact_id": artifact_id,
-                    "source_binding_id": candidate.source_binding_id,
-                    "source_object_key": candidate.source_object_key,
-                    "already_absent": already_gone,
-                    "deleted_time": Utc::now(),
-                    "verification": {
-                        "binding_id": candidate.artifact.binding_id,
-                        "object_key": candidate.artifact.object_key,
-                        "sha256": candidate.artifact.sha256,
-                        "size_bytes": candidate.artifact.size_bytes,
-                    },
-                });
-                db::evidence::record_domain_event(
-                    &tx,
-                    organization,
-                    SOURCE_DELETED,
-                    run.id,
-                    &payload,
-                )
-                .await?;
-                tx.commit().await?;
+                record_deleted(&tx, organization, run, candidate, already_gone).await?;
                 cleaned.state = CleanupState::VerifiedAndDeleted;
                 if already_gone {
                     cleaned.detail = "the source object was already gone".into();
                 }
             }
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -307,6 +294,67 @@ impl Cleaner {
             Err(BlobError::NotFound(_)) => Ok(true),
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// Records a source deleted: `deleted`, and the domain event naming what, where, when and
+/// the copy that verified.
+async fn record_deleted(
+    tx: &impl GenericClient,
+    organization: &str,
+    run: &Run,
+    candidate: &Candidate,
+    already_gone: bool,
+) -> Result<()> {
+    let artifact = &candidate.artifact;
+    db::cleanup::mark(tx, run.id, artifact.id, Some(SourceCleanup::Deleted)).await?;
+    let payload = json!({
+        "artifact_id": artifact.id,
+        "source_binding_id": candidate.source_binding_id,
+        "source_object_key": candidate.source_object_key,
+        "already_absent": already_gone,
+        "deleted_time": Utc::now(),
+        "verification": {
+            "binding_id": artifact.binding_id,
+            "object_key": artifact.object_key,
+            "sha256": artifact.sha256,
+            "size_bytes": artifact.size_bytes,
+        },
+    });
+    db::evidence::record_domain_event(tx, organization, SOURCE_DELETED, run.id, &payload).await
+}
+
+/// Whether a verified item's source may go, as its locks show it: not on an active binding
+/// (a migration back to it may be writing the same key), not the artifact's current copy,
+/// and the artifact still where it was verified.
+fn may_delete(guard: &DeleteGuard, candidate: &Candidate) -> Result<(), (CleanupCause, String)> {
+    let source = (
+        candidate.source_binding_id,
+        candidate.source_object_key.as_str(),
+    );
+    let current = (guard.binding_id, guard.object_key.as_str());
+    let verified = (
+        candidate.artifact.binding_id,
+        candidate.artifact.object_key.as_str(),
+    );
+    if guard.source_active {
+        Err((
+            CleanupCause::SourceInUse,
+            "the source binding is active again; its copies are kept".into(),
+        ))
+    } else if current == source {
+        Err((
+            CleanupCause::SourceInUse,
+            "the source is the artifact's current copy".into(),
+        ))
+    } else if current != verified {
+        Err((
+            CleanupCause::ArtifactChanged,
+            "the artifact moved while it was verified; the next cleanup verifies its new copy"
+                .into(),
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -331,6 +379,7 @@ fn failed_check(verdict: Verdict) -> Option<CleanupCause> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::model::artifacts::Artifact;
 
     #[test]
     fn only_a_verified_copy_lets_a_source_go() {
@@ -338,6 +387,56 @@ mod tests {
         for verdict in [Verdict::Missing, Verdict::Corrupt, Verdict::Unverifiable] {
             assert!(failed_check(verdict).is_some(), "{verdict:?}");
         }
+    }
+
+    fn candidate() -> Candidate {
+        let (source, current) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        Candidate {
+            artifact: Artifact {
+                id: Uuid::from_u128(9),
+                organization_id: "acme".into(),
+                binding_id: current,
+                object_key: "artifacts/2/9".into(),
+                name: "n".into(),
+                purpose: "p".into(),
+                content_type: "c".into(),
+                size_bytes: 1,
+                sha256: "s".into(),
+                stored_bytes: 1,
+                kek_id: "k".into(),
+                create_time: Utc::now(),
+                update_time: Utc::now(),
+                delete_time: None,
+            },
+            source_binding_id: source,
+            source_object_key: "artifacts/1/9".into(),
+            migrated_at: Utc::now(),
+            cleanup: None,
+        }
+    }
+
+    #[test]
+    fn a_source_goes_only_if_unused_and_the_artifact_is_where_it_was_verified() {
+        let c = candidate();
+        let at = |binding: u128, key: &str, source_active| DeleteGuard {
+            source_active,
+            binding_id: Uuid::from_u128(binding),
+            object_key: key.into(),
+        };
+        assert_eq!(may_delete(&at(2, "artifacts/2/9", false), &c), Ok(()));
+        let cause = |guard| may_delete(&guard, &c).unwrap_err().0;
+        assert_eq!(
+            cause(at(2, "artifacts/2/9", true)),
+            CleanupCause::SourceInUse
+        );
+        assert_eq!(
+            cause(at(1, "artifacts/1/9", false)),
+            CleanupCause::SourceInUse
+        );
+        assert_eq!(
+            cause(at(3, "artifacts/3/9", false)),
+            CleanupCause::ArtifactChanged
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ async fn migrated_days_ago(app: &TestApp, run: &str, artifacts: &[&str], days: i
 
 struct Migrated {
     token: String,
+    source_binding: String,
     run: pb::Run,
     ids: Vec<String>,
     /// Each artifact's source copy, then its copy on the target.
@@ -78,7 +79,7 @@ async fn migrated(app: &TestApp) -> Migrated {
     let token = app.token("acme", &[Role::OrgAdmin]);
     let mut bindings = app.bindings(Some(&token)).await;
     let (old, new) = (temp_dir("old"), temp_dir("new"));
-    migration::create_active(&mut bindings, migration::file_binding("old", &old))
+    let source = migration::create_active(&mut bindings, migration::file_binding("old", &old))
         .await
         .unwrap();
     let uploaded = migration::upload(app, &token, 0, &[1000, 2000, 3000, 4000])
@@ -104,6 +105,7 @@ async fn migrated(app: &TestApp) -> Migrated {
         .collect();
     Migrated {
         token,
+        source_binding: source.id,
         run,
         ids,
         sources,
@@ -296,6 +298,30 @@ async fn a_deletion_a_crash_left_half_done_is_finished_after_verifying_again() {
     let of = |id: &str| states.iter().find(|(a, _)| a == id).unwrap().1.clone();
     assert_eq!(of(&m.ids[0]).as_deref(), Some("deleted"));
     assert_eq!(of(&m.ids[1]), None, "the begun deletion is called off");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_source_binding_active_again_keeps_its_copies() {
+    let app = spawn_app().await.unwrap();
+    let m = migrated(&app).await;
+    migrated_days_ago(&app, &m.run.id, &[&m.ids[0]], 8).await;
+    // A migration back to it would write the same keys.
+    let mut bindings = app.bindings(Some(&m.token)).await;
+    migration::activate(&mut bindings, &m.source_binding)
+        .await
+        .unwrap();
+    let live = pb::MigrationMode::Live;
+    let (items, summary) = cleanup(&app, &m.token, request(&m.run.id, live))
+        .await
+        .unwrap();
+    let item = &items[&m.ids[0]];
+    assert_eq!(
+        (item.state(), item.cause()),
+        (pb::CleanupState::Failed, pb::CleanupCause::SourceInUse)
+    );
+    assert_eq!((summary.deleted, summary.failed), (0, 1));
+    assert!(m.sources[0].exists());
     app.stop().await.unwrap();
 }
 

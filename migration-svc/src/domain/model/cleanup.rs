@@ -39,6 +39,15 @@ pub struct Candidate {
     pub cleanup: Option<SourceCleanup>,
 }
 
+/// What a deletion sees under its locks: whether the source binding is active, and where
+/// the artifact is read from now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteGuard {
+    pub source_active: bool,
+    pub binding_id: Uuid,
+    pub object_key: String,
+}
+
 text_enum! {
     /// What became of one item.
     pub enum CleanupState {
@@ -64,6 +73,12 @@ text_enum! {
         TargetUnverifiable = "target_unverifiable",
         /// The source's store refused or failed the delete (or could not be opened).
         SourceDeleteFailed = "source_delete_failed",
+        /// The source binding is active again (a migration back to it may be writing the
+        /// same key), or the source is the artifact's current copy.
+        SourceInUse = "source_in_use",
+        /// The artifact moved to another copy while it was verified; the next cleanup
+        /// verifies that one.
+        ArtifactChanged = "artifact_changed",
     }
 }
 

@@ -49,6 +49,8 @@ fn cause(cause: Option<CleanupCause>) -> pb::CleanupCause {
         Some(CleanupCause::TargetCorrupt) => pb::CleanupCause::TargetCorrupt,
         Some(CleanupCause::TargetUnverifiable) => pb::CleanupCause::TargetUnverifiable,
         Some(CleanupCause::SourceDeleteFailed) => pb::CleanupCause::SourceDeleteFailed,
+        Some(CleanupCause::SourceInUse) => pb::CleanupCause::SourceInUse,
+        Some(CleanupCause::ArtifactChanged) => pb::CleanupCause::ArtifactChanged,
     }
 }
 
