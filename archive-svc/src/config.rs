@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use stowage_shared::{blob::StoreOptions, config::humantime_secs};
 
-use crate::domain::{jobs::JobStatus, policy::RetentionPolicy};
+use crate::domain::{jobs::JobStatus, policy::RetentionPolicy, queue::QueueSettings};
 
 stowage_shared::service_config!(Config { archive: ArchiveConfig }, ports: 50052, 9452);
 
@@ -23,8 +23,12 @@ pub struct ArchiveConfig {
     /// Cron expression (UTC) of the archive tick.
     #[serde(default = "default_schedule")]
     pub schedule: String,
+    /// Most jobs one tick enqueues.
     #[serde(default = "default_jobs_per_tick")]
     pub jobs_per_tick: u32,
+    /// How every replica works through the queue the tick fills.
+    #[serde(default)]
+    pub queue: QueueConfig,
     /// Becomes archive store version 1 at start when no version exists yet; later stores
     /// are added with `SetArchiveStore`.
     #[serde(default)]
@@ -42,6 +46,11 @@ pub struct ArchiveConfig {
     /// Silence on a store connection after which a request has failed (a stalled store).
     #[serde(default = "default_store_read_timeout", with = "humantime_secs")]
     pub store_read_timeout: Duration,
+    /// The Azure access tier archive blobs are written at: `Cool` (cold archives, as the
+    /// scan archive's storage account keeps them), `Hot`, `Cold`, or `Default` (the
+    /// account's own). Other stores ignore it.
+    #[serde(default = "default_access_tier")]
+    pub access_tier: String,
 }
 
 impl Default for ArchiveConfig {
@@ -50,11 +59,13 @@ impl Default for ArchiveConfig {
             retention_days: BTreeMap::new(),
             schedule: default_schedule(),
             jobs_per_tick: default_jobs_per_tick(),
+            queue: QueueConfig::default(),
             default_store: None,
             sweep_interval: default_sweep_interval(),
             store_retries: default_store_retries(),
             store_retry_timeout: default_store_retry_timeout(),
             store_read_timeout: default_store_read_timeout(),
+            access_tier: default_access_tier(),
         }
     }
 }
@@ -66,11 +77,29 @@ impl ArchiveConfig {
     }
 
     pub fn store_options(&self) -> StoreOptions {
-        StoreOptions::with_budget(
-            self.store_retries,
-            self.store_retry_timeout,
-            self.store_read_timeout,
-        )
+        StoreOptions {
+            azure_access_tier: self.azure_access_tier(),
+            ..StoreOptions::with_budget(
+                self.store_retries,
+                self.store_retry_timeout,
+                self.store_read_timeout,
+            )
+        }
+    }
+
+    /// The tier archive blobs ask for, if any.
+    fn azure_access_tier(&self) -> Option<String> {
+        Some(self.access_tier.clone()).filter(|tier| tier != "Default")
+    }
+
+    /// Whether `access_tier` is one Azure takes.
+    pub fn check_access_tier(&self) -> Result<(), String> {
+        match self.access_tier.as_str() {
+            "Hot" | "Cool" | "Cold" | "Default" => Ok(()),
+            other => Err(format!(
+                "archive.access_tier {other:?}: must be Hot, Cool, Cold or Default"
+            )),
+        }
     }
 }
 
@@ -86,6 +115,10 @@ fn default_sweep_interval() -> Duration {
     Duration::from_secs(60)
 }
 
+fn default_access_tier() -> String {
+    "Cool".to_owned()
+}
+
 fn default_store_retries() -> usize {
     5
 }
@@ -96,6 +129,49 @@ fn default_store_retry_timeout() -> Duration {
 
 fn default_store_read_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// `[archive.queue]`: the workers each replica runs on the archive queue.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Jobs one replica archives at once.
+    pub concurrency: usize,
+    /// Attempts at one job before it leaves the queue (the next tick enqueues it again).
+    pub attempts: u32,
+    /// The wait after a first failed attempt; it doubles with each further one.
+    #[serde(with = "humantime_secs")]
+    pub backoff: Duration,
+    /// How long a claim lasts: a job a dead replica held is claimed again after it.
+    #[serde(with = "humantime_secs")]
+    pub lease: Duration,
+    /// How often an idle replica looks for queued jobs.
+    #[serde(with = "humantime_secs")]
+    pub poll_interval: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            attempts: 5,
+            backoff: Duration::from_secs(60),
+            lease: Duration::from_secs(900),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl QueueConfig {
+    pub fn settings(&self) -> QueueSettings {
+        QueueSettings {
+            concurrency: self.concurrency.max(1),
+            attempts: self.attempts.max(1),
+            backoff: self.backoff,
+            lease: self.lease,
+            poll: self.poll_interval,
+        }
+    }
 }
 
 /// An archive store: a connection string (Azure account-key or SAS form, or

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use metrics::Unit;
-use stowage_shared::{db::DbError, instruments::Metric, startup::Foundation};
+use stowage_shared::{instruments::Metric, startup::Foundation};
 
-use crate::domain::policy::RetentionPolicy;
+use crate::{db, domain::policy::RetentionPolicy, error::Result};
 
 pub const BACKLOG: &str = "archive_backlog_jobs";
 pub const BACKLOG_OLDEST: &str = "archive_backlog_oldest_seconds";
 pub const VERIFIED: &str = "archive_verified_blobs_total";
+pub const QUEUED: &str = "archive_queue_jobs";
+pub const QUEUED_BACKING_OFF: &str = "archive_queue_backing_off_jobs";
 
 /// How often the backlog is counted.
 pub const BACKLOG_PERIOD: Duration = Duration::from_secs(60);
@@ -67,15 +69,20 @@ pub fn catalog() -> Vec<Metric> {
             "How long the longest-waiting job of the backlog has been eligible (0: no backlog)",
         )
         .unit(Unit::Seconds),
+        Metric::gauge(
+            QUEUED,
+            "Jobs the schedule enqueued that no replica has archived yet",
+        ),
+        Metric::gauge(
+            QUEUED_BACKING_OFF,
+            "Queued jobs waiting out a backoff after a failed attempt",
+        ),
     ]
 }
 
-/// Sets the backlog gauges.
-pub async fn backlog(pool: &Pool, policy: &RetentionPolicy) -> Result<(), DbError> {
-    let (statuses, days): (Vec<&str>, Vec<i32>) = policy
-        .idle_days()
-        .map(|(status, days)| (status.as_str(), i32::try_from(days).unwrap_or(i32::MAX)))
-        .unzip();
+/// Sets the backlog and queue gauges.
+pub async fn backlog(pool: &Pool, policy: &RetentionPolicy) -> Result<()> {
+    let (statuses, days) = db::jobs::window_params(&policy.windows());
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
@@ -94,6 +101,9 @@ pub async fn backlog(pool: &Pool, policy: &RetentionPolicy) -> Result<(), DbErro
     let (jobs, oldest): (i64, f64) = (row.try_get(0)?, row.try_get(1)?);
     metrics::gauge!(BACKLOG).set(jobs as f64);
     metrics::gauge!(BACKLOG_OLDEST).set(oldest.max(0.0));
+    let (queued, backing_off) = db::queue::depth(&client).await?;
+    metrics::gauge!(QUEUED).set(queued as f64);
+    metrics::gauge!(QUEUED_BACKING_OFF).set(backing_off as f64);
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Wiring: `App::build` (of [`ServiceBinary`]) connects, migrates, binds and registers the
-//! services; `run_until_stopped` serves, with the schedule and the sweeper, until shutdown.
+//! services; `run_until_stopped` serves, with the schedule, the queue workers and the
+//! sweeper, until shutdown.
 
 use futures::FutureExt;
 use stowage_proto::archive::v1::{
@@ -15,13 +16,14 @@ use crate::{
     config::Config,
     db,
     domain::{
-        archive::Archiver, garbage::Sweeper, restore::Restorer, scheduler::Scheduler,
-        service::Archives, stores::ArchiveStores,
+        archive::Archiver, garbage::Sweeper, queue::QueueWorkers, restore::Restorer,
+        scheduler::Scheduler, service::Archives, stores::ArchiveStores,
     },
     grpc::{admin::AdminApi, archive::ArchiveApi},
 };
 
-/// Builds archive-svc: the services registered, the schedule and the sweeper beside.
+/// Builds archive-svc: the services registered, the schedule, the queue workers and the
+/// sweeper beside.
 pub struct App;
 
 impl ServiceBinary for App {
@@ -31,6 +33,10 @@ impl ServiceBinary for App {
 
     async fn build(config: Config) -> Result<Service, StartupError> {
         let policy = config.archive.policy().map_err(StartupError::Config)?;
+        config
+            .archive
+            .check_access_tier()
+            .map_err(StartupError::Config)?;
         let schedule = &config.archive.schedule;
         let cron = schedule
             .parse::<croner::Cron>()
@@ -48,6 +54,11 @@ impl ServiceBinary for App {
             .await
             .map_err(|error| StartupError::Service("archive stores", error))?;
         let archiver = Archiver::new(pool.clone(), stores.clone(), policy.clone());
+        let queue = QueueWorkers::new(
+            pool.clone(),
+            archiver.clone(),
+            config.archive.queue.settings(),
+        );
         let restorer = Restorer::new(pool.clone(), stores.clone());
         let sweep_interval = config.archive.sweep_interval;
         let sweeper = Sweeper::new(pool.clone(), stores.clone(), sweep_interval);
@@ -62,7 +73,7 @@ impl ServiceBinary for App {
         let authenticate = foundation.auth.interceptor();
         let api = ArchiveApi::new(
             archives.clone(),
-            policy,
+            policy.clone(),
             config.archive.schedule.clone(),
             config.archive.jobs_per_tick,
         );
@@ -78,9 +89,10 @@ impl ServiceBinary for App {
                 AdminApi::new(archives.clone()),
                 authenticate,
             ));
-        let scheduler = Scheduler::new(archives, pool, cron, config.archive.jobs_per_tick);
+        let scheduler = Scheduler::new(policy, pool, cron, config.archive.jobs_per_tick);
         let workers: Vec<Worker> = vec![
             Box::new(move |drain| scheduler.run(drain).boxed()),
+            Box::new(move |drain| queue.run(drain).boxed()),
             Box::new(move |drain| sweeper.run(sweep_interval, drain).boxed()),
             foundation.pruner(db::retention_rules),
         ];

@@ -270,16 +270,48 @@ impl TestApp {
     /// settings. Dropping it (or [`Replica::kill`]) stops it as a crash would: no drain,
     /// its leases left to expire.
     pub async fn replica(&self, runner: migration_svc::config::RunnerConfig) -> Result<Replica> {
-        let app = migration_svc::startup::App::build(migration_svc::config::Config {
+        Replica::serve::<migration_svc::startup::App>(migration_svc::config::Config {
             common: self.common.clone(),
             migration: runner,
         })
-        .await?;
-        let addr = app.local_addr();
-        let task = tokio::spawn(async move {
-            let _ = app.run_until_stopped(std::future::pending()).await;
-        });
-        Ok(Replica { addr, task })
+        .await
+    }
+
+    /// Another archive-svc replica on the same database and keys, with `archive`
+    /// settings (its schedule, queue workers and sweeper run too). Dropping it stops it as
+    /// a crash would.
+    pub async fn archive_replica(
+        &self,
+        archive: archive_svc::config::ArchiveConfig,
+    ) -> Result<Replica> {
+        Replica::serve::<archive_svc::startup::App>(archive_svc::config::Config {
+            common: self.common.clone(),
+            archive,
+        })
+        .await
+    }
+
+    /// archive-svc's schedule tick now, as its cron would run it with `archive`'s
+    /// policy and limit: the due jobs enqueued for every replica's queue workers. How
+    /// many were added.
+    pub async fn archive_tick(&self, archive: &archive_svc::config::ArchiveConfig) -> Result<u64> {
+        let config = archive_svc::config::Config {
+            common: self.common.clone(),
+            archive: archive.clone(),
+        };
+        let pool = archive_svc::startup::migrated_pool(&config).await?;
+        let policy = archive.policy().map_err(anyhow::Error::msg)?;
+        let cron = archive.schedule.parse()?;
+        let scheduler = archive_svc::domain::scheduler::Scheduler::new(
+            policy,
+            pool,
+            cron,
+            archive.jobs_per_tick,
+        );
+        match scheduler.tick().await? {
+            archive_svc::domain::scheduler::Tick::Enqueued(added) => Ok(added),
+            archive_svc::domain::scheduler::Tick::Skipped => anyhow::bail!("another tick ran"),
+        }
     }
 
     pub async fn archive_admin(&self, token: Option<&str>) -> ArchiveAdminServiceClient<Bearer> {
@@ -311,6 +343,15 @@ pub struct Replica {
 }
 
 impl Replica {
+    async fn serve<A: ServiceBinary>(config: A::Config) -> Result<Self> {
+        let app = A::build(config).await?;
+        let addr = app.local_addr();
+        let task = tokio::spawn(async move {
+            let _ = app.run_until_stopped(std::future::pending()).await;
+        });
+        Ok(Self { addr, task })
+    }
+
     /// Stops the replica at once, mid-work, like a killed process.
     pub async fn kill(mut self) {
         self.task.abort();

@@ -90,6 +90,9 @@ struct Shared {
     /// Connections opened and fully closed, for tests that count them.
     opened: AtomicU64,
     closed: AtomicU64,
+    /// The start of each chunk sent to the upstream (request lines and headers), for
+    /// tests that check what a client asked for.
+    heard: Mutex<Vec<u8>>,
 }
 
 impl Shared {
@@ -119,6 +122,18 @@ impl Shared {
             *generation += 1;
             *ending = how;
         });
+    }
+
+    /// Keeps the start of a chunk on its way to the upstream (within a bound).
+    fn hear(&self, direction: Direction, chunk: &[u8]) {
+        const START: usize = 4096;
+        const MOST: usize = 4 << 20;
+        if direction == Direction::ToUpstream
+            && let Ok(mut heard) = self.heard.lock()
+            && heard.len() < MOST
+        {
+            heard.extend_from_slice(&chunk[..chunk.len().min(START)]);
+        }
     }
 
     /// Counts `n` bytes passing in `direction` and fires an armed fault whose moment came.
@@ -189,6 +204,7 @@ impl TcpProxy {
             armed: Mutex::new(None),
             opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
+            heard: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(accept(listener, shared.clone()));
         Ok(Self { addr, shared, task })
@@ -200,6 +216,18 @@ impl TcpProxy {
             self.shared.to_upstream.load(Ordering::SeqCst),
             self.shared.from_upstream.load(Ordering::SeqCst),
         )
+    }
+
+    /// The starts of what clients sent the upstream so far (request lines and headers
+    /// among them), lowercased.
+    pub fn heard(&self) -> String {
+        let heard = self
+            .shared
+            .heard
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&heard).to_lowercase()
     }
 
     /// Connections accepted so far, and those of them fully closed.
@@ -328,6 +356,7 @@ async fn pump(
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    shared.hear(direction, &buf[..n]);
                     let fired = shared.passed(direction, n);
                     if fired.is_some_and(|fault| fault != Fault::Stall) {
                         // The connection is going: neither this chunk nor any after it

@@ -82,29 +82,35 @@ pub async fn list(
     db::query_map(client, &sql, &[&tenant, &archived, &after, &limit], job).await
 }
 
-/// Hot terminal jobs idle past their window at `now`, oldest terminal timestamp first: the
-/// rule of `RetentionPolicy::due_at`, in SQL (`greatest` skips a missing terminal
-/// timestamp, as `due_at` does).
+/// Hot terminal jobs idle past their window at `$3` (windows as `$1` statuses and `$2`
+/// days), oldest terminal timestamp first, at most `$4`: the rule of
+/// `RetentionPolicy::due_at`, in SQL (`greatest` skips a missing terminal timestamp, as
+/// `due_at` does). Columns: id, tenant_id, idle_since.
+pub(super) const DUE: &str = "select j.id, j.tenant_id,
+        coalesce(j.terminal_at, j.last_activity_at) as idle_since
+    from archive.scan_jobs j
+    join unnest($1::text[], $2::int4[]) as policy(status, days)
+      on policy.status = j.status
+    where j.archived_at is null
+      and greatest(j.terminal_at, j.last_activity_at)
+          <= $3::timestamptz - make_interval(days => policy.days)
+    order by coalesce(j.terminal_at, j.last_activity_at), j.id
+    limit $4";
+
+/// The windows as [`DUE`]'s first two parameters.
+pub fn window_params(windows: &[(JobStatus, i32)]) -> (Vec<&'static str>, Vec<i32>) {
+    windows.iter().map(|(s, d)| (s.as_str(), *d)).unzip()
+}
+
+/// The jobs due at `now` ([`DUE`]): (id, tenant).
 pub async fn eligible(
     client: &impl GenericClient,
     windows: &[(JobStatus, i32)],
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<(Uuid, String)>> {
-    let statuses: Vec<&str> = windows.iter().map(|(s, _)| s.as_str()).collect();
-    let days: Vec<i32> = windows.iter().map(|(_, d)| *d).collect();
-    let statement = client
-        .prepare_cached(
-            "select j.id, j.tenant_id from archive.scan_jobs j
-             join unnest($1::text[], $2::int4[]) as policy(status, days)
-               on policy.status = j.status
-             where j.archived_at is null
-               and greatest(j.terminal_at, j.last_activity_at)
-                   <= $3::timestamptz - make_interval(days => policy.days)
-             order by coalesce(j.terminal_at, j.last_activity_at), j.id
-             limit $4",
-        )
-        .await?;
+    let (statuses, days) = window_params(windows);
+    let statement = client.prepare_cached(DUE).await?;
     let rows = client
         .query(&statement, &[&statuses, &days, &now, &limit])
         .await?;

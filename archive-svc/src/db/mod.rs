@@ -5,6 +5,7 @@ pub mod admin_config;
 pub mod audit;
 pub mod garbage;
 pub mod jobs;
+pub mod queue;
 pub mod rows;
 pub mod stores;
 

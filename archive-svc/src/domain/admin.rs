@@ -65,6 +65,7 @@ impl Archives {
                 reason: Some(reason),
             },
             request_id,
+            worker: None,
         };
         let result = self.archiver.archive(None, id, &request).await;
         if let Err(error) = &result {
@@ -89,12 +90,7 @@ impl Archives {
         } else {
             limit
         };
-        let windows: Vec<_> = self
-            .archiver
-            .policy()
-            .idle_days()
-            .map(|(status, days)| (status, i32::try_from(days).unwrap_or(i32::MAX)))
-            .collect();
+        let windows = self.archiver.policy().windows();
         let due = {
             let client = self.pool.get().await?;
             db::jobs::eligible(&client, &windows, Utc::now(), i64::from(limit)).await?
@@ -108,6 +104,7 @@ impl Archives {
                 reason: Some(reason),
             },
             request_id: &RequestId::none(),
+            worker: None,
         };
         let (mut archived, mut failed) = (0, 0);
         for (job_id, tenant) in due {

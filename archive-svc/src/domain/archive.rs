@@ -50,6 +50,8 @@ pub struct ArchiveRequest<'a> {
     pub audit: Audit<'a>,
     /// The caller's idempotency key; none for the schedule.
     pub request_id: &'a RequestId,
+    /// The queue worker archiving the job, for the audit entry; none for a caller.
+    pub worker: Option<&'a str>,
 }
 
 impl ArchiveRequest<'_> {
@@ -129,26 +131,39 @@ impl Archiver {
     }
 
     /// Archives one job. `tenant` scopes the lookup (`None` for the scheduler and admins).
-    /// Returns the job as archived; a repeated request id returns the first result.
-    #[tracing::instrument(skip_all, fields(job = %job_id, mode = ?request.mode))]
+    /// Returns the job as archived; a repeated request id returns the first result. An
+    /// archive of the job already in flight is FAILED_PRECONDITION.
     pub async fn archive(
         &self,
         tenant: Option<&str>,
         job_id: Uuid,
         request: &ArchiveRequest<'_>,
     ) -> Result<Job> {
+        self.archive_if_free(tenant, job_id, request)
+            .await?
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!("job {job_id} is already being archived"))
+            })
+    }
+
+    /// [`Archiver::archive`], or `None` if an archive, move or sweep of the job holds its
+    /// lock now (one blob-writing operation per job at a time).
+    #[tracing::instrument(skip_all, fields(job = %job_id, mode = ?request.mode))]
+    pub async fn archive_if_free(
+        &self,
+        tenant: Option<&str>,
+        job_id: Uuid,
+        request: &ArchiveRequest<'_>,
+    ) -> Result<Option<Job>> {
         let started = std::time::Instant::now();
-        // One archive of a job at a time: they would write the same blob key.
         let Some(mut lock) = job_lock::try_lock(self.pool.get().await?, job_id).await? else {
-            return Err(Error::FailedPrecondition(format!(
-                "job {job_id} is already being archived"
-            )));
+            return Ok(None);
         };
         let result = self
             .archive_locked(lock.client(), tenant, job_id, request, started)
             .await;
         lock.release().await;
-        result
+        result.map(Some)
     }
 
     async fn archive_locked(
@@ -195,7 +210,8 @@ impl Archiver {
         db::jobs::mark_archived(&tx, job_id, &info).await?;
         let rows = written.encoded.scan_items + written.encoded.file_records;
         let detail = json!({ "blob": info.blob_key, "format": info.format.as_str(),
-                             "store_version": store.version, "rows": rows });
+                             "store_version": store.version, "rows": rows,
+                             "worker": request.worker });
         request
             .audit
             .record(&tx, Some((job_id, &job.tenant_id)), true, detail)

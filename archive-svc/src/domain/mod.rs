@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod payload;
 pub mod pipe;
 pub mod policy;
+pub mod queue;
 pub mod relocate;
 pub mod requests;
 pub mod restore;

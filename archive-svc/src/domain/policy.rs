@@ -63,6 +63,13 @@ impl RetentionPolicy {
         self.idle_days.iter().map(|(status, days)| (*status, *days))
     }
 
+    /// The windows as the due-jobs query takes them (`db::jobs::DUE`).
+    pub fn windows(&self) -> Vec<(JobStatus, i32)> {
+        self.idle_days()
+            .map(|(status, days)| (status, i32::try_from(days).unwrap_or(i32::MAX)))
+            .collect()
+    }
+
     /// When a hot job becomes due for the schedule: its status's idle window after the
     /// later of its terminal timestamp and its last activity (a terminal job the scanner
     /// gave no terminal timestamp counts from its last activity). `None` for an archived

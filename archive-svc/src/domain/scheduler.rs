@@ -1,21 +1,21 @@
-//! The archive schedule: at every cron occurrence (default daily 03:00 UTC) archive up to
-//! `jobs_per_tick` due jobs, oldest terminal timestamp first. A PostgreSQL advisory lock
-//! makes one replica run a tick; per-job failures are logged and counted, never fatal.
+//! The archive schedule: at every cron occurrence (default daily 03:00 UTC) enqueue up to
+//! `jobs_per_tick` due jobs, oldest terminal timestamp first, for every replica's queue
+//! workers ([`super::queue`]) to archive. A PostgreSQL advisory lock makes one replica
+//! run a tick.
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use stowage_shared::{db::lock::AdvisoryLock, shutdown::Drain};
-use tokio::sync::mpsc;
 
-use super::{admin::Outcome, audit::Actor, service::Archives};
-use crate::error::Result;
+use super::policy::RetentionPolicy;
+use crate::{db, error::Result};
 
 /// Advisory lock of the tick: one replica ticks at a time.
 const TICK_LOCK: &str = "stowage.archive.tick";
 
 #[derive(Clone, Debug)]
 pub struct Scheduler {
-    archives: Archives,
+    policy: RetentionPolicy,
     pool: deadpool_postgres::Pool,
     cron: Cron,
     jobs_per_tick: u32,
@@ -26,21 +26,19 @@ pub struct Scheduler {
 pub enum Tick {
     /// Another replica held the lock.
     Skipped,
-    Ran {
-        archived: u32,
-        failed: u32,
-    },
+    /// Jobs added to the queue (jobs already queued are not counted again).
+    Enqueued(u64),
 }
 
 impl Scheduler {
     pub fn new(
-        archives: Archives,
+        policy: RetentionPolicy,
         pool: deadpool_postgres::Pool,
         cron: Cron,
         jobs_per_tick: u32,
     ) -> Self {
         Self {
-            archives,
+            policy,
             pool,
             cron,
             jobs_per_tick,
@@ -66,9 +64,7 @@ impl Scheduler {
                 () = drain.draining() => return,
             }
             match self.tick().await {
-                Ok(Tick::Ran { archived, failed }) => {
-                    tracing::info!(archived, failed, "archive tick done");
-                }
+                Ok(Tick::Enqueued(jobs)) => tracing::info!(jobs, "archive tick enqueued due jobs"),
                 Ok(Tick::Skipped) => tracing::info!("archive tick ran on another replica"),
                 Err(error) => tracing::error!(%error, "archive tick failed"),
             }
@@ -78,25 +74,15 @@ impl Scheduler {
     /// One tick now, if no other replica is running one.
     pub async fn tick(&self) -> Result<Tick> {
         // The lock's session ends with this tick, whatever happens during it.
-        let Some(lock) = AdvisoryLock::try_acquire(self.pool.get().await?, TICK_LOCK).await? else {
+        let Some(mut lock) = AdvisoryLock::try_acquire(self.pool.get().await?, TICK_LOCK).await?
+        else {
             return Ok(Tick::Skipped);
         };
-        let (outcomes, mut received) = mpsc::channel::<Outcome>(16);
-        let drain_outcomes = tokio::spawn(async move { while received.recv().await.is_some() {} });
-        let result = self
-            .archives
-            .archive_due(
-                &Actor::scheduler(),
-                "retention schedule",
-                self.jobs_per_tick,
-                &outcomes,
-            )
-            .await;
-        drop(outcomes);
-        let _ = drain_outcomes.await;
+        let limit = i64::from(self.jobs_per_tick);
+        let windows = self.policy.windows();
+        let enqueued = db::queue::enqueue_due(lock.client(), &windows, Utc::now(), limit).await;
         lock.release().await;
-        let (archived, failed) = result?;
-        Ok(Tick::Ran { archived, failed })
+        Ok(Tick::Enqueued(enqueued?))
     }
 }
 

@@ -157,6 +157,9 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     /// Longest silence while reading a response body.
     pub read_timeout: Duration,
+    /// The Azure access tier new blobs are written at (`Hot`, `Cool`, `Cold`; `None`: the
+    /// account's default). Other providers ignore it.
+    pub azure_access_tier: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -166,6 +169,7 @@ impl Default for StoreOptions {
             retry_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
+            azure_access_tier: None,
         }
     }
 }
@@ -192,6 +196,7 @@ impl StoreOptions {
             retry_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
             read_timeout: Duration::from_secs(5),
+            azure_access_tier: None,
         }
     }
 
@@ -241,6 +246,8 @@ pub struct BlobStore {
     local_root: Option<std::path::PathBuf>,
     /// An S3 store's multipart uploads (to find and abort those a killed process left).
     multipart: Option<Arc<Multipart>>,
+    /// The access tier every write asks for (an Azure store's, when configured).
+    access_tier: Option<String>,
 }
 
 /// The smallest part an S3 multipart upload takes (but for its last).
@@ -339,12 +346,17 @@ impl BlobStore {
                 |dir, part| dir.join(part.as_ref()),
             )
         });
+        let access_tier = options
+            .azure_access_tier
+            .clone()
+            .filter(|_| config.provider == Provider::Azure);
         Ok(Self {
             inner,
             prefix,
             keeps_attributes,
             local_root,
             multipart,
+            access_tier,
         })
     }
 
@@ -356,6 +368,7 @@ impl BlobStore {
             keeps_attributes,
             local_root: None,
             multipart: None,
+            access_tier: None,
         }
     }
 
@@ -455,6 +468,10 @@ impl BlobStore {
         if !self.keeps_attributes {
             return Attributes::new();
         }
+        let tier = self
+            .access_tier
+            .iter()
+            .map(|tier| (Attribute::StorageClass, AttributeValue::from(tier.clone())));
         metadata
             .iter()
             .map(|(name, value)| {
@@ -463,6 +480,7 @@ impl BlobStore {
                     AttributeValue::from(value.clone()),
                 )
             })
+            .chain(tier)
             .collect()
     }
 

@@ -745,3 +745,51 @@ async fn an_earlier_releases_store_setting_becomes_a_version_and_keeps_its_jobs(
     assert_eq!(left, 0, "the earlier setting is adopted once");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn archive_blobs_are_written_at_the_configured_azure_access_tier() {
+    for (tier, sent) in [
+        ("Cool", Some("cool")),
+        ("Hot", Some("hot")),
+        ("Default", None),
+    ] {
+        let app = spawn_app_configured(|configs| {
+            configs.archive.archive.access_tier = tier.into();
+            fail_fast(configs);
+        })
+        .await
+        .unwrap();
+        let mut admin = admin(&app).await;
+        let proxied = ProxiedContainer::create().await.unwrap();
+        set_store(
+            &mut admin,
+            &azure_url(&proxied.endpoint()),
+            &proxied.container.container,
+        )
+        .await;
+        let (job, rows) = hot_job(&app, 20.0).await;
+        archive(&mut admin, job).await;
+        // Each request's head: from its request line to the blank line that ends it.
+        let heard = proxied.proxy.heard();
+        let job_puts: Vec<&str> = heard
+            .match_indices("put /")
+            .filter_map(|(at, _)| heard[at..].split("\r\n\r\n").next())
+            .filter(|head| head.lines().next().is_some_and(|l| l.contains(&job.to_string())))
+            .collect();
+        assert!(!job_puts.is_empty(), "{tier}: no PUT of the job's blob was heard");
+        let asked: std::collections::BTreeSet<&str> = job_puts
+            .iter()
+            .flat_map(|head| head.lines())
+            .filter_map(|line| line.strip_prefix("x-ms-access-tier: "))
+            .collect();
+        assert_eq!(asked.into_iter().next(), sent, "{tier}: {job_puts:?}");
+        assert_eq!(restore(&app, job).await.unwrap(), 180);
+        assert_eq!(
+            scans::table_digest(&app.db.client().await.unwrap(), job)
+                .await
+                .unwrap(),
+            rows
+        );
+        app.stop().await.unwrap();
+    }
+}
