@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use stowage_shared::{blob::StoreOptions, config::humantime_secs};
+use stowage_shared::{blob::StoreOptions, config::humantime_secs, sweep::Sampling};
 
 use crate::domain::{jobs::JobStatus, policy::RetentionPolicy, queue::QueueSettings};
 
@@ -20,7 +20,7 @@ pub struct ArchiveConfig {
     /// defaults. Only terminal statuses may be listed.
     #[serde(default)]
     pub retention_days: BTreeMap<JobStatus, u32>,
-    /// Cron expression (UTC) of the archive tick.
+    /// Cron expression (UTC; five fields, or six with seconds first) of the archive tick.
     #[serde(default = "default_schedule")]
     pub schedule: String,
     /// Most jobs one tick enqueues.
@@ -51,6 +51,16 @@ pub struct ArchiveConfig {
     /// account's own). Other stores ignore it.
     #[serde(default = "default_access_tier")]
     pub access_tier: String,
+    /// Cron expression (UTC; five fields, or six with seconds first) of scheduled integrity
+    /// sweeps (as `VerifyArchives`, by the schedule's actor); none when unset.
+    #[serde(default)]
+    pub verify_schedule: Option<String>,
+    /// The share of archives a scheduled sweep reads, picked by job id (1 to 100).
+    #[serde(default = "default_verify_sample_percent")]
+    pub verify_sample_percent: i32,
+    /// Most stored bytes a scheduled sweep reads (0: no limit).
+    #[serde(default)]
+    pub verify_byte_budget: i64,
 }
 
 impl Default for ArchiveConfig {
@@ -66,6 +76,9 @@ impl Default for ArchiveConfig {
             store_retry_timeout: default_store_retry_timeout(),
             store_read_timeout: default_store_read_timeout(),
             access_tier: default_access_tier(),
+            verify_schedule: None,
+            verify_sample_percent: default_verify_sample_percent(),
+            verify_byte_budget: 0,
         }
     }
 }
@@ -92,6 +105,17 @@ impl ArchiveConfig {
         Some(self.access_tier.clone()).filter(|tier| tier != "Default")
     }
 
+    /// The scheduled sweeps' cron and sampling, if sweeps are scheduled.
+    pub fn verify_schedule(&self) -> Result<Option<(croner::Cron, Sampling)>, String> {
+        let Some(schedule) = &self.verify_schedule else {
+            return Ok(None);
+        };
+        let cron = parse_cron("archive.verify_schedule", schedule)?;
+        let sampling = Sampling::parse(self.verify_sample_percent, self.verify_byte_budget)
+            .map_err(|e| format!("archive.verify_{e}"))?;
+        Ok(Some((cron, sampling)))
+    }
+
     /// Whether `access_tier` is one Azure takes.
     pub fn check_access_tier(&self) -> Result<(), String> {
         match self.access_tier.as_str() {
@@ -113,6 +137,20 @@ fn default_jobs_per_tick() -> u32 {
 
 fn default_sweep_interval() -> Duration {
     Duration::from_secs(60)
+}
+
+/// A cron expression of five fields (minute first) or six (second first), UTC.
+pub fn parse_cron(setting: &str, text: &str) -> Result<croner::Cron, String> {
+    use croner::parser::{CronParser, Seconds};
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(text)
+        .map_err(|e| format!("{setting} {text:?}: {e}"))
+}
+
+fn default_verify_sample_percent() -> i32 {
+    100
 }
 
 fn default_access_tier() -> String {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use metrics::Unit;
-use stowage_shared::{instruments::Metric, startup::Foundation};
+use stowage_shared::{instruments::Metric, startup::Foundation, sweep::Verdict};
 
 use crate::{db, domain::policy::RetentionPolicy, error::Result};
 
@@ -54,7 +54,7 @@ pub fn catalog() -> Vec<Metric> {
             VERIFIED,
             "Archive blobs an integrity sweep (VerifyArchives) checked, by result",
         )
-        .per("result", ["ok", "missing", "corrupt", "unverifiable"]),
+        .per("result", Verdict::ALL.map(Verdict::as_str)),
         Metric::counter(
             "archive_blobs_swept_total",
             "Blobs of deleted or moved archives removed from their store",

@@ -10,14 +10,22 @@ use stowage_proto::archive::v1::{
 use stowage_shared::{
     db::Schema,
     startup::{self, Foundation, Service, ServiceBinary, StartupError, Worker},
+    sweep::Sampling,
 };
 
 use crate::{
-    config::Config,
+    config::{ArchiveConfig, Config, parse_cron},
     db,
     domain::{
-        archive::Archiver, garbage::Sweeper, queue::QueueWorkers, restore::Restorer,
-        scheduler::Scheduler, service::Archives, stores::ArchiveStores,
+        archive::Archiver,
+        garbage::Sweeper,
+        policy::RetentionPolicy,
+        queue::QueueWorkers,
+        restore::Restorer,
+        scheduler::Scheduler,
+        service::Archives,
+        stores::ArchiveStores,
+        verify::{SweepSchedule, Verifier},
     },
     grpc::{admin::AdminApi, archive::ArchiveApi},
 };
@@ -32,15 +40,11 @@ impl ServiceBinary for App {
     const SCHEMA: Schema = db::SCHEMA;
 
     async fn build(config: Config) -> Result<Service, StartupError> {
-        let policy = config.archive.policy().map_err(StartupError::Config)?;
-        config
-            .archive
-            .check_access_tier()
-            .map_err(StartupError::Config)?;
-        let schedule = &config.archive.schedule;
-        let cron = schedule
-            .parse::<croner::Cron>()
-            .map_err(|e| StartupError::Config(format!("archive.schedule {schedule:?}: {e}")))?;
+        let Checked {
+            policy,
+            cron,
+            sweeps,
+        } = Checked::of(&config.archive).map_err(StartupError::Config)?;
         let mut foundation = Foundation::build(&config.common, db::SCHEMA).await?;
         crate::metrics::install(&mut foundation, &policy);
         let pool = foundation.pool.clone();
@@ -59,6 +63,10 @@ impl ServiceBinary for App {
             archiver.clone(),
             config.archive.queue.settings(),
         );
+        let sweeps = sweeps.map(|(cron, sampling)| {
+            let verifier = Verifier::new(pool.clone(), stores.clone());
+            SweepSchedule::new(pool.clone(), verifier, cron, sampling)
+        });
         let restorer = Restorer::new(pool.clone(), stores.clone());
         let sweep_interval = config.archive.sweep_interval;
         let sweeper = Sweeper::new(pool.clone(), stores.clone(), sweep_interval);
@@ -90,13 +98,35 @@ impl ServiceBinary for App {
                 authenticate,
             ));
         let scheduler = Scheduler::new(policy, pool, cron, config.archive.jobs_per_tick);
-        let workers: Vec<Worker> = vec![
+        let mut workers: Vec<Worker> = vec![
             Box::new(move |drain| scheduler.run(drain).boxed()),
             Box::new(move |drain| queue.run(drain).boxed()),
             Box::new(move |drain| sweeper.run(sweep_interval, drain).boxed()),
             foundation.pruner(db::retention_rules),
         ];
+        if let Some(sweeps) = sweeps {
+            workers.push(Box::new(move |drain| sweeps.run(drain).boxed()));
+        }
         Ok(Service::new(foundation, workers))
+    }
+}
+
+/// What `[archive]` settles before anything starts: a setting that does not hold is a
+/// configuration error at start, never later.
+struct Checked {
+    policy: RetentionPolicy,
+    cron: croner::Cron,
+    sweeps: Option<(croner::Cron, Sampling)>,
+}
+
+impl Checked {
+    fn of(archive: &ArchiveConfig) -> Result<Self, String> {
+        archive.check_access_tier()?;
+        Ok(Self {
+            policy: archive.policy()?,
+            cron: parse_cron("archive.schedule", &archive.schedule)?,
+            sweeps: archive.verify_schedule()?,
+        })
     }
 }
 

@@ -367,6 +367,11 @@ pub const TABLE: &[Access] = &[
         SuperAdmin,
         Global,
     ),
+    row(
+        "/stowage.archive.v1.ArchiveAdminService/DestroyTenantKeys",
+        SuperAdmin,
+        Global,
+    ),
     open("/grpc.health.v1.Health/Check"),
     open("/grpc.health.v1.Health/Watch"),
     open("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),

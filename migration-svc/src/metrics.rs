@@ -7,7 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use futures::{Stream, StreamExt};
 use metrics::Unit;
-use stowage_shared::instruments::Metric;
+use stowage_shared::{instruments::Metric, sweep::Verdict};
 
 use crate::{
     db,
@@ -86,7 +86,7 @@ pub fn catalog() -> Vec<Metric> {
             VERIFIED,
             "Artifacts an integrity sweep (VerifyArtifacts) checked, by result",
         )
-        .per("result", ["ok", "missing", "corrupt", "unverifiable"]),
+        .per("result", Verdict::ALL.map(Verdict::as_str)),
         Metric::counter(
             CLEANED,
             "Migrated items a source cleanup (CleanupRun) looked at, by result",

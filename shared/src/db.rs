@@ -8,14 +8,14 @@ pub mod tls;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, PoolError, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
 use tokio_postgres::error::SqlState;
 use tonic::Status;
 
 use crate::config::DatabaseConfig;
 
-pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};
+pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};
 
 /// The first row of a cached, prepared `sql`, mapped by `map`; `None` when there is none.
 pub async fn query_opt_map<T, E>(

@@ -11,8 +11,10 @@ use crate::{
     auth::AuthError,
     blob::{BlobError, ObjectError},
     db::DbError,
+    format::FormatError,
     keyring::KeyError,
     stream::WorkStopped,
+    tenant_keys::{self, TenantKeyError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,15 @@ impl From<ObjectError> for Error {
     }
 }
 
+impl From<TenantKeyError> for Error {
+    fn from(error: TenantKeyError) -> Self {
+        match error {
+            TenantKeyError::Db(db) => Self::Db(db),
+            TenantKeyError::Keys(keys) => Self::Keys(keys),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         Self::Db(error.into())
@@ -98,6 +109,13 @@ impl From<Error> for Status {
             Error::Idempotency(IdempotencyError::Db(e)) | Error::Db(e) => e.into(),
             Error::Store(store) => store_status(store),
             Error::Object(ObjectError::Blob(store)) => store_status(store),
+            Error::Object(ObjectError::Format(FormatError::UnknownKek(ref id)))
+                if tenant_keys::is_tenant_key(id) =>
+            {
+                Status::failed_precondition(
+                    "the object is unreadable: its tenant's key was destroyed (crypto-shredded)",
+                )
+            }
             Error::Object(
                 ObjectError::Format(_)
                 | ObjectError::ChecksumMismatch { .. }

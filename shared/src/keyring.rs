@@ -114,6 +114,17 @@ pub struct KeyRing {
 struct Inner {
     keks: BTreeMap<String, Kek>,
     primary: String,
+    /// The ring this one lies over: its KEKs are found too (a tenant's ring over the
+    /// service's, so objects written before the tenant had a key stay readable).
+    base: Option<Arc<Inner>>,
+}
+
+impl Inner {
+    fn find(&self, id: &str) -> Option<&Kek> {
+        self.keks
+            .get(id)
+            .or_else(|| self.base.as_deref().and_then(|base| base.find(id)))
+    }
 }
 
 impl KeyRing {
@@ -129,6 +140,20 @@ impl KeyRing {
             inner: Arc::new(Inner {
                 keks,
                 primary: primary.to_owned(),
+                base: None,
+            }),
+        })
+    }
+
+    /// A ring of `keks` with `primary` among them, over this one: it seals with its own
+    /// primary and finds this ring's KEKs as well as its own.
+    pub fn over(&self, keks: Vec<Kek>, primary: &str) -> Result<Self, KeyError> {
+        let own = Self::new(keks, primary)?;
+        let inner = Arc::into_inner(own.inner).ok_or(KeyError::Empty)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base: Some(self.inner.clone()),
+                ..inner
             }),
         })
     }
@@ -157,8 +182,7 @@ impl KeyRing {
 
     pub fn get(&self, id: &str) -> Result<&Kek, KeyError> {
         self.inner
-            .keks
-            .get(id)
+            .find(id)
             .ok_or_else(|| KeyError::UnknownKek(id.to_owned()))
     }
 
@@ -235,6 +259,26 @@ mod tests {
             .iter()
             .map(|id| Kek::new(*id, &[id.as_bytes()[0]; KEY_LEN]).unwrap());
         KeyRing::new(keks.collect(), primary).unwrap()
+    }
+
+    #[test]
+    fn a_ring_over_another_seals_with_its_own_primary_and_finds_both() {
+        let service = ring(&["k1"], "k1");
+        let old = service.seal(b"c", b"before").unwrap();
+        let tenant = service
+            .over(
+                vec![Kek::new("tenant-key/t", &[9u8; KEY_LEN]).unwrap()],
+                "tenant-key/t",
+            )
+            .unwrap();
+        let new = tenant.seal(b"c", b"after").unwrap();
+        assert_eq!(KeyRing::sealed_with(&new), Some("tenant-key/t"));
+        assert_eq!(tenant.unseal(b"c", &old).unwrap(), b"before");
+        assert_eq!(tenant.unseal(b"c", &new).unwrap(), b"after");
+        assert!(matches!(
+            service.unseal(b"c", &new),
+            Err(KeyError::UnknownKek(_))
+        ));
     }
 
     #[test]

@@ -21,4 +21,5 @@ pub mod startup;
 pub mod stream;
 pub mod sweep;
 pub mod telemetry;
+pub mod tenant_keys;
 pub mod text_enum;

@@ -9,6 +9,8 @@ use uuid::Uuid;
 use crate::{
     api::InvalidArgument,
     blob::{BlobError, ObjectError},
+    format::FormatError,
+    tenant_keys::is_tenant_key,
 };
 
 /// What became of one object a sweep read.
@@ -22,15 +24,26 @@ pub enum Verdict {
     Corrupt,
     /// The store could not be read (unreachable, or its credential refused).
     Unverifiable,
+    /// Its tenant's key was destroyed: unreadable by design (crypto-shredded).
+    Shredded,
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Ok,
+        Verdict::Missing,
+        Verdict::Corrupt,
+        Verdict::Unverifiable,
+        Verdict::Shredded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
             Verdict::Missing => "missing",
             Verdict::Corrupt => "corrupt",
             Verdict::Unverifiable => "unverifiable",
+            Verdict::Shredded => "shredded",
         }
     }
 
@@ -38,6 +51,9 @@ impl Verdict {
     pub fn of(error: &ObjectError) -> Self {
         match error {
             ObjectError::Blob(BlobError::NotFound(_)) => Verdict::Missing,
+            ObjectError::Format(FormatError::UnknownKek(id)) if is_tenant_key(id) => {
+                Verdict::Shredded
+            }
             ObjectError::Format(_)
             | ObjectError::ChecksumMismatch { .. }
             | ObjectError::LengthMismatch { .. } => Verdict::Corrupt,
@@ -111,6 +127,7 @@ pub struct Summary {
     pub missing: i64,
     pub corrupt: i64,
     pub unverifiable: i64,
+    pub shredded: i64,
     pub bytes_read: i64,
     /// The byte budget ended the sweep before every sampled object was checked.
     pub budget_exhausted: bool,
@@ -125,6 +142,7 @@ impl Summary {
             Verdict::Missing => &mut self.missing,
             Verdict::Corrupt => &mut self.corrupt,
             Verdict::Unverifiable => &mut self.unverifiable,
+            Verdict::Shredded => &mut self.shredded,
         };
         *count += 1;
     }
@@ -138,6 +156,7 @@ impl Summary {
             "missing": self.missing,
             "corrupt": self.corrupt,
             "unverifiable": self.unverifiable,
+            "shredded": self.shredded,
             "bytes_read": self.bytes_read,
             "budget_exhausted": self.budget_exhausted,
         })
@@ -160,7 +179,7 @@ impl Named {
         let named = match verdict {
             Verdict::Missing => &mut self.missing,
             Verdict::Corrupt => &mut self.corrupt,
-            Verdict::Ok | Verdict::Unverifiable => return,
+            Verdict::Ok | Verdict::Unverifiable | Verdict::Shredded => return,
         };
         if named.len() < Self::MOST {
             named.push(id);
@@ -179,6 +198,7 @@ impl From<Verdict> for pb::Verification {
             Verdict::Missing => pb::Verification::Missing,
             Verdict::Corrupt => pb::Verification::Corrupt,
             Verdict::Unverifiable => pb::Verification::Unverifiable,
+            Verdict::Shredded => pb::Verification::Shredded,
         }
     }
 }
@@ -190,6 +210,7 @@ impl From<Summary> for pb::VerifySummary {
             missing: summary.missing,
             corrupt: summary.corrupt,
             unverifiable: summary.unverifiable,
+            shredded: summary.shredded,
             bytes_read: summary.bytes_read,
             budget_exhausted: summary.budget_exhausted,
         }

@@ -301,3 +301,20 @@ pub async fn archived_page(
     );
     db::query_map(client, &sql, &[&version, &after, &limit], job).await
 }
+
+/// Archived jobs of `tenant` whose blobs are wrapped by one of its live keys.
+pub async fn archived_under_live_tenant_keys(
+    client: &impl GenericClient,
+    tenant: &str,
+) -> Result<i64> {
+    let row = client
+        .query_one(
+            "select count(*) from archive.scan_jobs j
+             where j.tenant_id = $1 and j.archived_at is not null
+               and j.archive_kek_id in (select id from archive.tenant_keys
+                                        where tenant_id = $1 and destroyed_at is null)",
+            &[&tenant],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}

@@ -21,6 +21,7 @@ use super::{
     jobs::Job,
     payload::Compression,
     relocate::{MoveEvent, MoveMode, Totals},
+    requests::DestroyTenantKeys,
     service::Archives,
     stores::{StoreSetting, StoreVersion},
     verify::{Report, VerifyArchives},
@@ -29,6 +30,14 @@ use crate::{
     db,
     error::{Error, Result},
 };
+
+/// What destroying a tenant's keys did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shredded {
+    pub keys_destroyed: u64,
+    /// Archived jobs whose blobs those keys wrapped.
+    pub archived_jobs: i64,
+}
 
 /// One job's result in a bulk archive.
 #[derive(Debug)]
@@ -285,6 +294,41 @@ impl Archives {
             reason: Some(reason),
         };
         self.relocator.run(audit, mode, limit, events).await
+    }
+
+    /// Crypto-shreds a tenant's archives: its keys destroyed, with the audit entry, in one
+    /// transaction. What was destroyed.
+    pub async fn destroy_tenant_keys(
+        &self,
+        caller: &Principal,
+        command: &DestroyTenantKeys,
+    ) -> Result<Shredded> {
+        caller.require(Role::SuperAdmin)?;
+        let tenant = command.tenant_id.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let archived_jobs = db::jobs::archived_under_live_tenant_keys(&tx, tenant).await?;
+        let keys_destroyed = self.stores.tenant_keys().destroy(&tx, tenant).await?;
+        let actor = Actor::caller(caller);
+        let audit = Audit {
+            actor: &actor,
+            action: "destroy_tenant_keys",
+            reason: Some(&command.reason),
+        };
+        let detail = json!({ "tenant_id": tenant, "keys_destroyed": keys_destroyed,
+                             "archived_jobs_shredded": archived_jobs });
+        audit.record(&tx, None, true, detail).await?;
+        tx.commit().await?;
+        tracing::warn!(
+            tenant,
+            keys_destroyed,
+            archived_jobs,
+            "tenant keys destroyed"
+        );
+        Ok(Shredded {
+            keys_destroyed,
+            archived_jobs,
+        })
     }
 
     /// Sweeps the archive's blobs (or a sample), changing nothing but the evidence.

@@ -27,7 +27,7 @@ use super::{
     },
     policy::RetentionPolicy,
     rows::{FileRecord, ScanItem},
-    stores::ArchiveStores,
+    stores::{Access, ArchiveStores},
 };
 use crate::{
     db,
@@ -200,7 +200,15 @@ impl Archiver {
         let key = archive_key(format, &job)?;
         // The newest store version as this transaction sees it; the job records it.
         let store = self.stores.current(&tx).await?;
-        let written = write_payload(&tx, job_id, &key, request.compression, &store.objects).await?;
+        // Under the tenant's own key, created (and committed) on its first archive.
+        let objects = {
+            let client = self.pool.get().await?;
+            let tenant = &job.tenant_id;
+            self.stores
+                .tenant_objects(&client, &store, tenant, Access::Write)
+                .await?
+        };
+        let written = write_payload(&tx, job_id, &key, request.compression, &objects).await?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "rows written and verified"

@@ -8,7 +8,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
-use stowage_shared::blob::{BlobKey, encrypted::Expected};
+use stowage_shared::blob::{BlobKey, EncryptedStore, encrypted::Expected};
 use stowage_shared::db::RowLock;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -19,7 +19,7 @@ use super::{
     job_lock,
     jobs::{ArchiveInfo, Job},
     payload::BlobFormat,
-    stores::{ArchiveStores, OpenStore},
+    stores::{Access, ArchiveStores, OpenStore},
 };
 use crate::{
     db::{self, garbage::Cause},
@@ -252,7 +252,15 @@ impl Relocator {
             )
             .await?;
             garbage.push(intent);
-            copy(&source, target, &info).await?
+            // Read and written under the tenant's keys, as the archive was.
+            let tenant = job.tenant_id.as_str();
+            let from = (self.stores)
+                .tenant_objects(&*client, &source, tenant, Access::Read)
+                .await?;
+            let to = (self.stores)
+                .tenant_objects(&*client, target, tenant, Access::Write)
+                .await?;
+            copy(&from, (&to, target.version), &info).await?
         };
         let step = Repoint {
             job: &job,
@@ -331,22 +339,22 @@ impl Repoint<'_> {
 /// Copies a job's blob to `target` through the verified layer: the source's digest is
 /// checked as it is read, the copy is read back, and both must name the same plaintext.
 /// An unencrypted blob of the earlier system becomes an encrypted `json.gz`.
-async fn copy(source: &OpenStore, target: &OpenStore, info: &ArchiveInfo) -> Result<ArchiveInfo> {
+async fn copy(
+    source: &EncryptedStore,
+    (target, target_version): (&EncryptedStore, i64),
+    info: &ArchiveInfo,
+) -> Result<ArchiveInfo> {
     let key = BlobKey::new(info.blob_key.clone())?;
     let receipt = if info.format == BlobFormat::LegacyJsonGzip {
-        let read = source.objects.store().get(&key).await?;
-        target.objects.put(&key, read.stream).await?
+        let read = source.store().get(&key).await?;
+        target.put(&key, read.stream).await?
     } else {
         let expected = info.plaintext_sha256.clone().map(|sha256| Expected {
             sha256,
             plaintext_len: None,
         });
-        let plaintext = source
-            .objects
-            .get(&key, expected)
-            .await?
-            .map_err(|e| e.to_string());
-        target.objects.put(&key, plaintext).await?
+        let plaintext = source.get(&key, expected).await?.map_err(|e| e.to_string());
+        target.put(&key, plaintext).await?
     };
     if let Some(recorded) = &info.plaintext_sha256
         && *recorded != receipt.sha256
@@ -364,7 +372,7 @@ async fn copy(source: &OpenStore, target: &OpenStore, info: &ArchiveInfo) -> Res
         stored_bytes: Some(receipt.stored_len as i64),
         plaintext_sha256: Some(receipt.sha256),
         kek_id: Some(receipt.kek_id),
-        store_version: Some(target.version),
+        store_version: Some(target_version),
         ..info.clone()
     })
 }

@@ -72,3 +72,10 @@ pub struct MigrateArchives {
     /// `None` moves every archive not in the newest version.
     pub limit: Option<u64>,
 }
+
+/// `DestroyTenantKeys`: crypto-shred a tenant's archives.
+#[derive(Debug)]
+pub struct DestroyTenantKeys {
+    pub tenant_id: String,
+    pub reason: String,
+}

@@ -3,7 +3,7 @@
 //! workers ([`super::queue`]) to archive. A PostgreSQL advisory lock makes one replica
 //! run a tick.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use croner::Cron;
 use stowage_shared::{db::lock::AdvisoryLock, shutdown::Drain};
 
@@ -45,30 +45,16 @@ impl Scheduler {
         }
     }
 
-    /// The first occurrence strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
-    }
-
     /// Sleeps until each occurrence and ticks, until the drain starts.
     pub async fn run(self, drain: Drain) {
-        loop {
-            let Some(next) = self.next_after(Utc::now()) else {
-                tracing::error!("the archive schedule has no next occurrence; stopping it");
-                return;
-            };
-            let wait = (next - Utc::now()).to_std().unwrap_or_default();
-            tracing::info!(%next, "next archive tick");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = drain.draining() => return,
-            }
+        on_schedule(&self.cron, "archive tick", &drain, || async {
             match self.tick().await {
                 Ok(Tick::Enqueued(jobs)) => tracing::info!(jobs, "archive tick enqueued due jobs"),
                 Ok(Tick::Skipped) => tracing::info!("archive tick ran on another replica"),
                 Err(error) => tracing::error!(%error, "archive tick failed"),
             }
-        }
+        })
+        .await;
     }
 
     /// One tick now, if no other replica is running one.
@@ -86,8 +72,32 @@ impl Scheduler {
     }
 }
 
+/// Runs `tick` at every occurrence of `cron` (UTC) until the drain starts; `what` names it
+/// in the logs.
+pub async fn on_schedule<F, Fut>(cron: &Cron, what: &str, drain: &Drain, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        let Some(next) = cron.find_next_occurrence(&Utc::now(), false).ok() else {
+            tracing::error!(what, "the schedule has no next occurrence; stopping it");
+            return;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tracing::info!(%next, what, "next occurrence");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = drain.draining() => return,
+        }
+        tick().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use chrono::DateTime;
+
     use super::*;
 
     #[test]

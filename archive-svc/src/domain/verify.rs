@@ -5,13 +5,17 @@
 //! earlier system carries no digest: it is read through its gzip decoder, whose checksum
 //! covers every byte. Nothing changes but the evidence: the sweep's audit entry, naming the
 //! first missing and corrupt jobs, so a lost blob is found before a user's restore does.
+//! Sweeps also run on an optional schedule (`[archive] verify_schedule`).
 
 use async_stream::try_stream;
 use bytes::Bytes;
+use croner::Cron;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
     blob::{BlobKey, ObjectError, encrypted::Expected},
+    db::lock::AdvisoryLock,
+    shutdown::Drain,
     sweep::{Named, Sampling, Summary, Verdict},
 };
 use tokio::sync::mpsc;
@@ -22,7 +26,8 @@ use super::{
     jobs::{ArchiveInfo, Job},
     payload::BlobFormat,
     pipe::ChannelReader,
-    stores::ArchiveStores,
+    scheduler::on_schedule,
+    stores::{Access, ArchiveStores},
 };
 use crate::{
     db,
@@ -110,7 +115,7 @@ impl Verifier {
     }
 
     async fn check(&self, job: &Job, info: &ArchiveInfo) -> Checked {
-        let (verdict, detail) = match self.read(info).await {
+        let (verdict, detail) = match self.read(&job.tenant_id, info).await {
             Ok(()) => (Verdict::Ok, String::new()),
             Err(Failure::Read(error)) => (Verdict::of(&error), error.to_string()),
             Err(Failure::Undecodable(error)) => (Verdict::Corrupt, error),
@@ -131,27 +136,26 @@ impl Verifier {
 
     /// Reads the blob to its end through the digest check (or, for a blob of the earlier
     /// system, through its gzip checksum).
-    async fn read(&self, info: &ArchiveInfo) -> Result<(), Failure> {
-        let store = async {
+    async fn read(&self, tenant: &str, info: &ArchiveInfo) -> Result<(), Failure> {
+        let objects = async {
             let client = self.pool.get().await?;
-            self.stores.open(&client, info.store_version).await
+            let store = self.stores.open(&client, info.store_version).await?;
+            (self.stores)
+                .tenant_objects(&client, &store, tenant, Access::Read)
+                .await
         };
-        let store = store.await.map_err(Failure::Store)?;
+        let objects = objects.await.map_err(Failure::Store)?;
         let key = BlobKey::new(info.blob_key.clone())
             .map_err(|e| Failure::Store(Error::Internal(format!("archive blob key: {e}"))))?;
         if info.format == BlobFormat::LegacyJsonGzip {
-            let blob = store.objects.store().get(&key).await.map_err(read_error)?;
+            let blob = objects.store().get(&key).await.map_err(read_error)?;
             return gunzip_to_end(blob.stream.map_err(read_error)).await;
         }
         let expected = info.plaintext_sha256.clone().map(|sha256| Expected {
             sha256,
             plaintext_len: None,
         });
-        let mut plaintext = store
-            .objects
-            .get(&key, expected)
-            .await
-            .map_err(Failure::Read)?;
+        let mut plaintext = objects.get(&key, expected).await.map_err(Failure::Read)?;
         while plaintext.try_next().await.map_err(Failure::Read)?.is_some() {}
         Ok(())
     }
@@ -182,6 +186,77 @@ impl Verifier {
         };
         let client = self.pool.get().await?;
         audit.record(&client, None, true, detail).await
+    }
+}
+
+/// Advisory lock of a scheduled sweep: one replica sweeps at a time.
+const SWEEP_LOCK: &str = "stowage.archive.integrity-sweep";
+
+/// Sweeps on a schedule (`[archive] verify_schedule`), as the schedule's actor: one
+/// replica at each occurrence, the others skip it.
+#[derive(Clone, Debug)]
+pub struct SweepSchedule {
+    pool: deadpool_postgres::Pool,
+    verifier: Verifier,
+    cron: Cron,
+    command: VerifyArchives,
+}
+
+impl SweepSchedule {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        verifier: Verifier,
+        cron: Cron,
+        sampling: Sampling,
+    ) -> Self {
+        let command = VerifyArchives {
+            store_version: None,
+            sampling,
+            reason: "scheduled integrity sweep".into(),
+        };
+        Self {
+            pool,
+            verifier,
+            cron,
+            command,
+        }
+    }
+
+    pub async fn run(self, drain: Drain) {
+        on_schedule(&self.cron, "integrity sweep", &drain, || async {
+            match self.sweep_now().await {
+                Ok(Some(summary)) => tracing::info!(
+                    ok = summary.ok,
+                    missing = summary.missing,
+                    corrupt = summary.corrupt,
+                    unverifiable = summary.unverifiable,
+                    "scheduled integrity sweep done"
+                ),
+                Ok(None) => tracing::info!("the integrity sweep ran on another replica"),
+                Err(error) => tracing::error!(%error, "scheduled integrity sweep failed"),
+            }
+        })
+        .await;
+    }
+
+    /// One scheduled sweep now, unless another replica is running one: its totals.
+    pub async fn sweep_now(&self) -> Result<Option<Summary>> {
+        let Some(lock) = AdvisoryLock::try_acquire(self.pool.get().await?, SWEEP_LOCK).await?
+        else {
+            return Ok(None);
+        };
+        let reports = self
+            .verifier
+            .verify(Actor::scheduler(), self.command.clone());
+        futures::pin_mut!(reports);
+        let mut summary = None;
+        while let Some(report) = reports.try_next().await? {
+            if let Report::Summary(totals) = report {
+                summary = Some(totals);
+            }
+        }
+        lock.release().await;
+        Ok(summary)
     }
 }
 

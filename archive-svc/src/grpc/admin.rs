@@ -8,7 +8,9 @@ use tonic::{Request, Response, Status};
 use super::{ResponseStream, replies::archive_outcome};
 use crate::domain::{
     audit::Actor,
-    requests::{ArchiveDue, ArchiveNow, MigrateArchives, SetStore, UpdateStoreCredential},
+    requests::{
+        ArchiveDue, ArchiveNow, DestroyTenantKeys, MigrateArchives, SetStore, UpdateStoreCredential,
+    },
     service::Archives,
     verify::VerifyArchives,
 };
@@ -134,5 +136,20 @@ impl ArchiveAdminService for AdminApi {
             .verify_archives(&caller, command)?
             .map(|report| Ok(report?.into()));
         Ok(Response::new(Box::pin(reports)))
+    }
+
+    async fn destroy_tenant_keys(
+        &self,
+        request: Request<pb::DestroyTenantKeysRequest>,
+    ) -> Result<Response<pb::DestroyTenantKeysResponse>, Status> {
+        let caller = auth::principal(&request)?;
+        caller.require(Role::SuperAdmin)?;
+        let command = DestroyTenantKeys::try_from(request.into_inner())?;
+        let shredded = self.archives.destroy_tenant_keys(&caller, &command).await?;
+        Ok(Response::new(pb::DestroyTenantKeysResponse {
+            tenant_id: command.tenant_id,
+            keys_destroyed: i64::try_from(shredded.keys_destroyed).unwrap_or(i64::MAX),
+            archived_jobs_shredded: shredded.archived_jobs,
+        }))
     }
 }

@@ -12,13 +12,16 @@ use crate::domain::{
     payload::Compression,
     relocate::MoveMode,
     requests::{
-        ArchiveDue, ArchiveNow, DeleteJob, ListJobs, MigrateArchives, RestoreJob, SetStore,
-        UpdateStoreCredential,
+        ArchiveDue, ArchiveNow, DeleteJob, DestroyTenantKeys, ListJobs, MigrateArchives,
+        RestoreJob, SetStore, UpdateStoreCredential,
     },
     service::Trigger,
     stores::StoreSetting,
     verify::VerifyArchives,
 };
+
+/// Longest tenant id a request names.
+const MAX_TENANT_CHARS: usize = 128;
 
 /// Longest connection string or container name a store setting takes.
 const MAX_SETTING_CHARS: usize = 4096;
@@ -176,6 +179,27 @@ impl TryFrom<pb::MigrateArchivesRequest> for MigrateArchives {
             mode,
             reason: reason(&request.reason)?,
             limit: (limit > 0).then_some(limit),
+        })
+    }
+}
+
+impl TryFrom<pb::DestroyTenantKeysRequest> for DestroyTenantKeys {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::DestroyTenantKeysRequest) -> Result<Self, InvalidArgument> {
+        let tenant_id = api::text("tenant_id", &request.tenant_id, MAX_TENANT_CHARS)?;
+        if tenant_id.is_empty() {
+            return Err(InvalidArgument::new("tenant_id", "is required"));
+        }
+        if request.confirm_tenant_id != request.tenant_id {
+            return Err(InvalidArgument::new(
+                "confirm_tenant_id",
+                "must repeat tenant_id: destroying a tenant's keys cannot be undone",
+            ));
+        }
+        Ok(Self {
+            tenant_id: tenant_id.to_owned(),
+            reason: reason(&request.reason)?,
         })
     }
 }

@@ -372,7 +372,7 @@ fn failed_check(verdict: Verdict) -> Option<CleanupCause> {
         Verdict::Ok => None,
         Verdict::Missing => Some(CleanupCause::TargetMissing),
         Verdict::Corrupt => Some(CleanupCause::TargetCorrupt),
-        Verdict::Unverifiable => Some(CleanupCause::TargetUnverifiable),
+        Verdict::Unverifiable | Verdict::Shredded => Some(CleanupCause::TargetUnverifiable),
     }
 }
 

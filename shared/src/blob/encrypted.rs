@@ -108,6 +108,14 @@ impl EncryptedStore {
         &self.store
     }
 
+    /// The same store under another key ring (a tenant's, over the service's).
+    pub fn with_keys(&self, keys: KeyRing) -> Self {
+        Self {
+            keys,
+            ..self.clone()
+        }
+    }
+
     /// Verified write: encrypts and uploads `plaintext`, then reads it back and checks it.
     #[tracing::instrument(skip_all, fields(key = %key))]
     pub async fn put<S, E>(&self, key: &BlobKey, plaintext: S) -> Result<Receipt, ObjectError>

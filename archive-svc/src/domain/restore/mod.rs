@@ -19,7 +19,7 @@ use super::{
     jobs::ArchiveInfo,
     payload::reader::{self, Batch},
     rows::RowsDigest,
-    stores::ArchiveStores,
+    stores::{Access, ArchiveStores},
 };
 use crate::{
     db,
@@ -114,7 +114,7 @@ impl Restorer {
         let mut state = Progress::fetching(&info);
         let _ = progress.send(state.clone()).await;
         let restored = self
-            .bring_back(&tx, job_id, &info, progress, &mut state)
+            .bring_back(&tx, (job_id, &job.tenant_id), &info, progress, &mut state)
             .await?;
         state.phase = Phase::Verifying;
         state.bytes_read = restored.bytes_read;
@@ -143,13 +143,17 @@ impl Restorer {
     async fn bring_back(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        job_id: Uuid,
+        (job_id, tenant): (Uuid, &str),
         info: &ArchiveInfo,
         progress: &mpsc::Sender<Progress>,
         state: &mut Progress,
     ) -> Result<Restored> {
-        // The job's own store version, whatever the newest is now.
-        let objects = self.stores.open(tx, info.store_version).await?.objects;
+        // The job's own store version, whatever the newest is now, under its tenant's keys.
+        let store = self.stores.open(tx, info.store_version).await?;
+        let objects = self
+            .stores
+            .tenant_objects(tx, &store, tenant, Access::Read)
+            .await?;
         let (plain_tx, plain_rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
         let (rows_tx, rows_rx) = mpsc::channel::<Batch>(4);
         let format = info.format;

@@ -2,7 +2,8 @@
 //! sealed in `archive.stores`) after a posture check; new archives go to the newest, and
 //! each archived job names the version its blob is in, so restore, delete and moves open
 //! the job's own store, whatever came after. A version's credential can be replaced for
-//! the same store (a revoked key). Opened stores are cached per credential version.
+//! the same store (a revoked key). Opened stores are cached per credential version. A
+//! tenant's blobs are written and read under the tenant's own key ([`TenantKeys`]).
 
 mod setting;
 pub mod version;
@@ -18,6 +19,7 @@ use stowage_shared::{
     blob::{BlobStore, EncryptedStore, StoreConfig, StoreOptions, posture},
     db::GenericClient,
     keyring::KeyRing,
+    tenant_keys::TenantKeys,
 };
 
 pub use setting::{ParsedSetting, StoreSetting};
@@ -28,6 +30,9 @@ use crate::{
     db,
     error::{Error, Result},
 };
+
+/// The table of tenant keys (crypto-shredding).
+const TENANT_KEYS: &str = "archive.tenant_keys";
 
 /// Where an earlier release kept its one store setting.
 const LEGACY_ADMIN_KEY: &str = "archive_store";
@@ -49,6 +54,15 @@ pub struct ArchiveStores {
     options: StoreOptions,
     /// version → (credential version, store)
     opened: Arc<Mutex<HashMap<i64, (i32, EncryptedStore)>>>,
+    tenant_keys: TenantKeys,
+}
+
+/// Whether a tenant's objects are to be written (its key created if it has none) or
+/// only read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    Read,
 }
 
 impl ArchiveStores {
@@ -58,11 +72,31 @@ impl ArchiveStores {
             container: d.container.clone(),
         });
         Self {
+            tenant_keys: TenantKeys::new(TENANT_KEYS, keys.clone()),
             keys,
             default,
             options,
             opened: Arc::default(),
         }
+    }
+
+    pub fn tenant_keys(&self) -> &TenantKeys {
+        &self.tenant_keys
+    }
+
+    /// `store`'s objects under `tenant`'s key ring: its own key over the service's.
+    pub async fn tenant_objects(
+        &self,
+        client: &impl GenericClient,
+        store: &OpenStore,
+        tenant: &str,
+        access: Access,
+    ) -> Result<EncryptedStore> {
+        let keys = match access {
+            Access::Write => self.tenant_keys.for_writing(client, tenant).await?,
+            Access::Read => self.tenant_keys.for_reading(client, tenant).await?,
+        };
+        Ok(store.objects.with_keys(keys))
     }
 
     pub fn keys(&self) -> &KeyRing {

@@ -9,6 +9,10 @@
 //!   one job of ROWS rows (default 1,000,000) through gRPC, beside `psql` binary COPY of the
 //!   same rows into and out of the same tables. Needs `DATABASE_URL` (admin) and a release
 //!   build of archive-svc.
+//! - `archive-queue [JOBS] [ROWS]`: JOBS jobs of ROWS rows (default 2,000 of 1,000)
+//!   enqueued by one tick and archived by one, then two, archive-svc replicas: jobs per
+//!   second, each job's fixed cost and the blob size per row, beside psql's single pass
+//!   per job. Needs `DATABASE_URL` and a release build of archive-svc.
 //! - `migration [azure] [s3] [file] [rss]`: migration-svc (the release binary, as a
 //!   server) migrating 1,000 objects of 4 KiB and 10 of 50 MiB between two Azurite
 //!   containers, two prefixes of a SeaweedFS S3 bucket and two `file` directories (those
@@ -40,6 +44,7 @@ use stowage_shared::{
 };
 
 mod archive_bench;
+mod archive_queue;
 mod database_work;
 mod migration_bench;
 mod server;
@@ -230,6 +235,11 @@ async fn main() -> Result<()> {
             let rows = args.get(1).map_or(Ok(1_000_000), |s| s.parse())?;
             archive_bench::run(rows).await
         }
+        Some("archive-queue") => {
+            let jobs = args.get(1).map_or(Ok(2000), |s| s.parse())?;
+            let rows = args.get(2).map_or(Ok(1000), |s| s.parse())?;
+            archive_queue::run(jobs, rows).await
+        }
         Some("migration") => {
             let mut kinds = Vec::new();
             let mut only_rss = false;
@@ -267,7 +277,7 @@ async fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | migration [azure] [s3] [file] [rss] | database-work [ITEMS] | watchers [WATCHERS] [ITEMS] | soak [ARTIFACTS] [RUNS]"
+                "usage: stowage-bench format [MiB] | write-rss [DIR] | archive [ROWS] | archive-queue [JOBS] [ROWS] | migration [azure] [s3] [file] [rss] | database-work [ITEMS] | watchers [WATCHERS] [ITEMS] | soak [ARTIFACTS] [RUNS]"
             );
             Ok(())
         }

@@ -30,7 +30,7 @@ pub fn common_config(common: &Common, database_url: &str) -> Result<(String, u16
     let secret = common.auth.hs256_secret.as_ref().context("secret")?;
     let text = format!(
         "[database]\nurl = {database_url:?}\npool_size = 24\n[grpc]\nlisten = \"127.0.0.1:{port}\"\n\
-         [metrics]\n[auth]\nhs256_secret = {:?}\n[keys]\nprimary = {kek_id:?}\n[keys.keks]\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n[auth]\nhs256_secret = {:?}\n[keys]\nprimary = {kek_id:?}\n[keys.keks]\n\
          {kek_id} = {:?}\n[log]\nfilter = \"warn\"\n",
         secret.expose_secret(),
         kek.expose_secret(),

@@ -9,6 +9,7 @@ mod races;
 mod refusals;
 mod restore;
 mod schedule;
+mod shred;
 mod stores;
 mod verify;
 

@@ -774,9 +774,16 @@ async fn archive_blobs_are_written_at_the_configured_azure_access_tier() {
         let job_puts: Vec<&str> = heard
             .match_indices("put /")
             .filter_map(|(at, _)| heard[at..].split("\r\n\r\n").next())
-            .filter(|head| head.lines().next().is_some_and(|l| l.contains(&job.to_string())))
+            .filter(|head| {
+                head.lines()
+                    .next()
+                    .is_some_and(|l| l.contains(&job.to_string()))
+            })
             .collect();
-        assert!(!job_puts.is_empty(), "{tier}: no PUT of the job's blob was heard");
+        assert!(
+            !job_puts.is_empty(),
+            "{tier}: no PUT of the job's blob was heard"
+        );
         let asked: std::collections::BTreeSet<&str> = job_puts
             .iter()
             .flat_map(|head| head.lines())

@@ -217,3 +217,44 @@ async fn an_unencrypted_blob_of_the_earlier_system_is_checked_by_its_gzip_checks
     assert_eq!((summary.ok, summary.corrupt), (0, 1));
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_scheduled_sweep_finds_a_missing_blob_on_its_own() {
+    let app = spawn_app_configured(|configs| {
+        configs.archive.archive.verify_schedule = Some("* * * * * *".into());
+        fail_fast(configs);
+    })
+    .await
+    .unwrap();
+    let mut admin = admin(&app).await;
+    let dir = file_dir();
+    set_store(&mut admin, &file_url(&dir), "").await;
+    let job = archived_job(&app, &mut admin).await;
+    std::fs::remove_file(dir.join("acme").join(format!("{job}.json.zst"))).unwrap();
+
+    let db = app.db.client().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let found: Option<serde_json::Value> = db
+            .query_opt(
+                "select detail from archive.audit_log
+                 where action = 'verify_archives' and actor = 'scheduler'
+                   and detail->'missing_jobs' ? $1
+                 order by id desc limit 1",
+                &[&job.to_string()],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        if let Some(detail) = found {
+            assert_eq!(detail["missing"], 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled sweep found the blob missing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.stop().await.unwrap();
+}
