@@ -248,6 +248,11 @@ pub const TABLE: &[Access] = &[
         Own,
     ),
     row(
+        "/stowage.migration.v1.ArtifactService/DestroyOrganizationKeys",
+        SuperAdmin,
+        Global,
+    ),
+    row(
         "/stowage.migration.v1.MigrationService/StartRun",
         OrgAdmin,
         Resource,

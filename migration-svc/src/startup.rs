@@ -20,8 +20,8 @@ use crate::{
     db,
     domain::{
         artifacts::Artifacts, bindings::Bindings, cleanup::Cleaner, evidence::Evidence,
-        runner::Runner, runs::Runs, stores::Stores, uploads::UploadSweeper, verify::Verifier,
-        watch::Watcher,
+        runner::Runner, runs::Runs, shredding::Shredder, stores::Stores, uploads::UploadSweeper,
+        verify::Verifier, watch::Watcher,
     },
     grpc::{
         artifacts::ArtifactApi, bindings::BindingApi, evidence::EvidenceApi, runs::MigrationApi,
@@ -61,7 +61,11 @@ impl ServiceBinary for App {
             authenticate.clone(),
         ));
         grpc.add_service(ArtifactServiceServer::with_interceptor(
-            ArtifactApi::new(artifacts, Verifier::new(pool.clone(), stores.clone())),
+            ArtifactApi::new(
+                artifacts,
+                Verifier::new(pool.clone(), stores.clone()),
+                Shredder::new(pool.clone(), stores.clone()),
+            ),
             authenticate.clone(),
         ));
         grpc.add_service(MigrationServiceServer::with_interceptor(

@@ -37,6 +37,26 @@ impl From<InvalidArgument> for tonic::Status {
     }
 }
 
+/// A required id that an irreversible request names twice (`field`, then `confirm_field`
+/// repeating it exactly), trimmed.
+pub fn confirmed<'a>(
+    (field, raw): (&'static str, &'a str),
+    (confirm_field, confirm): (&'static str, &str),
+    max_chars: usize,
+) -> Result<&'a str, InvalidArgument> {
+    let value = text(field, raw, max_chars)?;
+    if value.is_empty() {
+        return Err(InvalidArgument::new(field, "is required"));
+    }
+    if confirm != raw {
+        return Err(InvalidArgument::new(
+            confirm_field,
+            format!("must repeat {field}: this cannot be undone"),
+        ));
+    }
+    Ok(value)
+}
+
 /// `page_size`: 0 means the default; negative is invalid; large values are capped.
 pub fn page_size(requested: i32) -> Result<i64, InvalidArgument> {
     match i64::from(requested) {

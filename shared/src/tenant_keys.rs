@@ -31,6 +31,25 @@ impl From<tokio_postgres::Error> for TenantKeyError {
     }
 }
 
+/// The table of a service's tenant keys (its schema migration): `sealed` is the key sealed
+/// by the service's key ring, erased (with `destroyed_at` set) when the key is destroyed;
+/// one live key per tenant.
+pub fn table_ddl(table: &str) -> String {
+    let index = table.replace('.', "_");
+    format!(
+        "create table {table} (
+             id           text primary key,
+             tenant_id    text not null,
+             sealed       bytea,
+             created_at   timestamptz not null default now(),
+             destroyed_at timestamptz,
+             check ((sealed is null) = (destroyed_at is not null))
+         );
+         create unique index {index}_one_live on {table} (tenant_id)
+             where destroyed_at is null;"
+    )
+}
+
 /// Whether `kek_id` (an object header's) names a tenant key.
 pub fn is_tenant_key(kek_id: &str) -> bool {
     kek_id.starts_with(TENANT_KEY_PREFIX)

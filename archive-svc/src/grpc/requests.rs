@@ -187,16 +187,11 @@ impl TryFrom<pb::DestroyTenantKeysRequest> for DestroyTenantKeys {
     type Error = InvalidArgument;
 
     fn try_from(request: pb::DestroyTenantKeysRequest) -> Result<Self, InvalidArgument> {
-        let tenant_id = api::text("tenant_id", &request.tenant_id, MAX_TENANT_CHARS)?;
-        if tenant_id.is_empty() {
-            return Err(InvalidArgument::new("tenant_id", "is required"));
-        }
-        if request.confirm_tenant_id != request.tenant_id {
-            return Err(InvalidArgument::new(
-                "confirm_tenant_id",
-                "must repeat tenant_id: destroying a tenant's keys cannot be undone",
-            ));
-        }
+        let tenant_id = api::confirmed(
+            ("tenant_id", &request.tenant_id),
+            ("confirm_tenant_id", &request.confirm_tenant_id),
+            MAX_TENANT_CHARS,
+        )?;
         Ok(Self {
             tenant_id: tenant_id.to_owned(),
             reason: reason(&request.reason)?,

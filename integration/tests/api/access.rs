@@ -338,6 +338,12 @@ impl Fixture {
                 }
                 .encode_to_vec(),
             ),
+            "DestroyOrganizationKeys" => one(pb::DestroyOrganizationKeysRequest {
+                organization_id: "access-matrix".into(),
+                confirm_organization_id: "access-matrix".into(),
+                reason,
+            }
+            .encode_to_vec()),
             "DestroyTenantKeys" => one(apb::DestroyTenantKeysRequest {
                 tenant_id: "access-matrix".into(),
                 confirm_tenant_id: "access-matrix".into(),

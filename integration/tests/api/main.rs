@@ -22,6 +22,7 @@ mod metrics;
 mod retention;
 mod runs;
 mod secrets;
+mod shred;
 mod shutdown;
 mod tls;
 mod traces;

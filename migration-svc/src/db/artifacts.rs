@@ -186,3 +186,20 @@ pub struct Flip {
     pub stored_bytes: i64,
     pub kek_id: String,
 }
+
+/// Live artifacts of `organization` whose objects are wrapped by one of its live keys.
+pub async fn under_live_tenant_keys(
+    client: &impl GenericClient,
+    organization: &str,
+) -> Result<i64> {
+    let row = client
+        .query_one(
+            "select count(*) from migration.artifacts a
+             where a.organization_id = $1 and a.delete_time is null
+               and a.kek_id in (select id from migration.tenant_keys
+                                where tenant_id = $1 and destroyed_at is null)",
+            &[&organization],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}

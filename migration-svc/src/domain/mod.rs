@@ -1,6 +1,7 @@
 //! The behaviour of migration-svc, free of wire types: bindings, artifacts, migration runs
 //! (their API, the runner that plans and copies, and watching them), integrity sweeps,
-//! verified cleanup of the sources migrations left, and the evidence they leave.
+//! verified cleanup of the sources migrations left, crypto-shredding, and the evidence
+//! they leave.
 
 pub mod artifacts;
 pub mod bindings;
@@ -11,6 +12,7 @@ pub mod model;
 pub mod pace;
 pub mod runner;
 pub mod runs;
+pub mod shredding;
 pub mod stores;
 pub mod uploads;
 pub mod verify;

@@ -1,17 +1,22 @@
 //! The stores behind bindings: credentials sealed with the key ring under a context naming
 //! their binding (so a sealed value copied onto another row does not open), and opened
 //! stores, kept per binding until its credential changes (a caller that knows the
-//! credential's version takes the kept store without reading the binding).
+//! credential's version takes the kept store without reading the binding). Every store
+//! is handed out under its organization's key ring: the organization's own key over the
+//! service's ([`TenantKeys`]), kept for [`RING_TTL`], so destroying the key
+//! (crypto-shredding) reaches every replica within that time.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
 use stowage_shared::{
     blob::{BlobStore, Credential, EncryptedStore, StoreConfig, StoreOptions},
     keyring::KeyRing,
+    tenant_keys::TenantKeys,
 };
 use uuid::Uuid;
 
@@ -29,21 +34,62 @@ fn credential_context(binding: Uuid) -> String {
 /// Opened stores by binding, with the credential time they were opened with.
 type Opened = HashMap<Uuid, (DateTime<Utc>, EncryptedStore)>;
 
+/// How long an organization's key ring is kept before it is read again: the longest a
+/// replica that did not destroy an organization's key goes on using it.
+pub const RING_TTL: Duration = Duration::from_secs(10);
+
+/// The table of organization keys (crypto-shredding).
+const TENANT_KEYS: &str = "migration.tenant_keys";
+
 #[derive(Clone, Debug)]
 pub struct Stores {
     pool: deadpool_postgres::Pool,
     keys: KeyRing,
     options: StoreOptions,
     opened: Arc<Mutex<Opened>>,
+    tenant_keys: TenantKeys,
+    /// Organization → (when read, its ring).
+    rings: Arc<Mutex<HashMap<String, (Instant, KeyRing)>>>,
 }
 
 impl Stores {
     pub fn new(pool: deadpool_postgres::Pool, keys: KeyRing, options: StoreOptions) -> Self {
         Self {
             pool,
+            tenant_keys: TenantKeys::new(TENANT_KEYS, keys.clone()),
             keys,
             options,
             opened: Arc::default(),
+            rings: Arc::default(),
+        }
+    }
+
+    pub fn tenant_keys(&self) -> &TenantKeys {
+        &self.tenant_keys
+    }
+
+    /// The organization's key ring: its own key (created on first use) over the
+    /// service's, read again after [`RING_TTL`].
+    async fn ring(&self, organization: &str) -> Result<KeyRing> {
+        let kept = self.rings.lock().ok().and_then(|rings| {
+            let (read, ring) = rings.get(organization)?;
+            (read.elapsed() < RING_TTL).then(|| ring.clone())
+        });
+        if let Some(ring) = kept {
+            return Ok(ring);
+        }
+        let client = self.pool.get().await?;
+        let ring = self.tenant_keys.for_writing(&client, organization).await?;
+        if let Ok(mut rings) = self.rings.lock() {
+            rings.insert(organization.to_owned(), (Instant::now(), ring.clone()));
+        }
+        Ok(ring)
+    }
+
+    /// Forgets the organization's ring at once (its key was destroyed here).
+    pub fn forget_ring(&self, organization: &str) {
+        if let Ok(mut rings) = self.rings.lock() {
+            rings.remove(organization);
         }
     }
 
@@ -62,8 +108,9 @@ impl Stores {
             .await?
             .ok_or_else(|| Error::NotFound(format!("binding {id}")))?;
         drop(client);
+        let ring = self.ring(organization).await?;
         if let Some(store) = self.cached(id, binding.credential_update_time) {
-            return Ok((binding, store));
+            return Ok((binding, store.with_keys(ring)));
         }
         let credential = self
             .keys
@@ -80,7 +127,7 @@ impl Stores {
         if let Ok(mut opened) = self.opened.lock() {
             opened.insert(id, (binding.credential_update_time, store.clone()));
         }
-        Ok((binding, store))
+        Ok((binding, store.with_keys(ring)))
     }
 
     /// The store of binding `id` as its credential was at `credential_time` (as a claim
@@ -95,7 +142,7 @@ impl Stores {
         if let Some(time) = credential_time
             && let Some(store) = self.cached(id, time)
         {
-            return Ok(store);
+            return Ok(store.with_keys(self.ring(organization).await?));
         }
         Ok(self.open(organization, id).await?.1)
     }

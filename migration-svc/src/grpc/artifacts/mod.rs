@@ -23,20 +23,26 @@ use super::{optional_text, parse_id, parse_optional_id, required_text};
 use crate::domain::{
     artifacts::{Artifacts, ListArtifacts, NewArtifact},
     model::artifacts::Artifact,
+    shredding::Shredder,
     verify::{Verifier, VerifyArtifacts},
 };
+
+/// Longest organization id a request names.
+const MAX_ORGANIZATION_CHARS: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct ArtifactApi {
     artifacts: Artifacts,
     verifier: Verifier,
+    shredder: Shredder,
 }
 
 impl ArtifactApi {
-    pub fn new(artifacts: Artifacts, verifier: Verifier) -> Self {
+    pub fn new(artifacts: Artifacts, verifier: Verifier, shredder: Shredder) -> Self {
         Self {
             artifacts,
             verifier,
+            shredder,
         }
     }
 }
@@ -167,6 +173,26 @@ impl ArtifactService for ArtifactApi {
         Ok(Response::new(
             self.artifacts.delete(&caller, id).await?.into(),
         ))
+    }
+    async fn destroy_organization_keys(
+        &self,
+        request: Request<pb::DestroyOrganizationKeysRequest>,
+    ) -> Result<Response<pb::DestroyOrganizationKeysResponse>, Status> {
+        let caller = auth::principal(&request)?;
+        caller.require(auth::Role::SuperAdmin)?;
+        let r = request.into_inner();
+        let organization = api::confirmed(
+            ("organization_id", &r.organization_id),
+            ("confirm_organization_id", &r.confirm_organization_id),
+            MAX_ORGANIZATION_CHARS,
+        )?;
+        let reason = api::reason(&r.reason)?;
+        let shredded = self.shredder.destroy(&caller, organization, reason).await?;
+        Ok(Response::new(pb::DestroyOrganizationKeysResponse {
+            organization_id: organization.to_owned(),
+            keys_destroyed: i64::try_from(shredded.keys_destroyed).unwrap_or(i64::MAX),
+            artifacts_shredded: shredded.artifacts,
+        }))
     }
 }
 
