@@ -7,7 +7,9 @@ use std::{collections::BTreeMap, time::Duration};
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use stowage_shared::{blob::StoreOptions, config::humantime_secs, sweep::Sampling};
+use stowage_shared::{
+    blob::StoreOptions, config::humantime_secs, schedule::parse_cron, sweep::Sampling,
+};
 
 use crate::domain::{jobs::JobStatus, policy::RetentionPolicy, queue::QueueSettings};
 
@@ -137,16 +139,6 @@ fn default_jobs_per_tick() -> u32 {
 
 fn default_sweep_interval() -> Duration {
     Duration::from_secs(60)
-}
-
-/// A cron expression of five fields (minute first) or six (second first), UTC.
-pub fn parse_cron(setting: &str, text: &str) -> Result<croner::Cron, String> {
-    use croner::parser::{CronParser, Seconds};
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .build()
-        .parse(text)
-        .map_err(|e| format!("{setting} {text:?}: {e}"))
 }
 
 fn default_verify_sample_percent() -> i32 {

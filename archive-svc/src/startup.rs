@@ -9,12 +9,13 @@ use stowage_proto::archive::v1::{
 };
 use stowage_shared::{
     db::Schema,
+    schedule::parse_cron,
     startup::{self, Foundation, Service, ServiceBinary, StartupError, Worker},
     sweep::Sampling,
 };
 
 use crate::{
-    config::{ArchiveConfig, Config, parse_cron},
+    config::{ArchiveConfig, Config},
     db,
     domain::{
         archive::Archiver,

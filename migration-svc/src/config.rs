@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use stowage_shared::{blob::StoreOptions, config::humantime_secs};
+use stowage_shared::{
+    blob::StoreOptions, config::humantime_secs, schedule::parse_cron, sweep::Sampling,
+};
 
 stowage_shared::service_config!(Config { migration: RunnerConfig }, ports: 50051, 9451);
 
@@ -49,6 +51,13 @@ pub struct RunnerConfig {
     /// verifying the migrated copy again). Nothing is deleted unless a caller asks.
     #[serde(with = "humantime_secs")]
     pub source_cleanup_window: Duration,
+    /// Cron expression (UTC; five fields, or six with seconds first) of scheduled
+    /// integrity sweeps of every organization (as `VerifyArtifacts`); none when unset.
+    pub verify_schedule: Option<String>,
+    /// The share of artifacts a scheduled sweep reads, picked by id (1 to 100).
+    pub verify_sample_percent: i32,
+    /// Most stored bytes a scheduled sweep reads per organization (0: no limit).
+    pub verify_byte_budget: i64,
 }
 
 impl Default for RunnerConfig {
@@ -67,11 +76,25 @@ impl Default for RunnerConfig {
             watch_heartbeat: Duration::from_secs(5),
             interrupted_upload_age: Duration::from_secs(3600),
             source_cleanup_window: Duration::from_secs(7 * 86_400),
+            verify_schedule: None,
+            verify_sample_percent: 100,
+            verify_byte_budget: 0,
         }
     }
 }
 
 impl RunnerConfig {
+    /// The scheduled sweeps' cron and sampling, if sweeps are scheduled.
+    pub fn verify_schedule(&self) -> Result<Option<(croner::Cron, Sampling)>, String> {
+        let Some(schedule) = &self.verify_schedule else {
+            return Ok(None);
+        };
+        let cron = parse_cron("migration.verify_schedule", schedule)?;
+        let sampling = Sampling::parse(self.verify_sample_percent, self.verify_byte_budget)
+            .map_err(|e| format!("migration.verify_{e}"))?;
+        Ok(Some((cron, sampling)))
+    }
+
     /// How stores of bindings are reached.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions::with_budget(

@@ -19,9 +19,17 @@ use crate::{
     config::Config,
     db,
     domain::{
-        artifacts::Artifacts, bindings::Bindings, cleanup::Cleaner, evidence::Evidence,
-        runner::Runner, runs::Runs, shredding::Shredder, stores::Stores, uploads::UploadSweeper,
-        verify::Verifier, watch::Watcher,
+        artifacts::Artifacts,
+        bindings::Bindings,
+        cleanup::Cleaner,
+        evidence::Evidence,
+        runner::Runner,
+        runs::Runs,
+        shredding::Shredder,
+        stores::Stores,
+        uploads::UploadSweeper,
+        verify::{SweepSchedule, Verifier},
+        watch::Watcher,
     },
     grpc::{
         artifacts::ArtifactApi, bindings::BindingApi, evidence::EvidenceApi, runs::MigrationApi,
@@ -37,6 +45,9 @@ impl ServiceBinary for App {
     const SCHEMA: Schema = db::SCHEMA;
 
     async fn build(config: Config) -> Result<Service, StartupError> {
+        let sweeps = (config.migration)
+            .verify_schedule()
+            .map_err(StartupError::Config)?;
         let mut foundation = Foundation::build(&config.common, db::SCHEMA).await?;
         crate::metrics::install(&mut foundation);
         let pool = foundation.pool.clone();
@@ -76,27 +87,50 @@ impl ServiceBinary for App {
             EvidenceApi::new(evidence),
             authenticate,
         ));
-        let uploads = UploadSweeper::new(
-            pool.clone(),
-            stores.clone(),
-            config.migration.interrupted_upload_age,
-        );
-        let runner = config
-            .migration
-            .enabled
-            .then(|| Runner::new(pool, stores, config.migration.clone(), wake));
-        // The runner stops claiming work when the drain starts and gets the drain timeout
-        // again to finish its in-flight items; what is still in flight then is abandoned
-        // (its leases expire and another replica takes the items over).
-        let pruner = foundation.pruner(db::retention_rules);
-        let workers = runner
-            .into_iter()
-            .map(|runner| -> Worker { Box::new(move |drain| runner.run(drain).boxed()) })
-            .chain([
-                pruner,
-                Box::new(move |drain| uploads.run(drain).boxed()) as Worker,
-            ])
-            .collect();
+        let workers = Background {
+            uploads: UploadSweeper::new(
+                pool.clone(),
+                stores.clone(),
+                config.migration.interrupted_upload_age,
+            ),
+            sweeps: sweeps.map(|(cron, sampling)| {
+                SweepSchedule::new(Verifier::new(pool.clone(), stores.clone()), cron, sampling)
+            }),
+            runner: config
+                .migration
+                .enabled
+                .then(|| Runner::new(pool, stores, config.migration.clone(), wake)),
+            pruner: foundation.pruner(db::retention_rules),
+        }
+        .workers();
         Ok(Service::new(foundation, workers))
+    }
+}
+
+/// What runs beside the server: the runner (unless disabled), the upload sweeper, the
+/// pruner and scheduled integrity sweeps (when configured). The runner stops claiming work
+/// when the drain starts and gets the drain timeout again to finish its in-flight items;
+/// what is still in flight then is abandoned (its leases expire and another replica takes
+/// the items over).
+struct Background {
+    runner: Option<Runner>,
+    uploads: UploadSweeper,
+    sweeps: Option<SweepSchedule>,
+    pruner: Worker,
+}
+
+impl Background {
+    fn workers(self) -> Vec<Worker> {
+        let mut workers: Vec<Worker> = vec![
+            self.pruner,
+            Box::new(move |drain| self.uploads.run(drain).boxed()),
+        ];
+        if let Some(runner) = self.runner {
+            workers.push(Box::new(move |drain| runner.run(drain).boxed()));
+        }
+        if let Some(sweeps) = self.sweeps {
+            workers.push(Box::new(move |drain| sweeps.run(drain).boxed()));
+        }
+        workers
     }
 }

@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use croner::Cron;
-use stowage_shared::{db::lock::AdvisoryLock, shutdown::Drain};
+use stowage_shared::{db::lock::AdvisoryLock, schedule::on_schedule, shutdown::Drain};
 
 use super::policy::RetentionPolicy;
 use crate::{db, error::Result};
@@ -69,28 +69,6 @@ impl Scheduler {
         let enqueued = db::queue::enqueue_due(lock.client(), &windows, Utc::now(), limit).await;
         lock.release().await;
         Ok(Tick::Enqueued(enqueued?))
-    }
-}
-
-/// Runs `tick` at every occurrence of `cron` (UTC) until the drain starts; `what` names it
-/// in the logs.
-pub async fn on_schedule<F, Fut>(cron: &Cron, what: &str, drain: &Drain, mut tick: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    loop {
-        let Some(next) = cron.find_next_occurrence(&Utc::now(), false).ok() else {
-            tracing::error!(what, "the schedule has no next occurrence; stopping it");
-            return;
-        };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tracing::info!(%next, what, "next occurrence");
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = drain.draining() => return,
-        }
-        tick().await;
     }
 }
 

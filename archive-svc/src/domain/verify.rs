@@ -15,6 +15,7 @@ use serde_json::json;
 use stowage_shared::{
     blob::{BlobKey, ObjectError, encrypted::Expected},
     db::lock::AdvisoryLock,
+    schedule::on_schedule,
     shutdown::Drain,
     sweep::{Named, Sampling, Summary, Verdict},
 };
@@ -26,7 +27,6 @@ use super::{
     jobs::{ArchiveInfo, Job},
     payload::BlobFormat,
     pipe::ChannelReader,
-    scheduler::on_schedule,
     stores::{Access, ArchiveStores},
 };
 use crate::{

@@ -126,3 +126,55 @@ async fn a_sweep_finds_a_deleted_object_missing_a_flipped_byte_corrupt_and_an_un
     let _ = std::fs::remove_dir_all(&dir);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_scheduled_sweep_of_every_organization_finds_a_missing_object_on_its_own() {
+    let app = stowage_integration::spawn_app_configured(|configs| {
+        configs.migration.migration.verify_schedule = Some("* * * * * *".into());
+    })
+    .await
+    .unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut bindings = app.bindings(Some(&token)).await;
+    let dir = std::env::temp_dir().join(format!("stowage-verify-{}", uuid::Uuid::new_v4()));
+    migration::create_active(&mut bindings, migration::file_binding("disk", &dir))
+        .await
+        .unwrap();
+    let uploaded = migration::upload(&app, &token, 0, &[1000]).await.unwrap();
+    std::fs::remove_file(dir.join(&uploaded[0].0.object_key)).unwrap();
+
+    let mut evidence = app.evidence(Some(&token)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = evidence
+            .list_security_events(pb::ListEvidenceRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(event) = events
+            .events
+            .iter()
+            .find(|e| e.r#type == "storageIntegrityCheckFailed")
+        {
+            assert!(event.detail_json.contains(&uploaded[0].0.id));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled sweep found the object missing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let audit = evidence
+        .list_audit_entries(pb::ListEvidenceRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.action == "VerifyArtifacts" && e.actor == "scheduler")
+    );
+    app.stop().await.unwrap();
+}

@@ -11,3 +11,11 @@ pub async fn ensure(client: &impl GenericClient, id: &str) -> Result<(), tokio_p
     .await?;
     Ok(())
 }
+
+/// Every organization's id, in order.
+pub async fn all(client: &impl GenericClient) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query("select id from migration.organizations order by id", &[])
+        .await?;
+    rows.iter().map(|row| row.try_get(0)).collect()
+}

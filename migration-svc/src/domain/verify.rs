@@ -3,13 +3,19 @@
 //! its digest, and reported OK, MISSING, CORRUPT or UNVERIFIABLE (a store that could not be
 //! read is never counted as OK). Nothing is changed but the evidence: the sweep's audit
 //! entry, and a security event when an artifact is missing or corrupt, in one transaction.
+//! Sweeps of every organization also run on an optional schedule
+//! (`[migration] verify_schedule`).
 
 use async_stream::try_stream;
+use croner::Cron;
 use futures::{Stream, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
     auth::{Principal, Role},
     blob::{BlobKey, ObjectError},
+    db::lock::AdvisoryLock,
+    schedule::on_schedule,
+    shutdown::Drain,
     sweep::{Named, Sampling, Summary, Verdict},
 };
 use uuid::Uuid;
@@ -185,6 +191,68 @@ impl Verifier {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Advisory lock of a scheduled sweep: one replica sweeps at a time.
+const SWEEP_LOCK: &str = "stowage.migration.integrity-sweep";
+
+/// Sweeps every organization on a schedule (`[migration] verify_schedule`), as the
+/// schedule's actor: one replica at each occurrence, the others skip it. Each
+/// organization's sweep is audited in its own evidence, as a caller's is.
+#[derive(Clone, Debug)]
+pub struct SweepSchedule {
+    verifier: Verifier,
+    cron: Cron,
+    sampling: Sampling,
+}
+
+impl SweepSchedule {
+    pub fn new(verifier: Verifier, cron: Cron, sampling: Sampling) -> Self {
+        Self {
+            verifier,
+            cron,
+            sampling,
+        }
+    }
+
+    pub async fn run(self, drain: Drain) {
+        on_schedule(&self.cron, "integrity sweep", &drain, || async {
+            match self.sweep_now().await {
+                Ok(Some(swept)) => {
+                    tracing::info!(organizations = swept, "scheduled integrity sweep done")
+                }
+                Ok(None) => tracing::info!("the integrity sweep ran on another replica"),
+                Err(error) => tracing::error!(%error, "scheduled integrity sweep failed"),
+            }
+        })
+        .await;
+    }
+
+    /// One scheduled sweep of every organization now, unless another replica is running
+    /// one: how many organizations were swept.
+    pub async fn sweep_now(&self) -> Result<Option<usize>> {
+        let pool = &self.verifier.pool;
+        let Some(lock) = AdvisoryLock::try_acquire(pool.get().await?, SWEEP_LOCK).await? else {
+            return Ok(None);
+        };
+        let organizations = db::organizations::all(&pool.get().await?).await?;
+        for organization in &organizations {
+            let schedule = Principal {
+                subject: "scheduler".into(),
+                organization: organization.clone(),
+                roles: [Role::OrgAdmin].into(),
+            };
+            let command = VerifyArtifacts {
+                binding: None,
+                sampling: self.sampling,
+            };
+            let reports = self.verifier.verify(&schedule, command)?;
+            futures::pin_mut!(reports);
+            while reports.try_next().await?.is_some() {}
+        }
+        lock.release().await;
+        Ok(Some(organizations.len()))
     }
 }
 

@@ -1,0 +1,64 @@
+//! Work on a cron schedule, as both services run it (the archive tick, integrity sweeps):
+//! expressions of five fields (minute first) or six (second first), in UTC, and a loop
+//! that runs a tick at every occurrence until the drain starts.
+
+use std::future::Future;
+
+use chrono::Utc;
+use croner::{
+    Cron,
+    parser::{CronParser, Seconds},
+};
+
+use crate::shutdown::Drain;
+
+/// Parses `text`, the value of the setting `setting` (named in the error).
+pub fn parse_cron(setting: &str, text: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(text)
+        .map_err(|e| format!("{setting} {text:?}: {e}"))
+}
+
+/// Runs `tick` at every occurrence of `cron` until the drain starts; `what` names it in
+/// the logs.
+pub async fn on_schedule<F, Fut>(cron: &Cron, what: &str, drain: &Drain, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        let Some(next) = cron.find_next_occurrence(&Utc::now(), false).ok() else {
+            tracing::error!(what, "the schedule has no next occurrence; stopping it");
+            return;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tracing::info!(%next, what, "next occurrence");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = drain.draining() => return,
+        }
+        tick().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+
+    #[test]
+    fn five_fields_start_at_the_minute_and_six_at_the_second() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let daily = parse_cron("schedule", "0 3 * * *").unwrap();
+        let next = daily.find_next_occurrence(&at("2026-11-23T02:59:59Z"), false);
+        assert_eq!(next.unwrap(), at("2026-11-23T03:00:00Z"));
+        let every_ten = parse_cron("schedule", "*/10 * * * * *").unwrap();
+        let next = every_ten.find_next_occurrence(&at("2026-11-23T02:59:51Z"), false);
+        assert_eq!(next.unwrap(), at("2026-11-23T03:00:00Z"));
+        let error = parse_cron("archive.schedule", "soon").unwrap_err();
+        assert!(error.starts_with("archive.schedule \"soon\""), "{error}");
+    }
+}
