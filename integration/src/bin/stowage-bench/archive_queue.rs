@@ -29,6 +29,7 @@ pub async fn run(jobs: u32, rows: u64) -> Result<()> {
         results.push(measure(jobs, rows, replicas).await?);
     }
     let (one, two) = (&results[0], &results[1]);
+    let dictionary = &one.dictionary;
     println!("\n{jobs} jobs of {rows} rows, file store, {CONCURRENCY} workers a replica");
     println!(
         "| replicas | jobs/s | worker-slot ms/job | archive-svc CPU ms/job | blob bytes/row |"
@@ -49,6 +50,16 @@ pub async fn run(jobs: u32, rows: u64) -> Result<()> {
         two.jobs_per_second() / one.jobs_per_second()
     );
     println!(
+        "zstd payload (level 1, as archived), {} jobs held out: {:.1} bytes/row alone, \
+         {:.1} with a {} KiB dictionary trained on {} other jobs ({:.0}% smaller)",
+        dictionary.tested,
+        dictionary.plain_per_row,
+        dictionary.with_dict_per_row,
+        DICTIONARY_BYTES / 1024,
+        dictionary.trained,
+        100.0 * (1.0 - dictionary.with_dict_per_row / dictionary.plain_per_row)
+    );
+    println!(
         "psql, one session, COPY (DELETE … RETURNING) of both tables per job (rolled back): \
          {:.2} ms/job; one replica's jobs/s vs psql's: {:.2}",
         one.psql_ms_per_job,
@@ -57,7 +68,23 @@ pub async fn run(jobs: u32, rows: u64) -> Result<()> {
     Ok(())
 }
 
+/// Size of the zstd dictionary tried on the payloads of small jobs.
+const DICTIONARY_BYTES: usize = 64 * 1024;
+/// Payloads a dictionary is trained on, and payloads it is tried on.
+const TRAIN: usize = 200;
+const TEST: usize = 200;
+
+/// What a trained zstd dictionary would do to the payloads of small jobs.
+#[derive(Default)]
+struct Dictionary {
+    trained: usize,
+    tested: usize,
+    plain_per_row: f64,
+    with_dict_per_row: f64,
+}
+
 struct Measured {
+    dictionary: Dictionary,
     replicas: usize,
     jobs: u32,
     elapsed: Duration,
@@ -156,11 +183,17 @@ async fn measure(jobs: u32, rows: u64, replicas: usize) -> Result<Measured> {
     for server in servers {
         server.stop().await?;
     }
+    let dictionary = if replicas == 1 {
+        try_dictionary(&pool, &common, &store, rows).await?
+    } else {
+        Dictionary::default()
+    };
     println!(
         "{replicas} replica(s): {jobs} jobs archived in {:.2} s",
         elapsed.as_secs_f64()
     );
     Ok(Measured {
+        dictionary,
         replicas,
         jobs,
         elapsed,
@@ -233,4 +266,62 @@ async fn psql_single_pass(url: &str, jobs: &[uuid::Uuid], root: &std::path::Path
         bail!("vacuum failed: {}", String::from_utf8_lossy(&vacuum.stderr));
     }
     Ok(per_job)
+}
+
+/// Reads archived payloads back (decrypted under their tenant's keys, decompressed), trains
+/// a dictionary on some and compresses others with and without it, at the archive's level.
+async fn try_dictionary(
+    pool: &stowage_shared::db::Pool,
+    common: &stowage_shared::config::Common,
+    store: &std::path::Path,
+    rows: u64,
+) -> Result<Dictionary> {
+    use futures::TryStreamExt;
+    use stowage_shared::{
+        blob::{BlobKey, BlobStore, Credential, EncryptedStore, Location, Provider, StoreConfig},
+        keyring::KeyRing,
+        tenant_keys::TenantKeys,
+    };
+    let client = pool.get().await?;
+    let keys = KeyRing::from_config(&common.keys)?;
+    let ring = TenantKeys::new("archive.tenant_keys", keys)
+        .for_reading(&client, "bench")
+        .await?;
+    let config = StoreConfig {
+        provider: Provider::File,
+        location: Location {
+            container: store.display().to_string(),
+            ..Location::default()
+        },
+        credential: Credential::None,
+    };
+    let objects = EncryptedStore::new(BlobStore::open(&config, &Default::default())?, ring);
+    let blobs = client
+        .query(
+            "select archive_blob_key from archive.scan_jobs order by id limit $1",
+            &[&((TRAIN + TEST) as i64)],
+        )
+        .await?;
+    let mut payloads = Vec::new();
+    for row in blobs {
+        let key = BlobKey::new(row.try_get::<_, String>(0)?)?;
+        let chunks: Vec<bytes::Bytes> = objects.get(&key, None).await?.try_collect().await?;
+        payloads.push(zstd::decode_all(&chunks.concat()[..])?);
+    }
+    let (train, test) = payloads.split_at(TRAIN.min(payloads.len()));
+    let dictionary = zstd::dict::from_samples(train, DICTIONARY_BYTES)?;
+    let mut with = zstd::bulk::Compressor::with_dictionary(1, &dictionary)?;
+    let mut alone = zstd::bulk::Compressor::new(1)?;
+    let (mut plain, mut dict) = (0usize, 0usize);
+    for payload in test {
+        plain += alone.compress(payload)?.len();
+        dict += with.compress(payload)?.len();
+    }
+    let tested_rows = (test.len() as u64 * rows) as f64;
+    Ok(Dictionary {
+        trained: train.len(),
+        tested: test.len(),
+        plain_per_row: plain as f64 / tested_rows,
+        with_dict_per_row: dict as f64 / tested_rows,
+    })
 }
