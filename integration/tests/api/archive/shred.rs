@@ -47,6 +47,53 @@ async fn restore_as(app: &TestApp, tenant: &str, job: Uuid) -> Result<i64, tonic
     Ok(rows)
 }
 
+/// Rewrites `job`'s blob as an earlier release wrote it: the same payload, its data key
+/// wrapped by the service's key ring instead of the tenant's key.
+async fn rewrap_under_service_keys(app: &TestApp, dir: &std::path::Path, job: Uuid) {
+    use futures::TryStreamExt;
+    use stowage_shared::{
+        blob::{BlobKey, BlobStore, Credential, EncryptedStore, Location, Provider, StoreConfig},
+        keyring::KeyRing,
+        tenant_keys::TenantKeys,
+    };
+    let pool = stowage_shared::db::pool(&app.db.config()).unwrap();
+    let db = pool.get().await.unwrap();
+    let service = KeyRing::from_config(&app.common.keys).unwrap();
+    let tenant = TenantKeys::new("archive.tenant_keys", service.clone())
+        .for_reading(&db, "acme")
+        .await
+        .unwrap();
+    let config = StoreConfig {
+        provider: Provider::File,
+        location: Location {
+            container: dir.display().to_string(),
+            ..Location::default()
+        },
+        credential: Credential::None,
+    };
+    let store = BlobStore::open(&config, &Default::default()).unwrap();
+    let key = BlobKey::new(format!("acme/{job}.json.zst")).unwrap();
+    let plaintext: Vec<bytes::Bytes> = EncryptedStore::new(store.clone(), tenant)
+        .get(&key, None)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let chunks = futures::stream::iter(plaintext.into_iter().map(Ok::<_, String>));
+    let receipt = EncryptedStore::new(store, service)
+        .put(&key, chunks)
+        .await
+        .unwrap();
+    db.execute(
+        "update archive.scan_jobs set archive_kek_id = $2, archive_stored_bytes = $3
+         where id = $1",
+        &[&job, &receipt.kek_id, &(receipt.stored_len as i64)],
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing_else_is() {
     let app = spawn_app().await.unwrap();
@@ -72,6 +119,9 @@ async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing
     );
     let blob = dir.join("acme").join(format!("{ours}.json.zst"));
     let kept = std::fs::read(&blob).unwrap();
+    // An archive written before the tenant had a key: wrapped by the service's key ring.
+    let before_keys = archived(&app, &mut admin, "acme").await;
+    rewrap_under_service_keys(&app, &dir, before_keys).await;
 
     let refused = admin
         .destroy_tenant_keys(destroy("acme", "acme-typo"))
@@ -84,7 +134,11 @@ async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((done.keys_destroyed, done.archived_jobs_shredded), (1, 1));
+    assert_eq!(
+        (done.keys_destroyed, done.archived_jobs_shredded),
+        (1, 1),
+        "not the rewrapped one"
+    );
     let sealed: Option<Vec<u8>> = db
         .query_one(
             "select sealed from archive.tenant_keys where id = $1",
@@ -138,6 +192,11 @@ async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing
     assert_eq!(verdicts[&ours.to_string()], Verification::Shredded);
     assert_eq!(verdicts[&theirs.to_string()], Verification::Ok);
     assert_eq!(restore_as(&app, "globex", theirs).await.unwrap(), 180);
+    assert_eq!(
+        restore_as(&app, "acme", before_keys).await.unwrap(),
+        180,
+        "an archive from before the tenant had a key is not shredded"
+    );
     let later = archived(&app, &mut admin, "acme").await;
     assert_eq!(
         restore_as(&app, "acme", later).await.unwrap(),

@@ -357,3 +357,57 @@ async fn what_may_not_be_cleaned_is_refused() {
     assert!(status.message().contains("mode"));
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn on_azure_and_s3_a_verified_source_goes_and_one_whose_copy_is_missing_stays() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let mut bindings = app.bindings(Some(&token)).await;
+    let azure = migration::ProxiedContainer::create().await.unwrap();
+    migration::create_active(&mut bindings, azure.binding("azure"))
+        .await
+        .unwrap();
+    let uploaded = migration::upload(&app, &token, 0, &[5000, 6000])
+        .await
+        .unwrap();
+    let s3 = stowage_integration::seaweedfs::TestPrefix::create().unwrap();
+    let target = migration::create_active(&mut bindings, s3.binding("s3"))
+        .await
+        .unwrap();
+    let mut runs = app.runs(Some(&token)).await;
+    let start = migration::start_request(&target.id, pb::MigrationMode::Live);
+    let run = migration::run_to_end(&mut runs, start, WAIT).await.unwrap();
+    let ids: Vec<&str> = uploaded.iter().map(|(a, _)| a.id.as_str()).collect();
+    migrated_days_ago(&app, &run.id, &ids, 8).await;
+    let (on_azure, on_s3) = (azure.raw_store().unwrap(), s3.raw_store().unwrap());
+    let key = |k: &str| stowage_shared::blob::BlobKey::new(k).unwrap();
+    on_s3
+        .delete(&key(&format!("artifacts/{}/{}", target.id, ids[1])))
+        .await
+        .unwrap();
+
+    let live = pb::MigrationMode::Live;
+    let (items, summary) = cleanup(&app, &token, request(&run.id, live)).await.unwrap();
+    assert_eq!(items[ids[0]].state(), pb::CleanupState::VerifiedAndDeleted);
+    assert_eq!(
+        (items[ids[1]].state(), items[ids[1]].cause()),
+        (pb::CleanupState::Failed, pb::CleanupCause::TargetMissing)
+    );
+    assert_eq!((summary.deleted, summary.failed), (1, 1));
+    let exists = |store: &stowage_shared::blob::BlobStore, k: String| {
+        let store = store.clone();
+        async move { store.size(&key(&k)).await.is_ok() }
+    };
+    assert!(
+        !exists(&on_azure, uploaded[0].0.object_key.clone()).await,
+        "deleted on Azure"
+    );
+    assert!(
+        exists(&on_azure, uploaded[1].0.object_key.clone()).await,
+        "kept on Azure"
+    );
+    let mut artifacts = app.artifacts(Some(&token)).await;
+    let (_, data) = migration::get(&mut artifacts, ids[0]).await.unwrap();
+    assert_eq!(data, uploaded[0].1, "read from its verified copy on S3");
+    app.stop().await.unwrap();
+}
