@@ -79,36 +79,64 @@ impl ServiceBinary for App {
             sweeper.clone(),
             config.archive.jobs_per_tick,
         );
-        let authenticate = foundation.auth.interceptor();
-        let api = ArchiveApi::new(
-            archives.clone(),
-            policy.clone(),
-            config.archive.schedule.clone(),
-            config.archive.jobs_per_tick,
-        );
-        foundation
-            .grpc
-            .add_service(ArchiveServiceServer::with_interceptor(
-                api,
-                authenticate.clone(),
-            ));
-        foundation
-            .grpc
-            .add_service(ArchiveAdminServiceServer::with_interceptor(
-                AdminApi::new(archives.clone()),
-                authenticate,
-            ));
-        let scheduler = Scheduler::new(policy, pool, cron, config.archive.jobs_per_tick);
+        register(&mut foundation, &archives, policy.clone(), &config.archive);
+        let workers = Background {
+            scheduler: Scheduler::new(policy, pool, cron, config.archive.jobs_per_tick),
+            queue,
+            sweeper: (sweeper, sweep_interval),
+            pruner: foundation.pruner(db::retention_rules),
+            sweeps,
+        }
+        .workers();
+        Ok(Service::new(foundation, workers))
+    }
+}
+
+/// Registers both gRPC services, behind authentication.
+fn register(
+    foundation: &mut Foundation,
+    archives: &Archives,
+    policy: RetentionPolicy,
+    archive: &ArchiveConfig,
+) {
+    let authenticate = foundation.auth.interceptor();
+    let schedule = archive.schedule.clone();
+    let api = ArchiveApi::new(archives.clone(), policy, schedule, archive.jobs_per_tick);
+    let grpc = &mut foundation.grpc;
+    grpc.add_service(ArchiveServiceServer::with_interceptor(
+        api,
+        authenticate.clone(),
+    ));
+    grpc.add_service(ArchiveAdminServiceServer::with_interceptor(
+        AdminApi::new(archives.clone()),
+        authenticate,
+    ));
+}
+
+/// What runs beside the server: the schedule's tick, the queue workers, the sweeper of
+/// blobs left to delete, the pruner, and scheduled integrity sweeps (when configured).
+struct Background {
+    scheduler: Scheduler,
+    queue: QueueWorkers,
+    sweeper: (Sweeper, std::time::Duration),
+    pruner: Worker,
+    sweeps: Option<SweepSchedule>,
+}
+
+impl Background {
+    fn workers(self) -> Vec<Worker> {
+        let (sweeper, interval) = self.sweeper;
+        let (scheduler, queue) = (self.scheduler, self.queue);
         let mut workers: Vec<Worker> = vec![
             Box::new(move |drain| scheduler.run(drain).boxed()),
             Box::new(move |drain| queue.run(drain).boxed()),
-            Box::new(move |drain| sweeper.run(sweep_interval, drain).boxed()),
-            foundation.pruner(db::retention_rules),
+            Box::new(move |drain| sweeper.run(interval, drain).boxed()),
+            self.pruner,
         ];
-        if let Some(sweeps) = sweeps {
+        if let Some(sweeps) = self.sweeps {
             workers.push(Box::new(move |drain| sweeps.run(drain).boxed()));
         }
-        Ok(Service::new(foundation, workers))
+        workers
     }
 }
 

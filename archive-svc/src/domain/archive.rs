@@ -27,7 +27,7 @@ use super::{
     },
     policy::RetentionPolicy,
     rows::{FileRecord, ScanItem},
-    stores::{Access, ArchiveStores},
+    stores::{Access, ArchiveStores, OpenStore},
 };
 use crate::{
     db,
@@ -200,14 +200,7 @@ impl Archiver {
         let key = archive_key(format, &job)?;
         // The newest store version as this transaction sees it; the job records it.
         let store = self.stores.current(&tx).await?;
-        // Under the tenant's own key, created (and committed) on its first archive.
-        let objects = {
-            let client = self.pool.get().await?;
-            let tenant = &job.tenant_id;
-            self.stores
-                .tenant_objects(&client, &store, tenant, Access::Write)
-                .await?
-        };
+        let objects = self.tenant_objects(&store, &job.tenant_id).await?;
         let written = write_payload(&tx, job_id, &key, request.compression, &objects).await?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
@@ -234,6 +227,15 @@ impl Archiver {
         tx.commit().await?;
         written.report(started);
         Ok(archived)
+    }
+
+    /// `store` under the tenant's own key, created (and committed at once, on a connection
+    /// of its own) on the tenant's first archive.
+    async fn tenant_objects(&self, store: &OpenStore, tenant: &str) -> Result<EncryptedStore> {
+        let client = self.pool.get().await?;
+        (self.stores)
+            .tenant_objects(&client, store, tenant, Access::Write)
+            .await
     }
 
     /// Commits only if nothing changed since the job was read: locks the job row and
