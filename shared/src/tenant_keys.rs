@@ -55,6 +55,16 @@ pub fn is_tenant_key(kek_id: &str) -> bool {
     kek_id.starts_with(TENANT_KEY_PREFIX)
 }
 
+/// A service's table of objects a tenant key may wrap: the table, its tenant and KEK id
+/// columns, and which of its rows count (e.g. the live ones).
+#[derive(Clone, Copy, Debug)]
+pub struct Wrapped<'a> {
+    pub table: &'a str,
+    pub tenant_column: &'a str,
+    pub kek_column: &'a str,
+    pub only: &'a str,
+}
+
 /// The tenant keys of one service, in `table` (columns `id`, `tenant_id`, `sealed`,
 /// `created_at`, `destroyed_at`; one live key per tenant).
 #[derive(Clone, Debug)]
@@ -122,6 +132,29 @@ impl TenantKeys {
         let material = self.keys.unseal(id.as_bytes(), &sealed)?;
         let kek = Kek::new(id.clone(), &material)?;
         Ok(Some(self.keys.over(vec![kek], &id)?))
+    }
+
+    /// How many of the tenant's rows in `objects` are wrapped by one of its live keys.
+    pub async fn wrapped(
+        &self,
+        client: &impl GenericClient,
+        tenant: &str,
+        objects: &Wrapped<'_>,
+    ) -> Result<i64, TenantKeyError> {
+        let Wrapped {
+            table,
+            tenant_column,
+            kek_column,
+            only,
+        } = objects;
+        let count = format!(
+            "select count(*) from {table} o
+             where o.{tenant_column} = $1 and ({only})
+               and o.{kek_column} in (select id from {keys}
+                                      where tenant_id = $1 and destroyed_at is null)",
+            keys = self.table
+        );
+        Ok(client.query_one(&count, &[&tenant]).await?.try_get(0)?)
     }
 
     /// Destroys the tenant's keys (in `client`'s transaction): their sealed material is

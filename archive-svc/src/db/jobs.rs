@@ -2,7 +2,10 @@
 //! tenant: `Some` scopes them to a caller's tenant, `None` is for the scheduler and admins.
 
 use chrono::{DateTime, Utc};
-use stowage_shared::db::{self, GenericClient, OwnedRows};
+use stowage_shared::{
+    db::{self, GenericClient, OwnedRows},
+    tenant_keys::Wrapped,
+};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -302,19 +305,10 @@ pub async fn archived_page(
     db::query_map(client, &sql, &[&version, &after, &limit], job).await
 }
 
-/// Archived jobs of `tenant` whose blobs are wrapped by one of its live keys.
-pub async fn archived_under_live_tenant_keys(
-    client: &impl GenericClient,
-    tenant: &str,
-) -> Result<i64> {
-    let row = client
-        .query_one(
-            "select count(*) from archive.scan_jobs j
-             where j.tenant_id = $1 and j.archived_at is not null
-               and j.archive_kek_id in (select id from archive.tenant_keys
-                                        where tenant_id = $1 and destroyed_at is null)",
-            &[&tenant],
-        )
-        .await?;
-    Ok(row.try_get(0)?)
-}
+/// Archived jobs, as tenant keys wrap their blobs.
+pub const ARCHIVED_BLOBS: Wrapped<'static> = Wrapped {
+    table: "archive.scan_jobs",
+    tenant_column: "tenant_id",
+    kek_column: "archive_kek_id",
+    only: "o.archived_at is not null",
+};

@@ -307,8 +307,9 @@ impl Archives {
         let tenant = command.tenant_id.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let archived_jobs = db::jobs::archived_under_live_tenant_keys(&tx, tenant).await?;
-        let keys_destroyed = self.stores.tenant_keys().destroy(&tx, tenant).await?;
+        let keys = self.stores.tenant_keys();
+        let archived_jobs = keys.wrapped(&tx, tenant, &db::jobs::ARCHIVED_BLOBS).await?;
+        let keys_destroyed = keys.destroy(&tx, tenant).await?;
         let actor = Actor::caller(caller);
         let audit = Audit {
             actor: &actor,

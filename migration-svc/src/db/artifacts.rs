@@ -3,7 +3,10 @@
 //! `items::record`: conditional on the artifact still being live on its source, so it
 //! happens at most once.)
 
-use stowage_shared::db::{self, GenericClient};
+use stowage_shared::{
+    db::{self, GenericClient},
+    tenant_keys::Wrapped,
+};
 use tokio_postgres::{Row, types::ToSql};
 use uuid::Uuid;
 
@@ -187,19 +190,10 @@ pub struct Flip {
     pub kek_id: String,
 }
 
-/// Live artifacts of `organization` whose objects are wrapped by one of its live keys.
-pub async fn under_live_tenant_keys(
-    client: &impl GenericClient,
-    organization: &str,
-) -> Result<i64> {
-    let row = client
-        .query_one(
-            "select count(*) from migration.artifacts a
-             where a.organization_id = $1 and a.delete_time is null
-               and a.kek_id in (select id from migration.tenant_keys
-                                where tenant_id = $1 and destroyed_at is null)",
-            &[&organization],
-        )
-        .await?;
-    Ok(row.try_get(0)?)
-}
+/// Live artifacts, as organization keys wrap their objects.
+pub const LIVE_OBJECTS: Wrapped<'static> = Wrapped {
+    table: "migration.artifacts",
+    tenant_column: "organization_id",
+    kek_column: "kek_id",
+    only: "o.delete_time is null",
+};

@@ -38,8 +38,11 @@ impl Shredder {
         caller.require(Role::SuperAdmin)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let artifacts = db::artifacts::under_live_tenant_keys(&tx, organization).await?;
-        let keys_destroyed = self.stores.tenant_keys().destroy(&tx, organization).await?;
+        let keys = self.stores.tenant_keys();
+        let artifacts = (keys)
+            .wrapped(&tx, organization, &db::artifacts::LIVE_OBJECTS)
+            .await?;
+        let keys_destroyed = keys.destroy(&tx, organization).await?;
         let mut entry = AuditEntry::new(caller, "DestroyOrganizationKeys")
             .reason(reason)
             .detail(json!({ "keys_destroyed": keys_destroyed, "artifacts_shredded": artifacts }));

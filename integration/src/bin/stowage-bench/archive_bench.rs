@@ -27,7 +27,8 @@ const RECORDS: &str = "job_id, id, scan_item_id, source_path, destination_path, 
 
 /// Run after every pass that leaves dead or freshly written rows, so each measurement meets
 /// the tables in the same state.
-const VACUUM: &str = "vacuum analyze archive.scan_items;\nvacuum analyze archive.file_records;\n";
+pub(super) const VACUUM: &str =
+    "vacuum analyze archive.scan_items;\nvacuum analyze archive.file_records;\n";
 
 /// A psql script that opens a transaction, binary-COPYs each query's rows to its file, then
 /// runs `end` (which closes the transaction).
@@ -43,7 +44,7 @@ fn copy_out_script(queries: [String; 2], files: [&Path; 2], end: &str) -> String
 }
 
 /// Runs a psql script (through a file, so `\\copy` lines work) and times it.
-async fn psql(url: &str, script: &str, dir: &Path) -> Result<Duration> {
+pub(super) async fn psql(url: &str, script: &str, dir: &Path) -> Result<Duration> {
     let file = dir.join("script.sql");
     std::fs::write(&file, script)?;
     let start = Instant::now();

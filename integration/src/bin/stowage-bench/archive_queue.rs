@@ -18,7 +18,10 @@ use archive_svc::{
 };
 use stowage_integration::{app::test_common, db::TestDb};
 
-use super::server::{Server, common_config, fresh_root};
+use super::{
+    archive_bench::{VACUUM, psql},
+    server::{Server, common_config, fresh_root},
+};
 
 /// Jobs each replica archives at once.
 const CONCURRENCY: usize = 4;
@@ -238,33 +241,10 @@ async fn psql_single_pass(url: &str, jobs: &[uuid::Uuid], root: &std::path::Path
             out.display()
         );
     }
-    let file = root.join("single-pass.sql");
-    std::fs::write(&file, script)?;
-    let start = Instant::now();
-    let output = tokio::process::Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
-        .arg(&file)
-        .output()
-        .await?;
-    if !output.status.success() {
-        bail!("psql failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let per_job = start.elapsed().as_secs_f64() * 1000.0 / jobs.len() as f64;
+    let elapsed = psql(url, &script, root).await?;
+    let per_job = elapsed.as_secs_f64() * 1000.0 / jobs.len() as f64;
     // The rolled-back deletes leave dead tuples; the archive meets the tables clean.
-    let vacuum = tokio::process::Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-d",
-            url,
-            "-c",
-            "vacuum analyze archive.scan_items, archive.file_records",
-        ])
-        .output()
-        .await?;
-    if !vacuum.status.success() {
-        bail!("vacuum failed: {}", String::from_utf8_lossy(&vacuum.stderr));
-    }
+    psql(url, VACUUM, root).await?;
     Ok(per_job)
 }
 
@@ -278,7 +258,7 @@ async fn try_dictionary(
 ) -> Result<Dictionary> {
     use futures::TryStreamExt;
     use stowage_shared::{
-        blob::{BlobKey, BlobStore, Credential, EncryptedStore, Location, Provider, StoreConfig},
+        blob::{BlobKey, EncryptedStore},
         keyring::KeyRing,
         tenant_keys::TenantKeys,
     };
@@ -287,15 +267,7 @@ async fn try_dictionary(
     let ring = TenantKeys::new("archive.tenant_keys", keys)
         .for_reading(&client, "bench")
         .await?;
-    let config = StoreConfig {
-        provider: Provider::File,
-        location: Location {
-            container: store.display().to_string(),
-            ..Location::default()
-        },
-        credential: Credential::None,
-    };
-    let objects = EncryptedStore::new(BlobStore::open(&config, &Default::default())?, ring);
+    let objects = EncryptedStore::new(stowage_integration::migration::raw_file_store(store)?, ring);
     let blobs = client
         .query(
             "select archive_blob_key from archive.scan_jobs order by id limit $1",

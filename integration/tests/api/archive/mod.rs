@@ -91,3 +91,25 @@ async fn assert_clock_restarted(app: &stowage_integration::TestApp, state: &pb::
     );
     assert!(archive_due(app, 100).await.is_empty());
 }
+
+/// Restores `job` as a member of `tenant`; the rows restored.
+pub(super) async fn restore_as(
+    app: &stowage_integration::TestApp,
+    tenant: &str,
+    job: uuid::Uuid,
+) -> Result<i64, tonic::Status> {
+    let token = app.token(tenant, &[stowage_shared::auth::Role::Member]);
+    let mut client = app.archive(Some(&token)).await;
+    let mut stream = client
+        .restore_job(pb::RestoreJobRequest {
+            job_id: job.to_string(),
+            trigger: pb::RestoreTrigger::User.into(),
+        })
+        .await?
+        .into_inner();
+    let mut rows = 0;
+    while let Some(progress) = stream.message().await? {
+        rows = progress.rows_done;
+    }
+    Ok(rows)
+}

@@ -11,7 +11,10 @@ use stowage_proto::{
 use tonic::Code;
 use uuid::Uuid;
 
-use super::stores::{Admin, admin, archive, file_dir, file_url, set_store};
+use super::{
+    restore_as,
+    stores::{Admin, admin, archive, file_dir, file_url, set_store},
+};
 
 fn destroy(tenant: &str, confirm: &str) -> pb::DestroyTenantKeysRequest {
     pb::DestroyTenantKeysRequest {
@@ -30,29 +33,12 @@ async fn archived(app: &TestApp, admin: &mut Admin, tenant: &str) -> Uuid {
     job
 }
 
-async fn restore_as(app: &TestApp, tenant: &str, job: Uuid) -> Result<i64, tonic::Status> {
-    let token = app.token(tenant, &[stowage_shared::auth::Role::Member]);
-    let mut client = app.archive(Some(&token)).await;
-    let mut stream = client
-        .restore_job(pb::RestoreJobRequest {
-            job_id: job.to_string(),
-            trigger: pb::RestoreTrigger::User.into(),
-        })
-        .await?
-        .into_inner();
-    let mut rows = 0;
-    while let Some(progress) = stream.message().await? {
-        rows = progress.rows_done;
-    }
-    Ok(rows)
-}
-
 /// Rewrites `job`'s blob as an earlier release wrote it: the same payload, its data key
 /// wrapped by the service's key ring instead of the tenant's key.
 async fn rewrap_under_service_keys(app: &TestApp, dir: &std::path::Path, job: Uuid) {
     use futures::TryStreamExt;
     use stowage_shared::{
-        blob::{BlobKey, BlobStore, Credential, EncryptedStore, Location, Provider, StoreConfig},
+        blob::{BlobKey, EncryptedStore},
         keyring::KeyRing,
         tenant_keys::TenantKeys,
     };
@@ -63,15 +49,7 @@ async fn rewrap_under_service_keys(app: &TestApp, dir: &std::path::Path, job: Uu
         .for_reading(&db, "acme")
         .await
         .unwrap();
-    let config = StoreConfig {
-        provider: Provider::File,
-        location: Location {
-            container: dir.display().to_string(),
-            ..Location::default()
-        },
-        credential: Credential::None,
-    };
-    let store = BlobStore::open(&config, &Default::default()).unwrap();
+    let store = stowage_integration::migration::raw_file_store(dir).unwrap();
     let key = BlobKey::new(format!("acme/{job}.json.zst")).unwrap();
     let plaintext: Vec<bytes::Bytes> = EncryptedStore::new(store.clone(), tenant)
         .get(&key, None)

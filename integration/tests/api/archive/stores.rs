@@ -74,19 +74,7 @@ pub(super) async fn archive(admin: &mut Admin, job: Uuid) -> pb::JobArchive {
 }
 
 pub(super) async fn restore(app: &TestApp, job: Uuid) -> Result<i64, tonic::Status> {
-    let mut client = app.archive(Some(&app.token("acme", &[Role::Member]))).await;
-    let mut stream = client
-        .restore_job(pb::RestoreJobRequest {
-            job_id: job.to_string(),
-            trigger: pb::RestoreTrigger::User.into(),
-        })
-        .await?
-        .into_inner();
-    let mut rows = 0;
-    while let Some(progress) = stream.message().await? {
-        rows = progress.rows_done;
-    }
-    Ok(rows)
+    super::restore_as(app, "acme", job).await
 }
 
 async fn stores(admin: &mut Admin) -> Vec<pb::ArchiveStore> {
