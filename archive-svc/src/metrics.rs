@@ -1,7 +1,8 @@
 //! archive-svc's metrics: the catalog of every metric it records (described, and each
 //! series at zero from start), and the backlog gauges: jobs eligible for archiving now but
 //! not yet archived, and how long the longest-waiting one has been eligible, read from
-//! `archive.scan_jobs` by the eligibility rule of `db::jobs::eligible`.
+//! `archive.scan_jobs` by the eligibility rule of `db::jobs::DUE` (a terminal job without
+//! a terminal timestamp is due from its last activity), and the queue's depth.
 
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ pub async fn backlog(pool: &Pool, policy: &RetentionPolicy) -> Result<()> {
              from archive.scan_jobs j
              join unnest($1::text[], $2::int4[]) as policy(status, days)
                on policy.status = j.status
-             where j.archived_at is null and j.terminal_at is not null
+             where j.archived_at is null
                and greatest(j.terminal_at, j.last_activity_at)
                    <= now() - make_interval(days => policy.days)",
         )

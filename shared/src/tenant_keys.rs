@@ -134,6 +134,24 @@ impl TenantKeys {
         Ok(Some(self.keys.over(vec![kek], &id)?))
     }
 
+    /// Whether the key `kek_id` can still unwrap what it wrapped (a service key always
+    /// can), holding its row (`FOR SHARE`) to the end of `client`'s transaction, so that a
+    /// write that counts on it commits before any destruction of it, or not at all.
+    pub async fn hold_live(
+        &self,
+        client: &impl GenericClient,
+        kek_id: &str,
+    ) -> Result<bool, TenantKeyError> {
+        if !is_tenant_key(kek_id) {
+            return Ok(true);
+        }
+        let hold = format!(
+            "select 1 from {} where id = $1 and destroyed_at is null for share",
+            self.table
+        );
+        Ok(client.query_opt(&hold, &[&kek_id]).await?.is_some())
+    }
+
     /// How many of the tenant's rows in `objects` are wrapped by one of its live keys.
     pub async fn wrapped(
         &self,

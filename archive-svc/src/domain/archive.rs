@@ -208,6 +208,7 @@ impl Archiver {
         );
         let info = written.info(key, format, store.version);
         let current = self.recheck(&tx, &job, request.mode).await?;
+        self.hold_key(&tx, &info).await?;
         db::jobs::mark_archived(&tx, job_id, &info).await?;
         let rows = written.encoded.scan_items + written.encoded.file_records;
         let detail = json!({ "blob": info.blob_key, "format": info.format.as_str(),
@@ -227,6 +228,24 @@ impl Archiver {
         tx.commit().await?;
         written.report(started);
         Ok(archived)
+    }
+
+    /// Commits only if the key that wrapped the blob is still live: a destruction of the
+    /// tenant's keys that came first leaves the rows hot rather than archived unreadable.
+    async fn hold_key(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        info: &ArchiveInfo,
+    ) -> Result<()> {
+        let kek = info.kek_id.as_deref().unwrap_or_default();
+        if self.stores.tenant_keys().hold_live(tx, kek).await? {
+            Ok(())
+        } else {
+            Err(Error::FailedPrecondition(
+                "the tenant's keys were destroyed while the job was archived; its rows stay hot"
+                    .into(),
+            ))
+        }
     }
 
     /// `store` under the tenant's own key, created (and committed at once, on a connection

@@ -196,9 +196,21 @@ async fn the_archive_backlog_counts_eligible_jobs_and_the_age_of_the_oldest() {
     scans::insert_job(&client, "tenant-a", "SCANNING", 30.0, 2, 2)
         .await
         .unwrap();
+    // terminal without a terminal timestamp: due from its last activity, as the schedule
+    // has it (COMPLETED waits 14 days: eligible for one day now)
+    let untimed = scans::insert_job(&client, "tenant-a", "COMPLETED", 15.0, 2, 2)
+        .await
+        .unwrap();
+    client
+        .execute(
+            "update archive.scan_jobs set terminal_at = null where id = $1",
+            &[&untimed],
+        )
+        .await
+        .unwrap();
     let common = test_common(&db).unwrap();
     let app = spawn_app_with(db, common, |_| {}).await.unwrap();
-    wait_for_sample(app.archive_metrics, "archive_backlog_jobs", |v| v == 1.0).await;
+    wait_for_sample(app.archive_metrics, "archive_backlog_jobs", |v| v == 2.0).await;
     let oldest = sample(
         &scrape(app.archive_metrics).await,
         "archive_backlog_oldest_seconds",

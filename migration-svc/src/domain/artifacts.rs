@@ -132,6 +132,17 @@ impl Artifacts {
                 active.id
             )));
         }
+        // And only under a key that still unwraps it: a destruction of the organization's
+        // keys that came first refuses the write.
+        if !(self.stores.tenant_keys())
+            .hold_live(&tx, &artifact.kek_id)
+            .await?
+        {
+            self.stores.forget_ring(org);
+            return Err(Error::FailedPrecondition(
+                "the organization's keys were destroyed during the upload; upload again".into(),
+            ));
+        }
         db::artifacts::insert(&tx, &artifact).await?;
         tx.commit().await?;
         metrics::counter!("migration_artifacts_written_total").increment(1);

@@ -194,3 +194,46 @@ async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing
     assert_eq!(audited, 1);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_write_that_holds_a_live_key_commits_before_its_destruction_or_not_at_all() {
+    use stowage_shared::{keyring::KeyRing, tenant_keys::TenantKeys};
+    let app = spawn_app().await.unwrap();
+    let pool = stowage_shared::db::pool(&app.db.config()).unwrap();
+    let service = KeyRing::from_config(&app.common.keys).unwrap();
+    let keys = TenantKeys::new("archive.tenant_keys", service.clone());
+    let (mut writer, other) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    let ring = keys.for_writing(&other, "acme").await.unwrap();
+    let key = ring.primary().id().to_owned();
+    assert!(
+        keys.hold_live(&other, service.primary().id())
+            .await
+            .unwrap(),
+        "a service key"
+    );
+
+    // A write holds the key; its destruction waits for the write to commit.
+    let tx = writer.transaction().await.unwrap();
+    assert!(keys.hold_live(&tx, &key).await.unwrap());
+    let destroying = {
+        let (keys, pool) = (keys.clone(), pool.clone());
+        tokio::spawn(async move {
+            keys.destroy(&pool.get().await.unwrap(), "acme")
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !destroying.is_finished(),
+        "the destruction waits for the write"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(destroying.await.unwrap(), 1);
+
+    // After it, a write under that key does not count; the next one gets a new key.
+    assert!(!keys.hold_live(&other, &key).await.unwrap());
+    let next = keys.for_writing(&other, "acme").await.unwrap();
+    assert_ne!(next.primary().id(), key);
+    app.stop().await.unwrap();
+}
