@@ -276,6 +276,23 @@ pub struct Schema {
     pub migrations: fn() -> refinery::Runner,
 }
 
+/// Declares a service's `SCHEMA`: the PostgreSQL schema `name`, built by the migrations in
+/// the calling crate's `migrations/` directory (embedded at compile time).
+#[macro_export]
+macro_rules! service_schema {
+    ($name:literal) => {
+        /// The PostgreSQL schema that holds every table of this service, and its migrations.
+        pub const SCHEMA: $crate::db::Schema = $crate::db::Schema {
+            name: $name,
+            migrations: embedded::migrations::runner,
+        };
+
+        mod embedded {
+            refinery::embed_migrations!("migrations");
+        }
+    };
+}
+
 impl Schema {
     pub fn migrations(&self) -> refinery::Runner {
         (self.migrations)()

@@ -9,20 +9,9 @@ pub mod queue;
 pub mod rows;
 pub mod stores;
 
-use stowage_shared::{
-    db::Schema,
-    retention::{RetentionConfig, Rule},
-};
+use stowage_shared::retention::{RetentionConfig, Rule};
 
-/// The PostgreSQL schema that holds every table of this service, and its migrations.
-pub const SCHEMA: Schema = Schema {
-    name: "archive",
-    migrations: embedded::migrations::runner,
-};
-
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
+stowage_shared::service_schema!("archive");
 
 /// What the pruner deletes, and when: idempotency records by age, and evidence (the audit
 /// log) after the longest age.

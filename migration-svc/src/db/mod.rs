@@ -10,20 +10,9 @@ pub mod organizations;
 pub mod plans;
 pub mod runs;
 
-use stowage_shared::{
-    db::Schema,
-    retention::{RetentionConfig, Rule},
-};
+use stowage_shared::retention::{RetentionConfig, Rule};
 
-/// The PostgreSQL schema that holds every table of this service, and its migrations.
-pub const SCHEMA: Schema = Schema {
-    name: "migration",
-    migrations: embedded::migrations::runner,
-};
-
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
+stowage_shared::service_schema!("migration");
 
 /// A column list (`a, b, c`) with each column qualified by `alias` (`x.a, x.b, x.c`).
 fn qualified(alias: &str, columns: &str) -> String {

@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stowage_shared::blob::{Location, Provider};
+use stowage_shared::{
+    blob::{Location, Provider},
+    text_enum,
+};
 use uuid::Uuid;
-
-use super::text_enum;
 
 text_enum! {
     pub enum BindingState {

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{artifacts::Artifact, runs::Mode, text_enum};
+use stowage_shared::text_enum;
+
+use super::{artifacts::Artifact, runs::Mode};
 
 /// A cleanup of one live run's sources.
 #[derive(Clone, Debug)]

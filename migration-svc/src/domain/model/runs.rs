@@ -5,11 +5,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use stowage_shared::text_enum;
 use uuid::Uuid;
 
 use super::{artifacts::Artifact, bindings::BindingState};
-
-use super::text_enum;
 
 text_enum! {
     pub enum Mode {
