@@ -8,7 +8,9 @@ use std::{collections::BTreeMap, time::Duration};
 use secrecy::SecretString;
 use serde::Deserialize;
 use stowage_shared::{
-    blob::StoreOptions, config::humantime_secs, schedule::parse_cron, sweep::Sampling,
+    blob::StoreOptions,
+    config::humantime_secs,
+    sweep::{self, Sampling},
 };
 
 use crate::domain::{jobs::JobStatus, policy::RetentionPolicy, queue::QueueSettings};
@@ -109,13 +111,12 @@ impl ArchiveConfig {
 
     /// The scheduled sweeps' cron and sampling, if sweeps are scheduled.
     pub fn verify_schedule(&self) -> Result<Option<(croner::Cron, Sampling)>, String> {
-        let Some(schedule) = &self.verify_schedule else {
-            return Ok(None);
-        };
-        let cron = parse_cron("archive.verify_schedule", schedule)?;
-        let sampling = Sampling::parse(self.verify_sample_percent, self.verify_byte_budget)
-            .map_err(|e| format!("archive.verify_{e}"))?;
-        Ok(Some((cron, sampling)))
+        sweep::scheduled(
+            "archive",
+            self.verify_schedule.as_deref(),
+            self.verify_sample_percent,
+            self.verify_byte_budget,
+        )
     }
 
     /// Whether `access_tier` is one Azure takes.

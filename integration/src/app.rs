@@ -308,10 +308,10 @@ impl TestApp {
             cron,
             archive.jobs_per_tick,
         );
-        match scheduler.tick().await? {
-            archive_svc::domain::scheduler::Tick::Enqueued(added) => Ok(added),
-            archive_svc::domain::scheduler::Tick::Skipped => anyhow::bail!("another tick ran"),
-        }
+        scheduler
+            .tick()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("another tick ran"))
     }
 
     pub async fn archive_admin(&self, token: Option<&str>) -> ArchiveAdminServiceClient<Bearer> {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use stowage_shared::{
-    blob::StoreOptions, config::humantime_secs, schedule::parse_cron, sweep::Sampling,
+    blob::StoreOptions,
+    config::humantime_secs,
+    sweep::{self, Sampling},
 };
 
 stowage_shared::service_config!(Config { migration: RunnerConfig }, ports: 50051, 9451);
@@ -86,13 +88,12 @@ impl Default for RunnerConfig {
 impl RunnerConfig {
     /// The scheduled sweeps' cron and sampling, if sweeps are scheduled.
     pub fn verify_schedule(&self) -> Result<Option<(croner::Cron, Sampling)>, String> {
-        let Some(schedule) = &self.verify_schedule else {
-            return Ok(None);
-        };
-        let cron = parse_cron("migration.verify_schedule", schedule)?;
-        let sampling = Sampling::parse(self.verify_sample_percent, self.verify_byte_budget)
-            .map_err(|e| format!("migration.verify_{e}"))?;
-        Ok(Some((cron, sampling)))
+        sweep::scheduled(
+            "migration",
+            self.verify_schedule.as_deref(),
+            self.verify_sample_percent,
+            self.verify_byte_budget,
+        )
     }
 
     /// How stores of bindings are reached.

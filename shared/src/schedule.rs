@@ -1,8 +1,12 @@
 //! Work on a cron schedule, as both services run it (the archive tick, integrity sweeps):
-//! expressions of five fields (minute first) or six (second first), in UTC, and a loop
-//! that runs a tick at every occurrence until the drain starts.
+//! expressions of five fields (minute first) or six (second first), in UTC, a loop that
+//! runs a tick at every occurrence until the drain starts, and the advisory lock that lets
+//! one replica of all those ticking do an occurrence's work.
 
-use std::future::Future;
+use std::{
+    fmt::{Debug, Display},
+    future::Future,
+};
 
 use chrono::Utc;
 use croner::{
@@ -10,7 +14,10 @@ use croner::{
     parser::{CronParser, Seconds},
 };
 
-use crate::shutdown::Drain;
+use crate::{
+    db::{DbError, Pool, lock::AdvisoryLock},
+    shutdown::Drain,
+};
 
 /// Parses `text`, the value of the setting `setting` (named in the error).
 pub fn parse_cron(setting: &str, text: &str) -> Result<Cron, String> {
@@ -40,6 +47,36 @@ where
             () = drain.draining() => return,
         }
         tick().await;
+    }
+}
+
+/// Runs `work` on one replica of all that try at once: holding the advisory lock `lock`
+/// (on a connection of `pool`, so it dies with a crashed replica); `None` when another
+/// replica holds it.
+pub async fn exclusively<T, E, Fut>(
+    pool: &Pool,
+    lock: &str,
+    work: impl FnOnce() -> Fut,
+) -> Result<Option<T>, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: From<DbError>,
+{
+    let client = pool.get().await.map_err(DbError::from)?;
+    let Some(held) = AdvisoryLock::try_acquire(client, lock).await? else {
+        return Ok(None);
+    };
+    let done = work().await;
+    held.release().await;
+    done.map(Some)
+}
+
+/// Logs what one occurrence of the scheduled `what` did ([`exclusively`]'s outcome).
+pub fn log_occurrence<T: Debug, E: Display>(what: &str, outcome: Result<Option<T>, E>) {
+    match outcome {
+        Ok(Some(done)) => tracing::info!(what, ?done, "scheduled work done"),
+        Ok(None) => tracing::info!(what, "another replica ran this occurrence"),
+        Err(error) => tracing::error!(what, %error, "scheduled work failed"),
     }
 }
 

@@ -3,6 +3,7 @@
 //! CORRUPT or UNVERIFIABLE: a store that could not be read is never counted as OK), and the
 //! totals a sweep reports and audits.
 
+use croner::Cron;
 use stowage_proto::integrity::v1 as pb;
 use uuid::Uuid;
 
@@ -10,6 +11,7 @@ use crate::{
     api::InvalidArgument,
     blob::{BlobError, ObjectError},
     format::FormatError,
+    schedule::parse_cron,
     tenant_keys::is_tenant_key,
 };
 
@@ -118,6 +120,24 @@ impl Sampling {
         self.byte_budget
             .is_none_or(|budget| summary.bytes_read + stored_bytes <= budget)
     }
+}
+
+/// Scheduled sweeps as a service's `[{section}]` sets them (`verify_schedule`,
+/// `verify_sample_percent`, `verify_byte_budget`): their cron and sampling, or `None`
+/// when no schedule is set. A bad value is an error naming its setting.
+pub fn scheduled(
+    section: &str,
+    schedule: Option<&str>,
+    sample_percent: i32,
+    byte_budget: i64,
+) -> Result<Option<(Cron, Sampling)>, String> {
+    let Some(schedule) = schedule else {
+        return Ok(None);
+    };
+    let cron = parse_cron(&format!("{section}.verify_schedule"), schedule)?;
+    let sampling = Sampling::parse(sample_percent, byte_budget)
+        .map_err(|e| format!("{section}.verify_{e}"))?;
+    Ok(Some((cron, sampling)))
 }
 
 /// A sweep's totals.
@@ -284,6 +304,19 @@ mod tests {
         summary.add(Verdict::Ok, 6);
         assert!(sampling.affords(&summary, 4));
         assert!(!sampling.affords(&summary, 5));
+    }
+
+    #[test]
+    fn a_sweep_schedule_is_off_unless_set_and_names_a_bad_setting() {
+        assert!(scheduled("archive", None, 100, 0).unwrap().is_none());
+        let (_, sampling) = scheduled("archive", Some("0 4 * * 0"), 5, 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sampling.percent, 5);
+        let bad = scheduled("migration", Some("0 4 * * 0"), 101, 0).unwrap_err();
+        assert!(bad.starts_with("migration.verify_sample_percent"), "{bad}");
+        let bad = scheduled("archive", Some("weekly"), 100, 0).unwrap_err();
+        assert!(bad.starts_with("archive.verify_schedule"), "{bad}");
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 use chrono::Utc;
 use croner::Cron;
-use stowage_shared::{db::lock::AdvisoryLock, schedule::on_schedule, shutdown::Drain};
+use stowage_shared::{
+    schedule::{exclusively, log_occurrence, on_schedule},
+    shutdown::Drain,
+};
 
 use super::policy::RetentionPolicy;
 use crate::{db, error::Result};
@@ -19,15 +22,6 @@ pub struct Scheduler {
     pool: deadpool_postgres::Pool,
     cron: Cron,
     jobs_per_tick: u32,
-}
-
-/// What one tick did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tick {
-    /// Another replica held the lock.
-    Skipped,
-    /// Jobs added to the queue (jobs already queued are not counted again).
-    Enqueued(u64),
 }
 
 impl Scheduler {
@@ -48,27 +42,21 @@ impl Scheduler {
     /// Sleeps until each occurrence and ticks, until the drain starts.
     pub async fn run(self, drain: Drain) {
         on_schedule(&self.cron, "archive tick", &drain, || async {
-            match self.tick().await {
-                Ok(Tick::Enqueued(jobs)) => tracing::info!(jobs, "archive tick enqueued due jobs"),
-                Ok(Tick::Skipped) => tracing::info!("archive tick ran on another replica"),
-                Err(error) => tracing::error!(%error, "archive tick failed"),
-            }
+            log_occurrence("archive tick", self.tick().await);
         })
         .await;
     }
 
-    /// One tick now, if no other replica is running one.
-    pub async fn tick(&self) -> Result<Tick> {
-        // The lock's session ends with this tick, whatever happens during it.
-        let Some(mut lock) = AdvisoryLock::try_acquire(self.pool.get().await?, TICK_LOCK).await?
-        else {
-            return Ok(Tick::Skipped);
-        };
-        let limit = i64::from(self.jobs_per_tick);
-        let windows = self.policy.windows();
-        let enqueued = db::queue::enqueue_due(lock.client(), &windows, Utc::now(), limit).await;
-        lock.release().await;
-        Ok(Tick::Enqueued(enqueued?))
+    /// One tick now, unless another replica is running one: the jobs it added to the
+    /// queue (jobs already queued are not counted again).
+    pub async fn tick(&self) -> Result<Option<u64>> {
+        exclusively(&self.pool, TICK_LOCK, || async {
+            let limit = i64::from(self.jobs_per_tick);
+            let windows = self.policy.windows();
+            let client = self.pool.get().await?;
+            db::queue::enqueue_due(&client, &windows, Utc::now(), limit).await
+        })
+        .await
     }
 }
 

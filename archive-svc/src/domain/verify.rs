@@ -7,15 +7,16 @@
 //! first missing and corrupt jobs, so a lost blob is found before a user's restore does.
 //! Sweeps also run on an optional schedule (`[archive] verify_schedule`).
 
+use std::collections::HashMap;
+
 use async_stream::try_stream;
 use bytes::Bytes;
 use croner::Cron;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
-    blob::{BlobKey, ObjectError, encrypted::Expected},
-    db::lock::AdvisoryLock,
-    schedule::on_schedule,
+    blob::{BlobKey, EncryptedStore, ObjectError, encrypted::Expected},
+    schedule::{exclusively, log_occurrence, on_schedule},
     shutdown::Drain,
     sweep::{Named, Sampling, Summary, Verdict},
 };
@@ -86,6 +87,7 @@ impl Verifier {
         try_stream! {
             let mut summary = Summary::default();
             let mut named = Named::default();
+            let mut opened = Opened::default();
             let mut after = None;
             'pages: loop {
                 let page = this.page(command.store_version, after).await?;
@@ -97,7 +99,7 @@ impl Verifier {
                         summary.budget_exhausted = true;
                         break 'pages;
                     }
-                    let checked = this.check(job, info).await;
+                    let checked = this.check(job, info, &mut opened).await;
                     summary.add(checked.verdict, stored_bytes);
                     metrics::counter!(VERIFIED, "result" => checked.verdict.as_str()).increment(1);
                     named.note(checked.verdict, job.id);
@@ -114,8 +116,8 @@ impl Verifier {
         db::jobs::archived_page(&client, store_version, after, PAGE).await
     }
 
-    async fn check(&self, job: &Job, info: &ArchiveInfo) -> Checked {
-        let (verdict, detail) = match self.read(&job.tenant_id, info).await {
+    async fn check(&self, job: &Job, info: &ArchiveInfo, opened: &mut Opened) -> Checked {
+        let (verdict, detail) = match self.read(&job.tenant_id, info, opened).await {
             Ok(()) => (Verdict::Ok, String::new()),
             Err(Failure::Read(error)) => (Verdict::of(&error), error.to_string()),
             Err(Failure::Undecodable(error)) => (Verdict::Corrupt, error),
@@ -136,15 +138,16 @@ impl Verifier {
 
     /// Reads the blob to its end through the digest check (or, for a blob of the earlier
     /// system, through its gzip checksum).
-    async fn read(&self, tenant: &str, info: &ArchiveInfo) -> Result<(), Failure> {
-        let objects = async {
-            let client = self.pool.get().await?;
-            let store = self.stores.open(&client, info.store_version).await?;
-            (self.stores)
-                .tenant_objects(&client, &store, tenant, Access::Read)
-                .await
-        };
-        let objects = objects.await.map_err(Failure::Store)?;
+    async fn read(
+        &self,
+        tenant: &str,
+        info: &ArchiveInfo,
+        opened: &mut Opened,
+    ) -> Result<(), Failure> {
+        let objects = self
+            .objects(tenant, info.store_version, opened)
+            .await
+            .map_err(Failure::Store)?;
         let key = BlobKey::new(info.blob_key.clone())
             .map_err(|e| Failure::Store(Error::Internal(format!("archive blob key: {e}"))))?;
         if info.format == BlobFormat::LegacyJsonGzip {
@@ -158,6 +161,26 @@ impl Verifier {
         let mut plaintext = objects.get(&key, expected).await.map_err(Failure::Read)?;
         while plaintext.try_next().await.map_err(Failure::Read)?.is_some() {}
         Ok(())
+    }
+
+    /// The store version's objects under the tenant's keys, opened once per sweep.
+    async fn objects(
+        &self,
+        tenant: &str,
+        version: Option<i64>,
+        opened: &mut Opened,
+    ) -> Result<EncryptedStore> {
+        let key = (version, tenant.to_owned());
+        if let Some(objects) = opened.get(&key) {
+            return Ok(objects.clone());
+        }
+        let client = self.pool.get().await?;
+        let store = self.stores.open(&client, version).await?;
+        let objects = (self.stores)
+            .tenant_objects(&client, &store, tenant, Access::Read)
+            .await?;
+        opened.insert(key, objects.clone());
+        Ok(objects)
     }
 
     /// The sweep's audit entry, with the first missing and corrupt jobs named.
@@ -224,41 +247,30 @@ impl SweepSchedule {
 
     pub async fn run(self, drain: Drain) {
         on_schedule(&self.cron, "integrity sweep", &drain, || async {
-            match self.sweep_now().await {
-                Ok(Some(summary)) => tracing::info!(
-                    ok = summary.ok,
-                    missing = summary.missing,
-                    corrupt = summary.corrupt,
-                    unverifiable = summary.unverifiable,
-                    "scheduled integrity sweep done"
-                ),
-                Ok(None) => tracing::info!("the integrity sweep ran on another replica"),
-                Err(error) => tracing::error!(%error, "scheduled integrity sweep failed"),
-            }
+            log_occurrence("integrity sweep", self.sweep_now().await);
         })
         .await;
     }
 
     /// One scheduled sweep now, unless another replica is running one: its totals.
     pub async fn sweep_now(&self) -> Result<Option<Summary>> {
-        let Some(lock) = AdvisoryLock::try_acquire(self.pool.get().await?, SWEEP_LOCK).await?
-        else {
-            return Ok(None);
-        };
-        let reports = self
-            .verifier
-            .verify(Actor::scheduler(), self.command.clone());
-        futures::pin_mut!(reports);
-        let mut summary = None;
-        while let Some(report) = reports.try_next().await? {
-            if let Report::Summary(totals) = report {
-                summary = Some(totals);
+        let swept = exclusively(&self.pool, SWEEP_LOCK, || async {
+            let reports = (self.verifier).verify(Actor::scheduler(), self.command.clone());
+            futures::pin_mut!(reports);
+            let mut summary = Summary::default();
+            while let Some(report) = reports.try_next().await? {
+                if let Report::Summary(totals) = report {
+                    summary = totals;
+                }
             }
-        }
-        lock.release().await;
-        Ok(summary)
+            Ok::<_, Error>(summary)
+        });
+        swept.await
     }
 }
+
+/// What a sweep has opened, by store version and tenant: each is read once per sweep.
+type Opened = HashMap<(Option<i64>, String), EncryptedStore>;
 
 /// A job and its archive, if it is still archived.
 fn archived(job: &Job) -> Option<(&Job, &ArchiveInfo)> {

@@ -5,10 +5,7 @@
 //! uploads read as before. PostgreSQL and a file binding.
 
 use stowage_integration::{migration, spawn_app};
-use stowage_proto::{
-    integrity::v1::Verification,
-    migration::v1::{self as pb, verify_artifacts_response::Report},
-};
+use stowage_proto::{integrity::v1::Verification, migration::v1 as pb};
 use stowage_shared::auth::Role;
 use tonic::Code;
 
@@ -82,19 +79,10 @@ async fn a_shredded_organizations_artifacts_are_unreadable_and_nothing_else_is()
         "a copy a store kept too"
     );
 
-    let mut sweep = org_admin
-        .verify_artifacts(pb::VerifyArtifactsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut shredded = 0;
-    while let Some(message) = sweep.message().await.unwrap() {
-        if let Some(Report::Artifact(a)) = message.report {
-            assert_eq!(a.result(), Verification::Shredded);
-            shredded += 1;
-        }
-    }
-    assert_eq!(shredded, 1);
+    let (checked, summary) =
+        super::verify::sweep(&app, &acme.0, pb::VerifyArtifactsRequest::default()).await;
+    assert_eq!(checked[&artifact.id].result(), Verification::Shredded);
+    assert_eq!((checked.len(), summary.shredded), (1, 1));
 
     let mut theirs = app.artifacts(Some(&globex.0)).await;
     let (_, data) = migration::get(&mut theirs, &globex.1[0].0.id)

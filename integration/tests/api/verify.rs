@@ -16,7 +16,7 @@ use stowage_proto::{
 };
 use stowage_shared::auth::Role;
 
-async fn sweep(
+pub(crate) async fn sweep(
     app: &TestApp,
     token: &str,
     request: pb::VerifyArtifactsRequest,

@@ -6,15 +6,16 @@
 //! Sweeps of every organization also run on an optional schedule
 //! (`[migration] verify_schedule`).
 
+use std::collections::HashMap;
+
 use async_stream::try_stream;
 use croner::Cron;
 use futures::{Stream, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
     auth::{Principal, Role},
-    blob::{BlobKey, ObjectError},
-    db::lock::AdvisoryLock,
-    schedule::on_schedule,
+    blob::{BlobKey, EncryptedStore, ObjectError},
+    schedule::{exclusively, log_occurrence, on_schedule},
     shutdown::Drain,
     sweep::{Named, Sampling, Summary, Verdict},
 };
@@ -82,6 +83,7 @@ impl Verifier {
         Ok(try_stream! {
             let mut summary = Summary::default();
             let mut named = Named::default();
+            let mut opened = Opened::default();
             let mut after = None;
             'pages: loop {
                 let page = this.page(&caller.organization, command.binding, after).await?;
@@ -92,7 +94,7 @@ impl Verifier {
                         summary.budget_exhausted = true;
                         break 'pages;
                     }
-                    let checked = this.check(artifact).await;
+                    let checked = this.check(artifact, &mut opened).await;
                     summary.add(checked.verdict, artifact.stored_bytes);
                     metrics::counter!(VERIFIED, "result" => checked.verdict.as_str()).increment(1);
                     named.note(checked.verdict, checked.artifact_id);
@@ -119,9 +121,10 @@ impl Verifier {
         db::artifacts::list(&client, org, &filter, after, PAGE).await
     }
 
-    /// Reads `artifact` to its end through the digest check.
-    pub async fn check(&self, artifact: &Artifact) -> Checked {
-        let (verdict, detail) = match self.read(artifact).await {
+    /// Reads `artifact` to its end through the digest check; `opened` keeps the stores
+    /// of the bindings read so far, so each is opened once per sweep.
+    pub async fn check(&self, artifact: &Artifact, opened: &mut Opened) -> Checked {
+        let (verdict, detail) = match self.read(artifact, opened).await {
             Ok(()) => (Verdict::Ok, String::new()),
             Err(Failure::Read(error)) => (Verdict::of(&error), error.to_string()),
             Err(Failure::Store(error)) => (Verdict::Unverifiable, error.to_string()),
@@ -134,12 +137,18 @@ impl Verifier {
         }
     }
 
-    async fn read(&self, artifact: &Artifact) -> Result<(), Failure> {
-        let (_, store) = self
-            .stores
-            .open(&artifact.organization_id, artifact.binding_id)
-            .await
-            .map_err(Failure::Store)?;
+    async fn read(&self, artifact: &Artifact, opened: &mut Opened) -> Result<(), Failure> {
+        let store = match opened.get(&artifact.binding_id) {
+            Some(store) => store.clone(),
+            None => {
+                let (_, store) = (self.stores)
+                    .open(&artifact.organization_id, artifact.binding_id)
+                    .await
+                    .map_err(Failure::Store)?;
+                opened.insert(artifact.binding_id, store.clone());
+                store
+            }
+        };
         let key = BlobKey::new(artifact.object_key.clone())
             .map_err(|e| Failure::Store(Error::Corrupt(format!("artifact object key: {e}"))))?;
         let mut content = store
@@ -218,13 +227,7 @@ impl SweepSchedule {
 
     pub async fn run(self, drain: Drain) {
         on_schedule(&self.cron, "integrity sweep", &drain, || async {
-            match self.sweep_now().await {
-                Ok(Some(swept)) => {
-                    tracing::info!(organizations = swept, "scheduled integrity sweep done")
-                }
-                Ok(None) => tracing::info!("the integrity sweep ran on another replica"),
-                Err(error) => tracing::error!(%error, "scheduled integrity sweep failed"),
-            }
+            log_occurrence("integrity sweep", self.sweep_now().await);
         })
         .await;
     }
@@ -233,28 +236,30 @@ impl SweepSchedule {
     /// one: how many organizations were swept.
     pub async fn sweep_now(&self) -> Result<Option<usize>> {
         let pool = &self.verifier.pool;
-        let Some(lock) = AdvisoryLock::try_acquire(pool.get().await?, SWEEP_LOCK).await? else {
-            return Ok(None);
-        };
-        let organizations = db::organizations::all(&pool.get().await?).await?;
-        for organization in &organizations {
-            let schedule = Principal {
-                subject: "scheduler".into(),
-                organization: organization.clone(),
-                roles: [Role::OrgAdmin].into(),
-            };
-            let command = VerifyArtifacts {
-                binding: None,
-                sampling: self.sampling,
-            };
-            let reports = self.verifier.verify(&schedule, command)?;
-            futures::pin_mut!(reports);
-            while reports.try_next().await?.is_some() {}
-        }
-        lock.release().await;
-        Ok(Some(organizations.len()))
+        exclusively(pool, SWEEP_LOCK, || async {
+            let organizations = db::organizations::all(&pool.get().await?).await?;
+            for organization in &organizations {
+                let schedule = Principal {
+                    subject: "scheduler".into(),
+                    organization: organization.clone(),
+                    roles: [Role::OrgAdmin].into(),
+                };
+                let command = VerifyArtifacts {
+                    binding: None,
+                    sampling: self.sampling,
+                };
+                let reports = self.verifier.verify(&schedule, command)?;
+                futures::pin_mut!(reports);
+                while reports.try_next().await?.is_some() {}
+            }
+            Ok(organizations.len())
+        })
+        .await
     }
 }
+
+/// The stores a sweep has opened, by binding.
+pub type Opened = HashMap<Uuid, EncryptedStore>;
 
 /// Why an artifact could not be read: its object (judged by [`Verdict::of`]), or its
 /// store, which could not even be opened (unverifiable).

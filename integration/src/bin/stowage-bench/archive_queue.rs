@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use archive_svc::{
     config::ArchiveConfig,
-    domain::{
-        jobs::JobStatus,
-        scheduler::{Scheduler, Tick},
-    },
+    domain::{jobs::JobStatus, scheduler::Scheduler},
     seed,
 };
 use stowage_integration::{app::test_common, db::TestDb};
@@ -160,7 +157,7 @@ async fn measure(jobs: u32, rows: u64, replicas: usize) -> Result<Measured> {
     let scheduler = Scheduler::new(policy, pool.clone(), archive.schedule.parse()?, jobs);
     let start = Instant::now();
     match scheduler.tick().await? {
-        Tick::Enqueued(n) if n == u64::from(jobs) => {}
+        Some(n) if n == u64::from(jobs) => {}
         other => bail!("the tick enqueued {other:?}, not {jobs}"),
     }
     wait_until_archived(&pool, i64::from(jobs)).await?;

@@ -5,15 +5,14 @@
 //! store.
 
 use stowage_integration::{TestApp, scans, spawn_app};
-use stowage_proto::{
-    archive::v1 as pb, archive::v1::verify_archives_response::Report, integrity::v1::Verification,
-};
+use stowage_proto::{archive::v1 as pb, integrity::v1::Verification};
 use tonic::Code;
 use uuid::Uuid;
 
 use super::{
     restore_as,
     stores::{Admin, admin, archive, file_dir, file_url, set_store},
+    verify::sweep,
 };
 
 fn destroy(tenant: &str, confirm: &str) -> pb::DestroyTenantKeysRequest {
@@ -153,20 +152,16 @@ async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing
     );
 
     // a sweep says what happened; the other tenant's archive and new archives read as before
-    let mut stream = admin
-        .verify_archives(pb::VerifyArchivesRequest {
-            reason: "after shredding".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut verdicts = std::collections::BTreeMap::new();
-    while let Some(message) = stream.message().await.unwrap() {
-        if let Some(Report::Archive(a)) = message.report {
-            verdicts.insert(a.job_id.clone(), a.result());
-        }
-    }
+    let request = pb::VerifyArchivesRequest {
+        reason: "after shredding".into(),
+        ..Default::default()
+    };
+    let (verdicts, summary) = sweep(&mut admin, request).await;
+    let verdicts: std::collections::BTreeMap<_, _> = verdicts
+        .into_iter()
+        .map(|(job, a)| (job, a.result()))
+        .collect();
+    assert_eq!(summary.shredded, 1);
     assert_eq!(verdicts[&ours.to_string()], Verification::Shredded);
     assert_eq!(verdicts[&theirs.to_string()], Verification::Ok);
     assert_eq!(restore_as(&app, "globex", theirs).await.unwrap(), 180);

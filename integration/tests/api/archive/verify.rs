@@ -32,7 +32,7 @@ fn request(store_version: i64, byte_budget: i64) -> pb::VerifyArchivesRequest {
     }
 }
 
-async fn sweep(
+pub(super) async fn sweep(
     admin: &mut Admin,
     request: pb::VerifyArchivesRequest,
 ) -> (BTreeMap<String, pb::ArchiveVerification>, VerifySummary) {

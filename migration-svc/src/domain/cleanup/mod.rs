@@ -33,7 +33,7 @@ use super::{
         runs::{Mode, Run},
     },
     stores::Stores,
-    verify::Verifier,
+    verify::{Opened, Verifier},
 };
 use crate::{
     db,
@@ -100,6 +100,7 @@ impl Cleaner {
             // Held until the stream ends; dropped with it if the caller goes away.
             let _lock = lock;
             let mut summary = CleanupSummary::default();
+            let mut opened = Opened::default();
             let (mut after, mut left) = (None, command.limit.unwrap_or(i64::MAX));
             while left > 0 {
                 let page = {
@@ -110,7 +111,7 @@ impl Cleaner {
                 after = Some(last.artifact.id);
                 left -= page.len() as i64;
                 for candidate in page {
-                    let cleaned = this.clean(&organization, &run, &candidate, command.mode).await?;
+                    let cleaned = this.clean(&organization, &run, &candidate, command.mode, &mut opened).await?;
                     summary.add(&cleaned, candidate.artifact.size_bytes);
                     metrics::counter!(CLEANED, "result" => cleaned.state.as_str()).increment(1);
                     yield CleanupReport::Item(cleaned);
@@ -165,6 +166,7 @@ impl Cleaner {
         run: &Run,
         candidate: &Candidate,
         mode: Mode,
+        opened: &mut Opened,
     ) -> Result<Cleaned> {
         let artifact = &candidate.artifact;
         let due_time = due_time(candidate.migrated_at, self.window);
@@ -181,7 +183,7 @@ impl Cleaner {
         if Utc::now() < due_time {
             return Ok(cleaned);
         }
-        let checked = self.verifier.check(artifact).await;
+        let checked = self.verifier.check(artifact, opened).await;
         if let Some(cause) = failed_check(checked.verdict) {
             cleaned.state = CleanupState::Failed;
             cleaned.cause = Some(cause);
