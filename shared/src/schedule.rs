@@ -28,12 +28,15 @@ pub fn parse_cron(setting: &str, text: &str) -> Result<Cron, String> {
         .map_err(|e| format!("{setting} {text:?}: {e}"))
 }
 
-/// Runs `tick` at every occurrence of `cron` until the drain starts; `what` names it in
-/// the logs.
-pub async fn on_schedule<F, Fut>(cron: &Cron, what: &str, drain: &Drain, mut tick: F)
+/// Runs `tick` at every occurrence of `cron` until the drain starts, and logs what each
+/// occurrence did (`None`: another replica ran it, see [`exclusively`]); `what` names the
+/// work in the logs.
+pub async fn on_schedule<F, Fut, T, E>(cron: &Cron, what: &str, drain: &Drain, mut tick: F)
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = Result<Option<T>, E>>,
+    T: Debug,
+    E: Display,
 {
     loop {
         let Some(next) = cron.find_next_occurrence(&Utc::now(), false).ok() else {
@@ -46,7 +49,7 @@ where
             () = tokio::time::sleep(wait) => {}
             () = drain.draining() => return,
         }
-        tick().await;
+        log_occurrence(what, tick().await);
     }
 }
 
@@ -72,7 +75,7 @@ where
 }
 
 /// Logs what one occurrence of the scheduled `what` did ([`exclusively`]'s outcome).
-pub fn log_occurrence<T: Debug, E: Display>(what: &str, outcome: Result<Option<T>, E>) {
+fn log_occurrence<T: Debug, E: Display>(what: &str, outcome: Result<Option<T>, E>) {
     match outcome {
         Ok(Some(done)) => tracing::info!(what, ?done, "scheduled work done"),
         Ok(None) => tracing::info!(what, "another replica ran this occurrence"),

@@ -6,7 +6,7 @@
 use chrono::Utc;
 use croner::Cron;
 use stowage_shared::{
-    schedule::{exclusively, log_occurrence, on_schedule},
+    schedule::{exclusively, on_schedule},
     shutdown::Drain,
 };
 
@@ -41,10 +41,7 @@ impl Scheduler {
 
     /// Sleeps until each occurrence and ticks, until the drain starts.
     pub async fn run(self, drain: Drain) {
-        on_schedule(&self.cron, "archive tick", &drain, || async {
-            log_occurrence("archive tick", self.tick().await);
-        })
-        .await;
+        on_schedule(&self.cron, "archive tick", &drain, || self.tick()).await;
     }
 
     /// One tick now, unless another replica is running one: the jobs it added to the

@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
     blob::{BlobKey, EncryptedStore, ObjectError, encrypted::Expected},
-    schedule::{exclusively, log_occurrence, on_schedule},
+    schedule::{exclusively, on_schedule},
     shutdown::Drain,
     sweep::{Named, Sampling, Summary, Verdict},
 };
@@ -246,10 +246,7 @@ impl SweepSchedule {
     }
 
     pub async fn run(self, drain: Drain) {
-        on_schedule(&self.cron, "integrity sweep", &drain, || async {
-            log_occurrence("integrity sweep", self.sweep_now().await);
-        })
-        .await;
+        on_schedule(&self.cron, "integrity sweep", &drain, || self.sweep_now()).await;
     }
 
     /// One scheduled sweep now, unless another replica is running one: its totals.

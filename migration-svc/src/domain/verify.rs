@@ -15,7 +15,7 @@ use serde_json::json;
 use stowage_shared::{
     auth::{Principal, Role},
     blob::{BlobKey, EncryptedStore, ObjectError},
-    schedule::{exclusively, log_occurrence, on_schedule},
+    schedule::{exclusively, on_schedule},
     shutdown::Drain,
     sweep::{Named, Sampling, Summary, Verdict},
 };
@@ -226,10 +226,7 @@ impl SweepSchedule {
     }
 
     pub async fn run(self, drain: Drain) {
-        on_schedule(&self.cron, "integrity sweep", &drain, || async {
-            log_occurrence("integrity sweep", self.sweep_now().await);
-        })
-        .await;
+        on_schedule(&self.cron, "integrity sweep", &drain, || self.sweep_now()).await;
     }
 
     /// One scheduled sweep of every organization now, unless another replica is running
