@@ -64,29 +64,17 @@ impl ServiceBinary for App {
         let watcher = Watcher::new(pool.clone(), config.migration.watch_heartbeat);
         let window = config.migration.source_cleanup_window;
         let cleaner = Cleaner::new(pool.clone(), stores.clone(), window);
-        let drain = foundation.grpc.drain();
-        let authenticate = foundation.auth.interceptor();
-        let grpc = &mut foundation.grpc;
-        grpc.add_service(BindingServiceServer::with_interceptor(
-            BindingApi::new(bindings),
-            authenticate.clone(),
-        ));
-        grpc.add_service(ArtifactServiceServer::with_interceptor(
-            ArtifactApi::new(
+        let apis = Apis {
+            bindings: BindingApi::new(bindings),
+            artifacts: ArtifactApi::new(
                 artifacts,
                 Verifier::new(pool.clone(), stores.clone()),
                 Shredder::new(pool.clone(), stores.clone()),
             ),
-            authenticate.clone(),
-        ));
-        grpc.add_service(MigrationServiceServer::with_interceptor(
-            MigrationApi::new(runs, watcher, cleaner, drain),
-            authenticate.clone(),
-        ));
-        grpc.add_service(EvidenceServiceServer::with_interceptor(
-            EvidenceApi::new(evidence),
-            authenticate,
-        ));
+            runs: MigrationApi::new(runs, watcher, cleaner, foundation.grpc.drain()),
+            evidence: EvidenceApi::new(evidence),
+        };
+        apis.register(&mut foundation);
         let workers = Background {
             uploads: UploadSweeper::new(
                 pool.clone(),
@@ -104,6 +92,38 @@ impl ServiceBinary for App {
         }
         .workers();
         Ok(Service::new(foundation, workers))
+    }
+}
+
+/// The four gRPC services.
+struct Apis {
+    bindings: BindingApi,
+    artifacts: ArtifactApi,
+    runs: MigrationApi,
+    evidence: EvidenceApi,
+}
+
+impl Apis {
+    /// Registers every service, behind authentication.
+    fn register(self, foundation: &mut Foundation) {
+        let authenticate = foundation.auth.interceptor();
+        let grpc = &mut foundation.grpc;
+        grpc.add_service(BindingServiceServer::with_interceptor(
+            self.bindings,
+            authenticate.clone(),
+        ));
+        grpc.add_service(ArtifactServiceServer::with_interceptor(
+            self.artifacts,
+            authenticate.clone(),
+        ));
+        grpc.add_service(MigrationServiceServer::with_interceptor(
+            self.runs,
+            authenticate.clone(),
+        ));
+        grpc.add_service(EvidenceServiceServer::with_interceptor(
+            self.evidence,
+            authenticate,
+        ));
     }
 }
 

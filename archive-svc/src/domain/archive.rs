@@ -210,10 +210,7 @@ impl Archiver {
         let current = self.recheck(&tx, &job, request.mode).await?;
         self.hold_key(&tx, &info).await?;
         db::jobs::mark_archived(&tx, job_id, &info).await?;
-        let rows = written.encoded.scan_items + written.encoded.file_records;
-        let detail = json!({ "blob": info.blob_key, "format": info.format.as_str(),
-                             "store_version": store.version, "rows": rows,
-                             "worker": request.worker });
+        let detail = written.audit_detail(&info, request.worker);
         request
             .audit
             .record(&tx, Some((job_id, &job.tenant_id)), true, detail)
@@ -305,6 +302,13 @@ impl Written {
         metrics::counter!("archive_jobs_archived_total").increment(1);
         metrics::counter!("archive_rows_archived_total").increment(rows as u64);
         metrics::histogram!("archive_job_seconds").record(seconds);
+    }
+
+    /// What the archive's audit entry says of it.
+    fn audit_detail(&self, info: &ArchiveInfo, worker: Option<&str>) -> serde_json::Value {
+        let rows = self.encoded.scan_items + self.encoded.file_records;
+        json!({ "blob": info.blob_key, "format": info.format.as_str(),
+                "store_version": info.store_version, "rows": rows, "worker": worker })
     }
 
     /// The archive marker for what was written.
