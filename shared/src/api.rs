@@ -2,9 +2,14 @@
 //! idempotent mutations keyed by `request_id`, free-text fields checked on receipt, and
 //! timestamp conversion.
 
+use std::pin::Pin;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use serde::{Serialize, de::DeserializeOwned};
+use tonic::Status;
+use uuid::Uuid;
 
 use crate::db::{DbError, GenericClient};
 
@@ -55,6 +60,44 @@ pub fn confirmed<'a>(
         ));
     }
     Ok(value)
+}
+
+/// One page of a keyset-paginated listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    /// Cursor of the next page; `None` on the last page.
+    pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// A page from `limit + 1` fetched rows: the extra row, if any, says there is more.
+    pub fn from_rows(mut items: Vec<T>, limit: i64, cursor: impl Fn(&T) -> C) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
+/// A server-streaming response, as every streaming method returns it.
+pub type ResponseStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
+
+/// A required resource id field (a UUID, surrounding white space allowed).
+pub fn id(field: &'static str, raw: &str) -> Result<Uuid, InvalidArgument> {
+    Uuid::parse_str(raw.trim()).map_err(|_| InvalidArgument::new(field, "must be a UUID"))
+}
+
+/// An optional resource id field (empty: none).
+pub fn optional_id(field: &'static str, raw: &str) -> Result<Option<Uuid>, InvalidArgument> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    id(field, raw).map(Some)
 }
 
 /// `page_size`: 0 means the default; negative is invalid; large values are capped.
@@ -321,6 +364,31 @@ mod tests {
             nanos: -1,
         };
         assert_eq!(datetime("t", &negative).unwrap_err().field, "t");
+    }
+
+    #[test]
+    fn an_id_must_be_a_uuid_and_may_be_padded() {
+        let uuid = Uuid::now_v7();
+        assert_eq!(id("id", &format!(" {uuid} ")), Ok(uuid));
+        assert_eq!(id("run_id", "run-1").unwrap_err().field, "run_id");
+        assert_eq!(id("id", "").unwrap_err().field, "id");
+    }
+
+    #[test]
+    fn an_optional_id_left_empty_is_none() {
+        assert_eq!(optional_id("binding_id", "  "), Ok(None));
+        assert_eq!(
+            optional_id("binding_id", "x").unwrap_err().field,
+            "binding_id"
+        );
+    }
+
+    #[test]
+    fn a_page_has_a_next_cursor_only_when_an_extra_row_was_fetched() {
+        let full = Page::from_rows(vec![1, 2, 3], 2, |n| n * 10);
+        assert_eq!((full.items, full.next), (vec![1, 2], Some(20)));
+        let last = Page::from_rows(vec![1, 2], 2, |n| n * 10);
+        assert_eq!((last.items, last.next), (vec![1, 2], None));
     }
 
     #[test]

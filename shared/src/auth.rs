@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status, service::Interceptor};
 
-use crate::config::AuthConfig;
+use crate::{api::InvalidArgument, config::AuthConfig};
 
 /// The longest bearer token accepted, in bytes. The server takes larger header lists (see
 /// `server::MAX_HEADER_LIST_SIZE`) so that a longer token is refused here, as
@@ -297,6 +297,21 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, AuthError> {
         .ok_or(AuthError::MissingToken)
 }
 
+/// A request admitted: its caller, then the caller's `role` where the method needs one,
+/// then the request parsed into `C`. The role comes before the request, so a caller
+/// without it learns nothing of whether its request was well formed.
+pub fn admit<T, C>(request: Request<T>, role: Option<Role>) -> Result<(Principal, C), Status>
+where
+    C: TryFrom<T, Error = InvalidArgument>,
+{
+    let caller = principal(&request)?;
+    if let Some(role) = role {
+        caller.require(role)?;
+    }
+    let command = C::try_from(request.into_inner())?;
+    Ok((caller, command))
+}
+
 /// Mints tokens for development and tests from the configured signing key.
 pub struct TokenMinter {
     key: EncodingKey,
@@ -378,6 +393,46 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A command whose every request is malformed.
+    #[derive(Debug)]
+    struct Malformed;
+
+    impl TryFrom<()> for Malformed {
+        type Error = InvalidArgument;
+
+        fn try_from((): ()) -> Result<Self, InvalidArgument> {
+            Err(InvalidArgument::new("field", "is malformed"))
+        }
+    }
+
+    fn request_of(role: Option<Role>) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(role) = role {
+            request.extensions_mut().insert(Principal {
+                subject: "u".into(),
+                organization: "o".into(),
+                roles: BTreeSet::from([role]),
+            });
+        }
+        request
+    }
+
+    #[test]
+    fn admission_checks_the_caller_then_the_role_then_the_request() {
+        let code = |request, role| {
+            let admitted: Result<(Principal, Malformed), Status> = admit(request, role);
+            admitted.unwrap_err().code()
+        };
+        let unauthenticated = code(request_of(None), Some(Role::Member));
+        assert_eq!(unauthenticated, tonic::Code::Unauthenticated);
+        let member = code(request_of(Some(Role::Member)), Some(Role::OrgAdmin));
+        assert_eq!(member, tonic::Code::PermissionDenied);
+        let admin = code(request_of(Some(Role::SuperAdmin)), Some(Role::OrgAdmin));
+        assert_eq!(admin, tonic::Code::InvalidArgument);
+        let anyone = code(request_of(Some(Role::Member)), None);
+        assert_eq!(anyone, tonic::Code::InvalidArgument);
+    }
 
     #[test]
     fn minted_tokens_verify_into_principals() {

@@ -25,10 +25,4 @@ const IDEMPOTENCY: stowage_shared::api::Idempotency = stowage_shared::api::Idemp
     table: "archive.request_log",
 };
 
-/// One page of a keyset-paginated listing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T, C> {
-    pub items: Vec<T>,
-    /// Cursor of the next page; `None` on the last page.
-    pub next: Option<C>,
-}
+pub use stowage_shared::api::Page;

@@ -143,15 +143,9 @@ impl Archives {
         limit: i64,
     ) -> Result<Page<Job, Uuid>> {
         let client = self.pool.get().await?;
-        let mut jobs =
+        let jobs =
             db::jobs::list(&client, &caller.organization, archived, after, limit + 1).await?;
-        let next = if jobs.len() as i64 > limit {
-            jobs.truncate(limit as usize);
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
-        Ok(Page { items: jobs, next })
+        Ok(Page::from_rows(jobs, limit, |j| j.id))
     }
 
     /// `EnsureHot`: restores the job's rows if archived. Admin-triggered restores may

@@ -2,10 +2,13 @@
 
 use futures::StreamExt;
 use stowage_proto::archive::v1::{self as pb, archive_admin_service_server::ArchiveAdminService};
-use stowage_shared::auth::{self, Role};
+use stowage_shared::{
+    api::ResponseStream,
+    auth::{self, Role},
+};
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, replies::archive_outcome};
+use super::replies::archive_outcome;
 use crate::domain::{
     audit::Actor,
     requests::{
@@ -32,9 +35,7 @@ impl ArchiveAdminService for AdminApi {
         &self,
         request: Request<pb::ArchiveJobRequest>,
     ) -> Result<Response<pb::JobArchive>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::SuperAdmin)?;
-        let archive = ArchiveNow::try_from(request.into_inner())?;
+        let (caller, archive): (_, ArchiveNow) = auth::admit(request, Some(Role::SuperAdmin))?;
         let job = self
             .archives
             .archive_now(
@@ -54,9 +55,7 @@ impl ArchiveAdminService for AdminApi {
         &self,
         request: Request<pb::ArchiveEligibleJobsRequest>,
     ) -> Result<Response<Self::ArchiveEligibleJobsStream>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::SuperAdmin)?;
-        let due = ArchiveDue::try_from(request.into_inner())?;
+        let (caller, due): (_, ArchiveDue) = auth::admit(request, Some(Role::SuperAdmin))?;
         let archives = self.archives.clone();
         let outcomes = self
             .archives
@@ -69,9 +68,7 @@ impl ArchiveAdminService for AdminApi {
         &self,
         request: Request<pb::SetArchiveStoreRequest>,
     ) -> Result<Response<pb::SetArchiveStoreResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::SuperAdmin)?;
-        let set = SetStore::try_from(request.into_inner())?;
+        let (caller, set): (_, SetStore) = auth::admit(request, Some(Role::SuperAdmin))?;
         let store = self
             .archives
             .set_store(&caller, &set.setting, &set.reason, &set.request_id)
@@ -85,9 +82,8 @@ impl ArchiveAdminService for AdminApi {
         &self,
         request: Request<pb::UpdateArchiveStoreCredentialRequest>,
     ) -> Result<Response<pb::ArchiveStore>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::SuperAdmin)?;
-        let update = UpdateStoreCredential::try_from(request.into_inner())?;
+        let (caller, update): (_, UpdateStoreCredential) =
+            auth::admit(request, Some(Role::SuperAdmin))?;
         let store = self
             .archives
             .update_store_credential(&caller, update.version, &update.setting, &update.reason)
@@ -112,9 +108,7 @@ impl ArchiveAdminService for AdminApi {
         &self,
         request: Request<pb::MigrateArchivesRequest>,
     ) -> Result<Response<Self::MigrateArchivesStream>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::SuperAdmin)?;
-        let migrate = MigrateArchives::try_from(request.into_inner())?;
+        let (caller, migrate): (_, MigrateArchives) = auth::admit(request, Some(Role::SuperAdmin))?;
         let events = self
             .archives
             .migrate_archives_events(caller, migrate.mode, migrate.reason, migrate.limit)
@@ -128,9 +122,7 @@ impl ArchiveAdminService for AdminApi {
         &self,
         request: Request<pb::VerifyArchivesRequest>,
     ) -> Result<Response<Self::VerifyArchivesStream>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::SuperAdmin)?;
-        let command = VerifyArchives::try_from(request.into_inner())?;
+        let (caller, command): (_, VerifyArchives) = auth::admit(request, Some(Role::SuperAdmin))?;
         let reports = self
             .archives
             .verify_archives(&caller, command)?
@@ -142,9 +134,8 @@ impl ArchiveAdminService for AdminApi {
         &self,
         request: Request<pb::DestroyTenantKeysRequest>,
     ) -> Result<Response<pb::DestroyTenantKeysResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::SuperAdmin)?;
-        let command = DestroyTenantKeys::try_from(request.into_inner())?;
+        let (caller, command): (_, DestroyTenantKeys) =
+            auth::admit(request, Some(Role::SuperAdmin))?;
         let shredded = self.archives.destroy_tenant_keys(&caller, &command).await?;
         Ok(Response::new(pb::DestroyTenantKeysResponse {
             tenant_id: command.tenant_id,

@@ -3,12 +3,11 @@
 use futures::StreamExt;
 use stowage_proto::archive::v1::{self as pb, archive_service_server::ArchiveService};
 use stowage_shared::{
-    api,
+    api::{self, ResponseStream},
     auth::{self, Role},
 };
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, parse_id};
 use crate::domain::{
     policy::RetentionPolicy,
     requests::{DeleteJob, ListJobs, RestoreJob},
@@ -70,7 +69,7 @@ impl ArchiveService for ArchiveApi {
         request: Request<pb::GetJobArchiveRequest>,
     ) -> Result<Response<pb::JobArchive>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("job_id", &request.get_ref().job_id)?;
+        let id = api::id("job_id", &request.get_ref().job_id)?;
         let job = self.archives.get(&caller, id).await?;
         Ok(Response::new(self.archives.view(job).into()))
     }
@@ -79,8 +78,7 @@ impl ArchiveService for ArchiveApi {
         &self,
         request: Request<pb::ListJobArchivesRequest>,
     ) -> Result<Response<pb::ListJobArchivesResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let list = ListJobs::try_from(request.into_inner())?;
+        let (caller, list): (_, ListJobs) = auth::admit(request, None)?;
         let page = self
             .archives
             .list(&caller, list.archived, list.after, list.limit)
@@ -101,8 +99,7 @@ impl ArchiveService for ArchiveApi {
         &self,
         request: Request<pb::RestoreJobRequest>,
     ) -> Result<Response<Self::RestoreJobStream>, Status> {
-        let caller = auth::principal(&request)?;
-        let restore = RestoreJob::try_from(request.into_inner())?;
+        let (caller, restore): (_, RestoreJob) = auth::admit(request, None)?;
         let progress = self
             .archives
             .restore_progress(caller, restore.job_id, restore.trigger)
@@ -115,7 +112,7 @@ impl ArchiveService for ArchiveApi {
         request: Request<pb::TouchJobRequest>,
     ) -> Result<Response<pb::JobArchive>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("job_id", &request.get_ref().job_id)?;
+        let id = api::id("job_id", &request.get_ref().job_id)?;
         let job = self.archives.touch(&caller, id).await?;
         Ok(Response::new(self.archives.view(job).into()))
     }
@@ -124,10 +121,7 @@ impl ArchiveService for ArchiveApi {
         &self,
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        // The role before the request: a caller without it learns nothing more.
-        caller.require(Role::OrgAdmin)?;
-        let delete = DeleteJob::try_from(request.into_inner())?;
+        let (caller, delete): (_, DeleteJob) = auth::admit(request, Some(Role::OrgAdmin))?;
         let deleted = self
             .archives
             .delete(&caller, delete.job_id, &delete.reason, &delete.request_id)

@@ -7,7 +7,6 @@ use stowage_shared::{
     sweep::Sampling,
 };
 
-use super::parse_id;
 use crate::domain::{
     payload::Compression,
     relocate::MoveMode,
@@ -58,7 +57,7 @@ impl TryFrom<pb::ArchiveJobRequest> for ArchiveNow {
             Err(_) => return Err(InvalidArgument::new("compression", "unknown value")),
         };
         Ok(Self {
-            job_id: parse_id("job_id", &request.job_id)?,
+            job_id: api::id("job_id", &request.job_id)?,
             reason: reason(&request.reason)?,
             compression,
             request_id: RequestId::parse(&request.request_id)?,
@@ -71,7 +70,7 @@ impl TryFrom<pb::DeleteJobRequest> for DeleteJob {
 
     fn try_from(request: pb::DeleteJobRequest) -> Result<Self, InvalidArgument> {
         Ok(Self {
-            job_id: parse_id("job_id", &request.job_id)?,
+            job_id: api::id("job_id", &request.job_id)?,
             reason: reason(&request.reason)?,
             request_id: RequestId::parse(&request.request_id)?,
         })
@@ -95,7 +94,7 @@ impl TryFrom<pb::RestoreJobRequest> for RestoreJob {
             }
         };
         Ok(Self {
-            job_id: parse_id("job_id", &request.job_id)?,
+            job_id: api::id("job_id", &request.job_id)?,
             trigger,
         })
     }

@@ -23,24 +23,4 @@ const IDEMPOTENCY: stowage_shared::api::Idempotency = stowage_shared::api::Idemp
     table: "migration.request_log",
 };
 
-/// One page of a keyset-paginated listing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T, C> {
-    pub items: Vec<T>,
-    /// Cursor of the next page; `None` on the last page.
-    pub next: Option<C>,
-}
-
-impl<T, C> Page<T, C> {
-    /// A page from `limit + 1` fetched rows: the extra row, if any, says there is more.
-    pub fn from_rows(mut items: Vec<T>, limit: i64, cursor: impl Fn(&T) -> C) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(cursor)
-        } else {
-            None
-        };
-        Self { items, next }
-    }
-}
+pub use stowage_shared::api::Page;

@@ -8,7 +8,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{parse_id, required_text};
+use super::required_text;
 use crate::domain::{
     bindings::{ActivateBinding, Bindings, CreateBinding, ListBindings, UpdateCredential},
     model::bindings::{Binding, BindingState},
@@ -31,10 +31,7 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::CreateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
-        let caller = auth::principal(&request)?;
-        // The role before the request: a caller without it learns nothing more.
-        caller.require(Role::OrgAdmin)?;
-        let command = CreateBinding::try_from(request.into_inner())?;
+        let (caller, command): (_, CreateBinding) = auth::admit(request, Some(Role::OrgAdmin))?;
         let binding = self.bindings.create(&caller, command).await?;
         Ok(Response::new(binding.into()))
     }
@@ -44,7 +41,7 @@ impl BindingService for BindingApi {
         request: Request<pb::GetBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
+        let id = api::id("id", &request.get_ref().id)?;
         Ok(Response::new(self.bindings.get(&caller, id).await?.into()))
     }
 
@@ -52,8 +49,7 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::ListBindingsRequest>,
     ) -> Result<Response<pb::ListBindingsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let query = ListBindings::try_from(request.into_inner())?;
+        let (caller, query): (_, ListBindings) = auth::admit(request, None)?;
         let page = self.bindings.list(&caller, query).await?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.items.into_iter().map(Into::into).collect(),
@@ -65,10 +61,7 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::UpdateBindingCredentialRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
-        let caller = auth::principal(&request)?;
-        // The role before the request: a caller without it learns nothing more.
-        caller.require(Role::OrgAdmin)?;
-        let command = UpdateCredential::try_from(request.into_inner())?;
+        let (caller, command): (_, UpdateCredential) = auth::admit(request, Some(Role::OrgAdmin))?;
         Ok(Response::new(
             self.bindings
                 .update_credential(&caller, command)
@@ -81,17 +74,21 @@ impl BindingService for BindingApi {
         &self,
         request: Request<pb::ActivateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
-        let caller = auth::principal(&request)?;
-        // The role before the request: a caller without it learns nothing more.
-        caller.require(Role::OrgAdmin)?;
-        let request = request.into_inner();
-        let command = ActivateBinding {
-            id: parse_id("id", &request.id)?,
-            request_id: RequestId::parse(&request.request_id)?,
-        };
+        let (caller, command): (_, ActivateBinding) = auth::admit(request, Some(Role::OrgAdmin))?;
         Ok(Response::new(
             self.bindings.activate(&caller, command).await?.into(),
         ))
+    }
+}
+
+impl TryFrom<pb::ActivateBindingRequest> for ActivateBinding {
+    type Error = InvalidArgument;
+
+    fn try_from(request: pb::ActivateBindingRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: api::id("id", &request.id)?,
+            request_id: RequestId::parse(&request.request_id)?,
+        })
     }
 }
 
@@ -119,7 +116,7 @@ impl TryFrom<pb::UpdateBindingCredentialRequest> for UpdateCredential {
 
     fn try_from(request: pb::UpdateBindingCredentialRequest) -> Result<Self, Self::Error> {
         Ok(Self {
-            id: parse_id("id", &request.id)?,
+            id: api::id("id", &request.id)?,
             credential: credential(request.credential)?,
             request_id: RequestId::parse(&request.request_id)?,
         })

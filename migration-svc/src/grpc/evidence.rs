@@ -7,7 +7,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{optional_text, optional_uuid, parse_optional_id};
+use super::{optional_text, optional_uuid};
 use crate::domain::{
     evidence::{Evidence, ListEvidence},
     model::evidence::{AuditRecord, EventRecord},
@@ -30,8 +30,7 @@ impl EvidenceService for EvidenceApi {
         &self,
         request: Request<pb::ListEvidenceRequest>,
     ) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let query = ListEvidence::try_from(request.into_inner())?;
+        let (caller, query): (_, ListEvidence) = auth::admit(request, None)?;
         let page = self.evidence.audit_entries(&caller, query).await?;
         Ok(Response::new(pb::ListAuditEntriesResponse {
             entries: page.items.into_iter().map(Into::into).collect(),
@@ -43,8 +42,7 @@ impl EvidenceService for EvidenceApi {
         &self,
         request: Request<pb::ListEvidenceRequest>,
     ) -> Result<Response<pb::ListDomainEventsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let query = ListEvidence::try_from(request.into_inner())?;
+        let (caller, query): (_, ListEvidence) = auth::admit(request, None)?;
         let page = self.evidence.events(&caller, false, query).await?;
         Ok(Response::new(pb::ListDomainEventsResponse {
             events: page
@@ -67,8 +65,7 @@ impl EvidenceService for EvidenceApi {
         &self,
         request: Request<pb::ListEvidenceRequest>,
     ) -> Result<Response<pb::ListSecurityEventsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let query = ListEvidence::try_from(request.into_inner())?;
+        let (caller, query): (_, ListEvidence) = auth::admit(request, None)?;
         let page = self.evidence.events(&caller, true, query).await?;
         Ok(Response::new(pb::ListSecurityEventsResponse {
             events: page.items.into_iter().map(Into::into).collect(),
@@ -83,7 +80,7 @@ impl TryFrom<pb::ListEvidenceRequest> for ListEvidence {
     fn try_from(r: pb::ListEvidenceRequest) -> Result<Self, Self::Error> {
         Ok(Self {
             organization: optional_text("organization_id", &r.organization_id, 200)?,
-            run_id: parse_optional_id("run_id", &r.run_id)?,
+            run_id: api::optional_id("run_id", &r.run_id)?,
             after: api::parse_page_token(&r.page_token)?,
             limit: api::page_size(r.page_size)?,
         })

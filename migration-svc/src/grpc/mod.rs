@@ -9,19 +9,6 @@ pub mod runs;
 use stowage_shared::api::{self, InvalidArgument};
 use uuid::Uuid;
 
-/// Parses a resource id field.
-fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, InvalidArgument> {
-    Uuid::parse_str(raw.trim()).map_err(|_| InvalidArgument::new(field, "must be a UUID"))
-}
-
-/// Parses an optional resource id field (empty: none).
-fn parse_optional_id(field: &'static str, raw: &str) -> Result<Option<Uuid>, InvalidArgument> {
-    if raw.trim().is_empty() {
-        return Ok(None);
-    }
-    parse_id(field, raw).map(Some)
-}
-
 /// A required free-text field of at most `max` characters, trimmed, with no control
 /// characters.
 fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidArgument> {
@@ -58,15 +45,15 @@ mod tests {
     #[test]
     fn an_id_must_be_a_uuid_and_may_be_padded() {
         let id = Uuid::now_v7();
-        assert_eq!(parse_id("id", &format!(" {id} ")).ok(), Some(id));
-        assert_eq!(refused(parse_id("run_id", "run-1")), "run_id");
-        assert_eq!(refused(parse_id("id", "")), "id");
+        assert_eq!(api::id("id", &format!(" {id} ")).ok(), Some(id));
+        assert_eq!(refused(api::id("run_id", "run-1")), "run_id");
+        assert_eq!(refused(api::id("id", "")), "id");
     }
 
     #[test]
     fn an_optional_id_left_empty_is_none() {
-        assert_eq!(parse_optional_id("binding_id", "  ").ok(), Some(None));
-        assert_eq!(refused(parse_optional_id("binding_id", "x")), "binding_id");
+        assert_eq!(api::optional_id("binding_id", "  ").ok(), Some(None));
+        assert_eq!(refused(api::optional_id("binding_id", "x")), "binding_id");
     }
 
     #[test]

@@ -2,24 +2,21 @@
 
 mod verify;
 
-use std::{
-    pin::Pin,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use stowage_proto::migration::v1::{
     self as pb, artifact_service_server::ArtifactService, get_artifact_response,
     put_artifact_request,
 };
 use stowage_shared::{
-    api::{self, InvalidArgument},
-    auth,
+    api::{self, InvalidArgument, ResponseStream},
+    auth::{self, Role},
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{optional_text, parse_id, parse_optional_id, required_text};
+use super::{optional_text, required_text};
 use crate::domain::{
     artifacts::{Artifacts, ListArtifacts, NewArtifact},
     model::artifacts::Artifact,
@@ -46,9 +43,6 @@ impl ArtifactApi {
         }
     }
 }
-
-type ArtifactStream = Pin<Box<dyn Stream<Item = Result<pb::GetArtifactResponse, Status>> + Send>>;
-type VerifyStream = Pin<Box<dyn Stream<Item = Result<pb::VerifyArtifactsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ArtifactService for ArtifactApi {
@@ -102,14 +96,14 @@ impl ArtifactService for ArtifactApi {
         }
     }
 
-    type GetArtifactStream = ArtifactStream;
+    type GetArtifactStream = ResponseStream<pb::GetArtifactResponse>;
 
     async fn get_artifact(
         &self,
         request: Request<pb::GetArtifactRequest>,
     ) -> Result<Response<Self::GetArtifactStream>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
+        let id = api::id("id", &request.get_ref().id)?;
         let (artifact, content) = self.artifacts.get(&caller, id).await?;
         let head = stream::once(async move {
             Ok(pb::GetArtifactResponse {
@@ -129,7 +123,7 @@ impl ArtifactService for ArtifactApi {
         request: Request<pb::StatArtifactRequest>,
     ) -> Result<Response<pb::Artifact>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
+        let id = api::id("id", &request.get_ref().id)?;
         Ok(Response::new(
             self.artifacts.stat(&caller, id).await?.into(),
         ))
@@ -139,8 +133,7 @@ impl ArtifactService for ArtifactApi {
         &self,
         request: Request<pb::ListArtifactsRequest>,
     ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let query = ListArtifacts::try_from(request.into_inner())?;
+        let (caller, query): (_, ListArtifacts) = auth::admit(request, None)?;
         let page = self.artifacts.list(&caller, query).await?;
         Ok(Response::new(pb::ListArtifactsResponse {
             artifacts: page.items.into_iter().map(Into::into).collect(),
@@ -148,14 +141,13 @@ impl ArtifactService for ArtifactApi {
         }))
     }
 
-    type VerifyArtifactsStream = VerifyStream;
+    type VerifyArtifactsStream = ResponseStream<pb::VerifyArtifactsResponse>;
 
     async fn verify_artifacts(
         &self,
         request: Request<pb::VerifyArtifactsRequest>,
     ) -> Result<Response<Self::VerifyArtifactsStream>, Status> {
-        let caller = auth::principal(&request)?;
-        let command = VerifyArtifacts::try_from(request.into_inner())?;
+        let (caller, command): (_, VerifyArtifacts) = auth::admit(request, None)?;
         let reports = self
             .verifier
             .verify(&caller, command)?
@@ -169,7 +161,7 @@ impl ArtifactService for ArtifactApi {
         request: Request<pb::DeleteArtifactRequest>,
     ) -> Result<Response<pb::Artifact>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
+        let id = api::id("id", &request.get_ref().id)?;
         Ok(Response::new(
             self.artifacts.delete(&caller, id).await?.into(),
         ))
@@ -178,21 +170,37 @@ impl ArtifactService for ArtifactApi {
         &self,
         request: Request<pb::DestroyOrganizationKeysRequest>,
     ) -> Result<Response<pb::DestroyOrganizationKeysResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(auth::Role::SuperAdmin)?;
-        let r = request.into_inner();
+        let (caller, destroy): (_, DestroyKeys) = auth::admit(request, Some(Role::SuperAdmin))?;
+        let shredded = (self.shredder)
+            .destroy(&caller, &destroy.organization_id, &destroy.reason)
+            .await?;
+        Ok(Response::new(pb::DestroyOrganizationKeysResponse {
+            organization_id: destroy.organization_id,
+            keys_destroyed: i64::try_from(shredded.keys_destroyed).unwrap_or(i64::MAX),
+            artifacts_shredded: shredded.artifacts,
+        }))
+    }
+}
+
+/// A DestroyOrganizationKeysRequest, checked: the organization named twice.
+struct DestroyKeys {
+    organization_id: String,
+    reason: String,
+}
+
+impl TryFrom<pb::DestroyOrganizationKeysRequest> for DestroyKeys {
+    type Error = InvalidArgument;
+
+    fn try_from(r: pb::DestroyOrganizationKeysRequest) -> Result<Self, Self::Error> {
         let organization = api::confirmed(
             ("organization_id", &r.organization_id),
             ("confirm_organization_id", &r.confirm_organization_id),
             MAX_ORGANIZATION_CHARS,
         )?;
-        let reason = api::reason(&r.reason)?;
-        let shredded = self.shredder.destroy(&caller, organization, reason).await?;
-        Ok(Response::new(pb::DestroyOrganizationKeysResponse {
+        Ok(Self {
             organization_id: organization.to_owned(),
-            keys_destroyed: i64::try_from(shredded.keys_destroyed).unwrap_or(i64::MAX),
-            artifacts_shredded: shredded.artifacts,
-        }))
+            reason: api::reason(&r.reason)?.to_owned(),
+        })
     }
 }
 
@@ -221,7 +229,7 @@ impl TryFrom<pb::ArtifactMetadata> for NewArtifact {
             name: required_text("name", &m.name, 1024)?,
             content_type,
             expected_sha256,
-            binding: parse_optional_id("binding_id", &m.binding_id)?,
+            binding: api::optional_id("binding_id", &m.binding_id)?,
         })
     }
 }
@@ -231,7 +239,7 @@ impl TryFrom<pb::ListArtifactsRequest> for ListArtifacts {
 
     fn try_from(r: pb::ListArtifactsRequest) -> Result<Self, Self::Error> {
         Ok(Self {
-            binding: parse_optional_id("binding_id", &r.binding_id)?,
+            binding: api::optional_id("binding_id", &r.binding_id)?,
             purpose: optional_text("purpose", &r.purpose, 100)?,
             show_deleted: r.show_deleted,
             after: api::parse_page_token(&r.page_token)?,

@@ -3,9 +3,11 @@
 
 use stowage_proto::integrity::v1::Verification;
 use stowage_proto::migration::v1::{self as pb, verify_artifacts_response::Report as Wire};
-use stowage_shared::{api::InvalidArgument, sweep::Sampling};
+use stowage_shared::{
+    api::{self, InvalidArgument},
+    sweep::Sampling,
+};
 
-use super::super::parse_optional_id;
 use crate::domain::verify::{Checked, Report, VerifyArtifacts};
 
 impl TryFrom<pb::VerifyArtifactsRequest> for VerifyArtifacts {
@@ -13,7 +15,7 @@ impl TryFrom<pb::VerifyArtifactsRequest> for VerifyArtifacts {
 
     fn try_from(r: pb::VerifyArtifactsRequest) -> Result<Self, Self::Error> {
         Ok(Self {
-            binding: parse_optional_id("binding_id", &r.binding_id)?,
+            binding: api::optional_id("binding_id", &r.binding_id)?,
             sampling: Sampling::parse(r.sample_percent, r.byte_budget)?,
         })
     }

@@ -4,7 +4,7 @@
 use stowage_proto::migration::v1::{self as pb, cleanup_run_response::Report as Wire};
 use stowage_shared::api::{self, InvalidArgument};
 
-use super::{super::parse_id, wire::mode};
+use super::wire::mode;
 use crate::domain::{
     cleanup::CleanupReport,
     model::cleanup::{Cleaned, CleanupCause, CleanupRun, CleanupState, CleanupSummary},
@@ -25,7 +25,7 @@ impl TryFrom<pb::CleanupRunRequest> for CleanupRun {
             }
         };
         Ok(Self {
-            run_id: parse_id("run_id", &r.run_id)?,
+            run_id: api::id("run_id", &r.run_id)?,
             mode: mode(r.mode)?,
             reason: api::reason(&r.reason)?.to_owned(),
             limit,

@@ -5,19 +5,16 @@ mod cleanup;
 mod scope;
 mod wire;
 
-use std::pin::Pin;
-
-use futures::{Stream, TryStreamExt};
+use futures::TryStreamExt;
 use stowage_proto::migration::v1::{self as pb, migration_service_server::MigrationService};
 use stowage_shared::{
-    api::{self, InvalidArgument, RequestId},
+    api::{self, ResponseStream},
     auth::{self, Role},
     shutdown::Drain,
 };
 use tonic::{Request, Response, Status};
 
-use self::wire::{item_state, run_state};
-use super::parse_id;
+use self::wire::{CancelRun, WatchRun};
 use crate::domain::{
     cleanup::Cleaner,
     model::cleanup::CleanupRun,
@@ -44,19 +41,13 @@ impl MigrationApi {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Send>>;
-type CleanupStream = Pin<Box<dyn Stream<Item = Result<pb::CleanupRunResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl MigrationService for MigrationApi {
     async fn start_run(
         &self,
         request: Request<pb::StartRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let caller = auth::principal(&request)?;
-        // The role before the request: a caller without it learns nothing more.
-        caller.require(Role::OrgAdmin)?;
-        let command = StartRun::try_from(request.into_inner())?;
+        let (caller, command): (_, StartRun) = auth::admit(request, Some(Role::OrgAdmin))?;
         Ok(Response::new(
             self.runs.start(&caller, command).await?.into(),
         ))
@@ -67,7 +58,7 @@ impl MigrationService for MigrationApi {
         request: Request<pb::GetRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
         let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
+        let id = api::id("id", &request.get_ref().id)?;
         Ok(Response::new(self.runs.get(&caller, id).await?.into()))
     }
 
@@ -75,13 +66,7 @@ impl MigrationService for MigrationApi {
         &self,
         request: Request<pb::ListRunsRequest>,
     ) -> Result<Response<pb::ListRunsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let query = ListRuns {
-            state: run_state(request.state)?,
-            after: api::parse_page_token(&request.page_token)?,
-            limit: api::page_size(request.page_size)?,
-        };
+        let (caller, query): (_, ListRuns) = auth::admit(request, None)?;
         let page = self.runs.list(&caller, query).await?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: page.items.into_iter().map(Into::into).collect(),
@@ -93,14 +78,7 @@ impl MigrationService for MigrationApi {
         &self,
         request: Request<pb::ListRunItemsRequest>,
     ) -> Result<Response<pb::ListRunItemsResponse>, Status> {
-        let caller = auth::principal(&request)?;
-        let request = request.into_inner();
-        let query = ListItems {
-            run_id: parse_id("run_id", &request.run_id)?,
-            state: item_state(request.state)?,
-            after: api::parse_page_token(&request.page_token)?,
-            limit: api::page_size(request.page_size)?,
-        };
+        let (caller, query): (_, ListItems) = auth::admit(request, None)?;
         let page = self.runs.items(&caller, query).await?;
         Ok(Response::new(pb::ListRunItemsResponse {
             items: page.items.into_iter().map(Into::into).collect(),
@@ -112,15 +90,7 @@ impl MigrationService for MigrationApi {
         &self,
         request: Request<pb::RetryRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let caller = auth::principal(&request)?;
-        // The role before the request: a caller without it learns nothing more.
-        caller.require(Role::OrgAdmin)?;
-        let request = request.into_inner();
-        let command = RetryRun {
-            id: parse_id("id", &request.id)?,
-            reason: api::optional_reason(&request.reason)?.to_owned(),
-            request_id: RequestId::parse(&request.request_id)?,
-        };
+        let (caller, command): (_, RetryRun) = auth::admit(request, Some(Role::OrgAdmin))?;
         Ok(Response::new(
             self.runs.retry(&caller, command).await?.into(),
         ))
@@ -130,31 +100,21 @@ impl MigrationService for MigrationApi {
         &self,
         request: Request<pb::CancelRunRequest>,
     ) -> Result<Response<pb::Run>, Status> {
-        let caller = auth::principal(&request)?;
-        // The role before the request: a caller without it learns nothing more.
-        caller.require(Role::OrgAdmin)?;
-        let request = request.into_inner();
-        let id = parse_id("id", &request.id)?;
-        let reason = api::optional_reason(&request.reason)?;
-        let run = self.runs.cancel(&caller, id, reason).await?;
+        let (caller, cancel): (_, CancelRun) = auth::admit(request, Some(Role::OrgAdmin))?;
+        let run = self.runs.cancel(&caller, cancel.id, &cancel.reason).await?;
         Ok(Response::new(run.into()))
     }
 
-    type WatchRunStream = EventStream;
+    type WatchRunStream = ResponseStream<pb::RunEvent>;
 
     async fn watch_run(
         &self,
         request: Request<pb::WatchRunRequest>,
     ) -> Result<Response<Self::WatchRunStream>, Status> {
-        let caller = auth::principal(&request)?;
-        let id = parse_id("id", &request.get_ref().id)?;
-        let resume_after = request.get_ref().resume_after;
-        if resume_after < 0 {
-            return Err(InvalidArgument::new("resume_after", "must not be negative").into());
-        }
+        let (caller, watch): (_, WatchRun) = auth::admit(request, None)?;
         let events = self
             .watcher
-            .watch(&caller, id, resume_after)
+            .watch(&caller, watch.id, watch.resume_after)
             .await?
             .map_err(Status::from)
             .map_ok(|(cursor, event)| pb::RunEvent {
@@ -165,15 +125,13 @@ impl MigrationService for MigrationApi {
         Ok(Response::new(Box::pin(self.drain.clone().cut(events))))
     }
 
-    type CleanupRunStream = CleanupStream;
+    type CleanupRunStream = ResponseStream<pb::CleanupRunResponse>;
 
     async fn cleanup_run(
         &self,
         request: Request<pb::CleanupRunRequest>,
     ) -> Result<Response<Self::CleanupRunStream>, Status> {
-        let caller = auth::principal(&request)?;
-        caller.require(Role::OrgAdmin)?;
-        let command = CleanupRun::try_from(request.into_inner())?;
+        let (caller, command): (_, CleanupRun) = auth::admit(request, Some(Role::OrgAdmin))?;
         let reports = self
             .cleaner
             .cleanup(&caller, command)

@@ -5,7 +5,7 @@ use stowage_proto::migration::v1 as pb;
 use stowage_shared::api::{self, InvalidArgument};
 use uuid::Uuid;
 
-use super::super::{parse_id, required_text};
+use super::super::required_text;
 use crate::domain::model::runs::{Mode, Scope};
 
 /// A live run that executes a dry run's plan takes the dry run's scope; nothing else
@@ -58,7 +58,7 @@ impl TryFrom<pb::RunScope> for Scope {
             source_bindings: s
                 .source_binding_ids
                 .iter()
-                .map(|id| parse_id("scope.source_binding_ids", id))
+                .map(|id| api::id("scope.source_binding_ids", id))
                 .collect::<Result<_, _>>()?,
             created_after: s
                 .created_after

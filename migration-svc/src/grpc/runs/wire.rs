@@ -4,17 +4,27 @@
 use stowage_proto::migration::v1 as pb;
 use stowage_shared::api::{self, InvalidArgument, RequestId};
 
-use super::{
-    super::{optional_uuid, parse_id, parse_optional_id},
-    scope::executes_a_plan,
-};
+use super::{super::optional_uuid, scope::executes_a_plan};
 use crate::domain::{
     model::runs::{
         Counts, FailureCause, ItemCause, ItemState, Limit, Mode, Run, RunItem, RunState, Scope,
     },
-    runs::StartRun,
+    runs::{ListItems, ListRuns, RetryRun, StartRun},
     watch::Event,
 };
+use uuid::Uuid;
+
+/// A CancelRunRequest, checked.
+pub(super) struct CancelRun {
+    pub id: Uuid,
+    pub reason: String,
+}
+
+/// A WatchRunRequest, checked.
+pub(super) struct WatchRun {
+    pub id: Uuid,
+    pub resume_after: i64,
+}
 
 /// A required `mode`: there is no default.
 pub(super) fn mode(raw: i32) -> Result<Mode, InvalidArgument> {
@@ -34,7 +44,7 @@ impl TryFrom<pb::StartRunRequest> for StartRun {
 
     fn try_from(r: pb::StartRunRequest) -> Result<Self, Self::Error> {
         let mode = mode(r.mode)?;
-        let from_dry_run = parse_optional_id("from_dry_run_id", &r.from_dry_run_id)?;
+        let from_dry_run = api::optional_id("from_dry_run_id", &r.from_dry_run_id)?;
         executes_a_plan(
             mode,
             from_dry_run.is_some(),
@@ -49,7 +59,7 @@ impl TryFrom<pb::StartRunRequest> for StartRun {
             ));
         }
         Ok(Self {
-            target: parse_id("target_binding_id", &r.target_binding_id)?,
+            target: api::id("target_binding_id", &r.target_binding_id)?,
             mode,
             reason: api::reason(&r.reason)?.to_owned(),
             limit: Limit {
@@ -68,7 +78,69 @@ impl TryFrom<pb::StartRunRequest> for StartRun {
     }
 }
 
-pub(super) fn run_state(raw: i32) -> Result<Option<RunState>, InvalidArgument> {
+impl TryFrom<pb::ListRunsRequest> for ListRuns {
+    type Error = InvalidArgument;
+
+    fn try_from(r: pb::ListRunsRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            state: run_state(r.state)?,
+            after: api::parse_page_token(&r.page_token)?,
+            limit: api::page_size(r.page_size)?,
+        })
+    }
+}
+
+impl TryFrom<pb::ListRunItemsRequest> for ListItems {
+    type Error = InvalidArgument;
+
+    fn try_from(r: pb::ListRunItemsRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            run_id: api::id("run_id", &r.run_id)?,
+            state: item_state(r.state)?,
+            after: api::parse_page_token(&r.page_token)?,
+            limit: api::page_size(r.page_size)?,
+        })
+    }
+}
+
+impl TryFrom<pb::RetryRunRequest> for RetryRun {
+    type Error = InvalidArgument;
+
+    fn try_from(r: pb::RetryRunRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: api::id("id", &r.id)?,
+            reason: api::optional_reason(&r.reason)?.to_owned(),
+            request_id: RequestId::parse(&r.request_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::CancelRunRequest> for CancelRun {
+    type Error = InvalidArgument;
+
+    fn try_from(r: pb::CancelRunRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: api::id("id", &r.id)?,
+            reason: api::optional_reason(&r.reason)?.to_owned(),
+        })
+    }
+}
+
+impl TryFrom<pb::WatchRunRequest> for WatchRun {
+    type Error = InvalidArgument;
+
+    fn try_from(r: pb::WatchRunRequest) -> Result<Self, Self::Error> {
+        if r.resume_after < 0 {
+            return Err(InvalidArgument::new("resume_after", "must not be negative"));
+        }
+        Ok(Self {
+            id: api::id("id", &r.id)?,
+            resume_after: r.resume_after,
+        })
+    }
+}
+
+fn run_state(raw: i32) -> Result<Option<RunState>, InvalidArgument> {
     Ok(match pb::RunState::try_from(raw) {
         Ok(pb::RunState::Unspecified) => None,
         Ok(pb::RunState::Queued) => Some(RunState::Queued),
@@ -82,7 +154,7 @@ pub(super) fn run_state(raw: i32) -> Result<Option<RunState>, InvalidArgument> {
     })
 }
 
-pub(super) fn item_state(raw: i32) -> Result<Option<ItemState>, InvalidArgument> {
+fn item_state(raw: i32) -> Result<Option<ItemState>, InvalidArgument> {
     Ok(match pb::ItemState::try_from(raw) {
         Ok(pb::ItemState::Unspecified) => None,
         Ok(pb::ItemState::Queued) => Some(ItemState::Queued),
