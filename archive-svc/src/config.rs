@@ -5,7 +5,6 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use secrecy::SecretString;
 use serde::Deserialize;
 use stowage_shared::{
     blob::StoreOptions,
@@ -13,6 +12,7 @@ use stowage_shared::{
     sweep::{self, Sampling},
 };
 
+pub use crate::domain::stores::ArchiveStoreConfig;
 use crate::domain::{jobs::JobStatus, policy::RetentionPolicy, queue::QueueSettings};
 
 stowage_shared::service_config!(Config { archive: ArchiveConfig }, ports: 50052, 9452);
@@ -203,18 +203,4 @@ impl QueueConfig {
             poll: self.poll_interval,
         }
     }
-}
-
-/// An archive store: a connection string (Azure account-key or SAS form, or
-/// `file:///absolute/dir`, or `memory://name`) and the container.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArchiveStoreConfig {
-    pub connection_string: SecretString,
-    #[serde(default = "default_container")]
-    pub container: String,
-}
-
-fn default_container() -> String {
-    "stowage-scan-archives".to_owned()
 }

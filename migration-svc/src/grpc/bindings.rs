@@ -367,4 +367,21 @@ mod tests {
         assert_eq!(active.state, Some(BindingState::Active));
         assert_eq!(refused(list(42)), "state");
     }
+
+    #[test]
+    fn an_activation_names_a_malformed_id_or_request_id() {
+        let activate = |id: &str, request_id: &str| pb::ActivateBindingRequest {
+            id: id.into(),
+            request_id: request_id.into(),
+        };
+        let id = uuid::Uuid::now_v7();
+        let taken = ActivateBinding::try_from(activate(&id.to_string(), "r-1")).expect("valid");
+        assert_eq!(taken.id, id);
+        assert_eq!(
+            refused(ActivateBinding::try_from(activate("b", "r-1"))),
+            "id"
+        );
+        let spaced = activate(&id.to_string(), "a b");
+        assert_eq!(refused(ActivateBinding::try_from(spaced)), "request_id");
+    }
 }

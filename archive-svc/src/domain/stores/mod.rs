@@ -22,11 +22,10 @@ use stowage_shared::{
     tenant_keys::TenantKeys,
 };
 
-pub use setting::{ParsedSetting, StoreSetting};
+pub use setting::{ArchiveStoreConfig, ParsedSetting, StoreSetting};
 pub use version::{NewStore, StoreVersion};
 
 use crate::{
-    config::ArchiveStoreConfig,
     db,
     error::{Error, Result},
 };

@@ -3,6 +3,7 @@
 //! `UseDevelopmentStorage=true`) with its container; parsed into how to open the store and
 //! what it names without its secret.
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use stowage_shared::{
     api::InvalidArgument,
@@ -13,6 +14,21 @@ use stowage_shared::{
 };
 
 const FIELD: &str = "connection_string";
+
+/// The store configured as `[archive.default_store]`: a connection string (Azure
+/// account-key or SAS form, or `file:///absolute/dir`, or `memory://name`) and the
+/// container. It becomes store version 1 when there is none yet.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveStoreConfig {
+    pub connection_string: SecretString,
+    #[serde(default = "default_container")]
+    pub container: String,
+}
+
+fn default_container() -> String {
+    "stowage-scan-archives".to_owned()
+}
 
 /// A connection string and container, as sealed.
 #[derive(Clone, Serialize, Deserialize)]

@@ -183,6 +183,7 @@ impl ArtifactService for ArtifactApi {
 }
 
 /// A DestroyOrganizationKeysRequest, checked: the organization named twice.
+#[derive(Debug)]
 struct DestroyKeys {
     organization_id: String,
     reason: String,
@@ -372,5 +373,23 @@ mod tests {
         for (request, field) in cases {
             assert_eq!(refused(list(request)), field);
         }
+    }
+
+    #[test]
+    fn destroying_keys_needs_the_organization_twice_and_a_reason() {
+        let destroy = |confirm: &str, reason: &str| pb::DestroyOrganizationKeysRequest {
+            organization_id: " org-a ".into(),
+            confirm_organization_id: confirm.into(),
+            reason: reason.into(),
+        };
+        let taken = DestroyKeys::try_from(destroy(" org-a ", "offboarded")).expect("valid");
+        assert_eq!(taken.organization_id, "org-a");
+        let unconfirmed = destroy("org-b", "offboarded");
+        assert_eq!(
+            refused(DestroyKeys::try_from(unconfirmed)),
+            "confirm_organization_id"
+        );
+        let unexplained = destroy(" org-a ", " ");
+        assert_eq!(refused(DestroyKeys::try_from(unexplained)), "reason");
     }
 }

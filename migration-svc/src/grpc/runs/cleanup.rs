@@ -4,7 +4,7 @@
 use stowage_proto::migration::v1::{self as pb, cleanup_run_response::Report as Wire};
 use stowage_shared::api::{self, InvalidArgument};
 
-use super::wire::mode;
+use super::requests::mode;
 use crate::domain::{
     cleanup::CleanupReport,
     model::cleanup::{Cleaned, CleanupCause, CleanupRun, CleanupState, CleanupSummary},

@@ -1,7 +1,9 @@
 //! `stowage.migration.v1.MigrationService`: the calls, each a domain call between the
-//! conversions of [`wire`], [`scope`] and [`cleanup`].
+//! conversions of [`requests`] (and [`scope`]) on the way in, [`wire`] on the way out, and
+//! [`cleanup`]'s both ways.
 
 mod cleanup;
+mod requests;
 mod scope;
 mod wire;
 
@@ -14,7 +16,7 @@ use stowage_shared::{
 };
 use tonic::{Request, Response, Status};
 
-use self::wire::{CancelRun, WatchRun};
+use self::requests::{CancelRun, WatchRun};
 use crate::domain::{
     cleanup::Cleaner,
     model::cleanup::CleanupRun,
