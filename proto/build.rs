@@ -28,6 +28,10 @@ fn main() -> anyhow::Result<()> {
         .emit_rerun_if_changed(false)
         // Artifact chunks pass through without copies.
         .bytes(".stowage.migration")
+        // A watch stream's events are moved through several stream adapters each: the
+        // rare whole-run events are boxed so that an outcome's event stays small.
+        .boxed(".stowage.migration.v1.RunEvent.event.snapshot")
+        .boxed(".stowage.migration.v1.RunEvent.event.update")
         // Undecodable requests are INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::codec::StowageCodec")
         .compile_fds(file_descriptors)?;

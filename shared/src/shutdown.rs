@@ -2,9 +2,13 @@
 //! watch so they end cleanly (with `UNAVAILABLE`, telling clients to reconnect elsewhere)
 //! instead of holding the server open until the drain timeout.
 
-use std::pin::pin;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
-use futures::{Stream, StreamExt, stream};
+use futures::Stream;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -81,38 +85,53 @@ impl Drain {
         S: Stream<Item = Result<T, Status>> + Send + 'static,
         T: Send + 'static,
     {
-        stream::unfold(
-            (Box::pin(stream), self, false),
-            |(mut stream, drain, ended)| async move {
-                if ended {
-                    return None;
-                }
-                let drained = {
-                    let draining = drain.draining();
-                    let mut draining = pin!(draining);
-                    tokio::select! {
-                        biased;
-                        item = stream.next() => Ok(item),
-                        () = &mut draining => Err(()),
-                    }
-                };
-                match drained {
-                    Ok(item) => item.map(|item| (item, (stream, drain, false))),
-                    Err(()) => Some((
-                        Err(Status::unavailable(
-                            "server is shutting down; reconnect to continue",
-                        )),
-                        (stream, drain, true),
-                    )),
-                }
-            },
-        )
+        Cut {
+            stream: Box::pin(stream),
+            draining: Some(Box::pin(async move { self.draining().await })),
+        }
+    }
+}
+
+/// [`Drain::cut`]'s stream: one drain future for the whole stream, polled only when the
+/// stream has nothing ready (a watch stream passes millions of items through it).
+struct Cut<S> {
+    stream: Pin<Box<S>>,
+    /// `None` once the stream has ended, either way.
+    draining: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl<S, T> Stream for Cut<S>
+where
+    S: Stream<Item = Result<T, Status>>,
+{
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(draining) = this.draining.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(item) = this.stream.as_mut().poll_next(cx) {
+            if item.is_none() {
+                this.draining = None;
+            }
+            return Poll::Ready(item);
+        }
+        if draining.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.draining = None;
+        Poll::Ready(Some(Err(Status::unavailable(
+            "server is shutting down; reconnect to continue",
+        ))))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use futures::{StreamExt, stream};
 
     use super::*;
 

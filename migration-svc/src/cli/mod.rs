@@ -187,7 +187,7 @@ fn show_event(bar: &ProgressBar, event: Option<Event>) -> Option<pb::Run> {
     match event {
         Some(Event::Snapshot(run) | Event::Update(run)) => {
             show(bar, &run);
-            Some(run)
+            Some(*run)
         }
         Some(Event::Outcome(item)) if item.state() == pb::ItemState::Failed => {
             // On stderr whether or not the bar is drawn.

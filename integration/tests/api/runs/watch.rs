@@ -85,7 +85,7 @@ async fn watchers_joining_late_or_rejoining_with_a_cursor_see_every_outcome_once
         .iter()
         .rev()
         .find_map(|e| match &e.event {
-            Some(pb::run_event::Event::Update(run)) => Some(run.clone()),
+            Some(pb::run_event::Event::Update(run)) => Some(run.as_ref().clone()),
             _ => None,
         })
         .unwrap();

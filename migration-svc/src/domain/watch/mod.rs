@@ -30,10 +30,11 @@ use crate::{
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// The run when the stream starts.
-    Snapshot(Run),
+    /// The run when the stream starts (boxed, as the next: an event is moved through
+    /// every adapter of a stream, and outcomes, the most of them, are a quarter the size).
+    Snapshot(Box<Run>),
     /// The run after a change of state, counters or bytes.
-    Update(Run),
+    Update(Box<Run>),
     Outcome(RunItem),
     Heartbeat,
 }
@@ -65,7 +66,7 @@ impl Watcher {
         let first = self.run(Some(&caller.organization), run_id).await?;
         let mut follower = Follower::new(self.clone(), first.clone(), resume_after.max(0));
         Ok(try_stream! {
-            yield (follower.cursor, Event::Snapshot(first));
+            yield (follower.cursor, Event::Snapshot(Box::new(first)));
             loop {
                 while let Some(page) = follower.catch_up().await? {
                     for item in page {
@@ -76,7 +77,7 @@ impl Watcher {
                     yield (follower.sent(&item), Event::Outcome(item));
                 }
                 if let Some(run) = follower.update() {
-                    yield (follower.cursor, Event::Update(run));
+                    yield (follower.cursor, Event::Update(Box::new(run)));
                 }
                 if follower.done() {
                     break;

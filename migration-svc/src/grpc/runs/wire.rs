@@ -152,8 +152,8 @@ impl From<Event> for pb::run_event::Event {
     fn from(event: Event) -> Self {
         use pb::run_event::Event as E;
         match event {
-            Event::Snapshot(run) => E::Snapshot(run.into()),
-            Event::Update(run) => E::Update(run.into()),
+            Event::Snapshot(run) => E::Snapshot(Box::new((*run).into())),
+            Event::Update(run) => E::Update(Box::new((*run).into())),
             Event::Outcome(item) => E::Outcome(item.into()),
             Event::Heartbeat => E::Heartbeat(pb::Heartbeat {}),
         }
