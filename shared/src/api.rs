@@ -84,6 +84,11 @@ impl<T, C> Page<T, C> {
     }
 }
 
+/// The `next_page_token` of a page whose next cursor is `next` (empty on the last page).
+pub fn next_page_token<C: Serialize>(next: &Option<C>) -> String {
+    next.as_ref().map(page_token).unwrap_or_default()
+}
+
 /// A server-streaming response, as every streaming method returns it.
 pub type ResponseStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
 
@@ -405,6 +410,8 @@ mod tests {
         let cursor: Option<(String, i32)> = parse_page_token(&token).unwrap();
         assert_eq!(cursor, Some(("2026-01-01".to_owned(), 42)));
         assert!(parse_page_token::<(String, i32)>("!!!").is_err());
+        assert_eq!(next_page_token(&Some(("2026-01-01", 42))), token);
+        assert_eq!(next_page_token::<i64>(&None), "");
         assert!(parse_page_token::<(String, i32)>(&page_token(&"x")).is_err());
         assert_eq!(parse_page_token::<String>("").unwrap(), None);
     }

@@ -24,5 +24,3 @@ pub mod verify;
 const IDEMPOTENCY: stowage_shared::api::Idempotency = stowage_shared::api::Idempotency {
     table: "archive.request_log",
 };
-
-pub use stowage_shared::api::Page;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::db::RowLock;
 use stowage_shared::{
-    api::{Claim, RequestId},
+    api::{Claim, Page, RequestId},
     auth::{Principal, Role},
     blob::BlobKey,
     stream,
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    IDEMPOTENCY, Page,
+    IDEMPOTENCY,
     archive::Archiver,
     audit::{Actor, Audit},
     garbage::Sweeper,

@@ -6,14 +6,13 @@
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream::BoxStream};
 use stowage_shared::{
-    api::InvalidArgument,
+    api::{InvalidArgument, Page},
     auth::{Principal, Role},
     blob::{BlobKey, Receipt},
 };
 use uuid::Uuid;
 
 use super::{
-    Page,
     model::{
         artifacts::Artifact,
         bindings::{Binding, BindingState},

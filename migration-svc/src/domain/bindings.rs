@@ -5,14 +5,14 @@
 use serde::Serialize;
 use serde_json::json;
 use stowage_shared::{
-    api::{Claim, RequestId},
+    api::{Claim, Page, RequestId},
     auth::{Principal, Role},
     blob::{Credential, StoreConfig, posture},
 };
 use uuid::Uuid;
 
 use super::{
-    IDEMPOTENCY, Page,
+    IDEMPOTENCY,
     evidence::{self, Evidence},
     model::{
         bindings::{Binding, BindingState},

@@ -3,12 +3,12 @@
 //! its audit entry in its own transaction ([`audit`]): no entry, no action.
 
 use stowage_shared::{
+    api::Page,
     auth::{AuthError, Principal, Role},
     db::GenericClient,
 };
 use uuid::Uuid;
 
-use super::Page;
 use crate::{
     db::{self, evidence::EvidenceQuery},
     domain::model::evidence::{AuditEntry, AuditRecord, EventRecord},

@@ -22,5 +22,3 @@ pub mod watch;
 const IDEMPOTENCY: stowage_shared::api::Idempotency = stowage_shared::api::Idempotency {
     table: "migration.request_log",
 };
-
-pub use stowage_shared::api::Page;

@@ -53,7 +53,7 @@ impl BindingService for BindingApi {
         let page = self.bindings.list(&caller, query).await?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: page.next.map(|id| api::page_token(&id)).unwrap_or_default(),
+            next_page_token: api::next_page_token(&page.next),
         }))
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use stowage_shared::db::{GenericClient, RowLock};
 use stowage_shared::{
-    api::{Claim, RequestId},
+    api::{Claim, Page, RequestId},
     auth::{Principal, Role},
 };
 use tokio::sync::Notify;
@@ -21,7 +21,7 @@ use self::lifecycle::Ending;
 // Re-exported for the watcher, which takes runs and items from here.
 pub use super::model::runs::{Run, RunItem};
 use super::{
-    IDEMPOTENCY, Page, evidence,
+    IDEMPOTENCY, evidence,
     model::{
         evidence::AuditEntry,
         runs::{ItemState, Limit, Mode, RunState, Scope},
