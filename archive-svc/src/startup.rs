@@ -37,16 +37,24 @@ pub struct App;
 
 impl ServiceBinary for App {
     type Config = Config;
+    type Checked = Checked;
     const NAME: &'static str = "archive-svc";
     const SCHEMA: Schema = db::SCHEMA;
 
-    async fn build(config: Config) -> Result<Service, StartupError> {
+    fn check(config: &Config) -> Result<Checked, String> {
+        Checked::of(&config.archive)
+    }
+
+    async fn assemble(
+        config: Config,
+        checked: Checked,
+        mut foundation: Foundation,
+    ) -> Result<Service, StartupError> {
         let Checked {
             policy,
             cron,
             sweeps,
-        } = Checked::of(&config.archive).map_err(StartupError::Config)?;
-        let mut foundation = Foundation::build(&config.common, db::SCHEMA).await?;
+        } = checked;
         crate::metrics::install(&mut foundation, &policy);
         let pool = foundation.pool.clone();
         let stores = ArchiveStores::new(
@@ -142,7 +150,7 @@ impl Background {
 
 /// What `[archive]` settles before anything starts: a setting that does not hold is a
 /// configuration error at start, never later.
-struct Checked {
+pub struct Checked {
     policy: RetentionPolicy,
     cron: croner::Cron,
     sweeps: Option<(croner::Cron, Sampling)>,

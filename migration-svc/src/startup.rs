@@ -12,6 +12,7 @@ use stowage_proto::migration::v1::{
 use stowage_shared::{
     db::Schema,
     startup::{Foundation, Service, ServiceBinary, StartupError, Worker},
+    sweep::Sampling,
 };
 use tokio::sync::Notify;
 
@@ -41,14 +42,20 @@ pub struct App;
 
 impl ServiceBinary for App {
     type Config = Config;
+    /// The integrity sweeps' schedule and sampling, when configured.
+    type Checked = Option<(croner::Cron, Sampling)>;
     const NAME: &'static str = "migration-svc";
     const SCHEMA: Schema = db::SCHEMA;
 
-    async fn build(config: Config) -> Result<Service, StartupError> {
-        let sweeps = (config.migration)
-            .verify_schedule()
-            .map_err(StartupError::Config)?;
-        let mut foundation = Foundation::build(&config.common, db::SCHEMA).await?;
+    fn check(config: &Config) -> Result<Self::Checked, String> {
+        config.migration.verify_schedule()
+    }
+
+    async fn assemble(
+        config: Config,
+        sweeps: Self::Checked,
+        mut foundation: Foundation,
+    ) -> Result<Service, StartupError> {
         crate::metrics::install(&mut foundation);
         let pool = foundation.pool.clone();
         let stores = Stores::new(

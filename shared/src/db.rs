@@ -57,6 +57,8 @@ pub enum RowLock {
 /// read one row at a time: scoped to the owner for a caller, unscoped (`None`) for the
 /// service's own work.
 pub struct OwnedRows<T, E> {
+    /// What a row is called in a NOT_FOUND error: `run`, `job`.
+    noun: &'static str,
     table: &'static str,
     columns: &'static str,
     owner_column: &'static str,
@@ -65,12 +67,14 @@ pub struct OwnedRows<T, E> {
 
 impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
     pub const fn new(
+        noun: &'static str,
         table: &'static str,
         columns: &'static str,
         owner_column: &'static str,
         map: fn(&tokio_postgres::Row) -> Result<T, E>,
     ) -> Self {
         Self {
+            noun,
             table,
             columns,
             owner_column,
@@ -95,6 +99,48 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
             self.columns, self.table, self.owner_column
         );
         query_opt_map(client, &sql, &[&id, &owner], self.map).await
+    }
+
+    /// [`get`](Self::get), with a missing row (or another owner's) as [`RowMissing`].
+    pub async fn find(
+        &self,
+        client: &impl GenericClient,
+        owner: Option<&str>,
+        id: uuid::Uuid,
+        lock: RowLock,
+    ) -> Result<T, E>
+    where
+        E: From<RowMissing>,
+    {
+        let row = self.get(client, owner, id, lock).await?;
+        row.ok_or_else(|| RowMissing::new(self.noun, id).into())
+    }
+
+    /// `owner`'s row `id`, read on a connection of its own (a caller's lookup).
+    pub async fn owned_by(&self, pool: &Pool, owner: &str, id: uuid::Uuid) -> Result<T, E>
+    where
+        E: From<RowMissing> + From<PoolError>,
+    {
+        let client = pool.get().await?;
+        self.find(&client, Some(owner), id, RowLock::No).await
+    }
+}
+
+/// A record looked for by id that is not there, or not the caller's: NOT_FOUND, naming
+/// the record (`run 5f0c…`), so the caller learns nothing of other owners' rows.
+#[derive(Debug, thiserror::Error)]
+#[error("{noun} {id}")]
+pub struct RowMissing {
+    noun: &'static str,
+    id: String,
+}
+
+impl RowMissing {
+    pub fn new(noun: &'static str, id: impl std::fmt::Display) -> Self {
+        Self {
+            noun,
+            id: id.to_string(),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{
     api::{IdempotencyError, InvalidArgument},
     auth::AuthError,
     blob::{BlobError, ObjectError},
-    db::DbError,
+    db::{DbError, RowMissing},
     format::FormatError,
     keyring::KeyError,
     stream::WorkStopped,
@@ -68,6 +68,23 @@ impl From<ObjectError> for Error {
             ObjectError::Blob(blob) => Self::Store(blob),
             other => Self::Object(other),
         }
+    }
+}
+
+impl From<RowMissing> for Error {
+    fn from(missing: RowMissing) -> Self {
+        Self::NotFound(missing.to_string())
+    }
+}
+
+/// An `Option` read by id, as the record or NOT_FOUND naming it (`binding 5f0c…`).
+pub trait OrNotFound<T> {
+    fn or_not_found(self, noun: &'static str, id: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T> OrNotFound<T> for Option<T> {
+    fn or_not_found(self, noun: &'static str, id: impl std::fmt::Display) -> Result<T> {
+        self.ok_or_else(|| RowMissing::new(noun, id).into())
     }
 }
 
@@ -300,5 +317,17 @@ mod tests {
     fn only_a_database_error_is_one() {
         assert!(Error::from(DbError::Config("url".into())).as_db().is_some());
         assert!(Error::Internal("x".into()).as_db().is_none());
+    }
+
+    #[test]
+    fn a_missing_record_is_not_found_by_name() {
+        let found: Result<u8> = Some(7).or_not_found("binding", 3);
+        assert_eq!(found.unwrap(), 7);
+        let status = Status::from(None::<u8>.or_not_found("binding", 3).unwrap_err());
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "binding 3 not found");
+        let missing = Status::from(Error::from(RowMissing::new("run", "r-1")));
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_eq!(missing.message(), "run r-1 not found");
     }
 }

@@ -187,16 +187,40 @@ impl Service {
 }
 
 /// What a service binary is made of, so the subcommands every service has (`serve`,
-/// `migrate`, `token`, `completions`) are written once, in
-/// [`cli::run_service`](crate::cli::run_service).
+/// `migrate`, `token`, `completions`) and the order a service starts in are written once,
+/// in [`cli::run_service`](crate::cli::run_service) and [`ServiceBinary::build`].
 pub trait ServiceBinary {
-    type Config: crate::config::ServiceConfig;
+    type Config: crate::config::ServiceConfig + Send;
+    /// What the service's own settings come to once checked (schedules parsed, policies
+    /// built).
+    type Checked: Send;
     /// The name in logs, traces and metrics.
     const NAME: &'static str;
     /// The PostgreSQL schema the service owns.
     const SCHEMA: db::Schema;
 
-    fn build(config: Self::Config) -> impl Future<Output = Result<Service, StartupError>> + Send;
+    /// The service's own settings, checked before anything connects: a setting that does
+    /// not hold is a configuration error at start (exit 78), never later.
+    fn check(config: &Self::Config) -> Result<Self::Checked, String>;
+
+    /// The service on its foundation: its parts, its gRPC services registered, its
+    /// workers.
+    fn assemble(
+        config: Self::Config,
+        checked: Self::Checked,
+        foundation: Foundation,
+    ) -> impl Future<Output = Result<Service, StartupError>> + Send;
+
+    /// Checks the settings, builds the foundation (connects, migrates [`Self::SCHEMA`],
+    /// loads keys, binds), then assembles the service on it.
+    fn build(config: Self::Config) -> impl Future<Output = Result<Service, StartupError>> + Send {
+        async move {
+            let checked = Self::check(&config).map_err(StartupError::Config)?;
+            let common = crate::config::ServiceConfig::common(&config);
+            let foundation = Foundation::build(common, Self::SCHEMA).await?;
+            Self::assemble(config, checked, foundation).await
+        }
+    }
 }
 
 /// A pool on `common.database` with `schema` migrated (the `migrate` subcommand).

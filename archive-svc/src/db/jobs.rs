@@ -66,7 +66,7 @@ fn job(row: &Row) -> Result<Job> {
 /// Jobs by id, scoped to a tenant; a job is row-locked (`RowLock::ForUpdate`) by every
 /// transaction that archives, restores, moves or deletes it.
 pub const JOBS: OwnedRows<Job, Error> =
-    OwnedRows::new("archive.scan_jobs", COLUMNS, "tenant_id", job);
+    OwnedRows::new("job", "archive.scan_jobs", COLUMNS, "tenant_id", job);
 
 pub async fn list(
     client: &impl GenericClient,

@@ -53,34 +53,18 @@ async fn pick(
     version: Option<i64>,
     order: &str,
 ) -> Result<Option<StoreVersion>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from archive.stores s
-             where $1::bigint is null or s.version = $1
-             order by s.version {order} limit 1"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&version])
-        .await?
-        .as_ref()
-        .map(store)
-        .transpose()
+    let sql = format!(
+        "select {COLUMNS} from archive.stores s
+         where $1::bigint is null or s.version = $1
+         order by s.version {order} limit 1"
+    );
+    db::query_opt_map(client, &sql, &[&version], store).await
 }
 
 /// Every version, newest first.
 pub async fn list(client: &impl GenericClient) -> Result<Vec<StoreVersion>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from archive.stores s order by s.version desc"
-        ))
-        .await?;
-    client
-        .query(&statement, &[])
-        .await?
-        .iter()
-        .map(store)
-        .collect()
+    let sql = format!("select {COLUMNS} from archive.stores s order by s.version desc");
+    db::query_map(client, &sql, &[], store).await
 }
 
 /// Adds the next version. The table lock orders concurrent additions.

@@ -6,6 +6,7 @@ use chrono::Utc;
 use futures::{Stream, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
@@ -26,10 +27,7 @@ use super::{
     stores::{StoreSetting, StoreVersion},
     verify::{Report, VerifyArchives},
 };
-use crate::{
-    db,
-    error::{Error, Result},
-};
+use crate::{db, error::Result};
 
 /// What destroying a tenant's keys did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,6 +344,6 @@ impl Archives {
         let client = self.pool.get().await?;
         db::stores::get(&client, Some(version))
             .await?
-            .ok_or_else(|| Error::NotFound(format!("archive store version {version}")))
+            .or_not_found("archive store version", version)
     }
 }

@@ -192,9 +192,8 @@ impl Archiver {
             return Ok(job);
         }
         let job = db::jobs::JOBS
-            .get(&tx, tenant, job_id, RowLock::No)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
+            .find(&tx, tenant, job_id, RowLock::No)
+            .await?;
         self.check_eligible(&job, request.mode)?;
         let format = BlobFormat::written_as(request.compression);
         let key = archive_key(format, &job)?;

@@ -7,6 +7,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::db::RowLock;
+use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{Claim, Page, RequestId},
     auth::{Principal, Role},
@@ -30,7 +31,7 @@ use super::{
 };
 use crate::{
     db::{self, garbage::Cause},
-    error::{Error, Result},
+    error::Result,
 };
 
 /// Who asked for a restore.
@@ -128,11 +129,9 @@ impl Archives {
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Job> {
-        let client = self.pool.get().await?;
         db::jobs::JOBS
-            .get(&client, Some(&caller.organization), id, RowLock::No)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+            .owned_by(&self.pool, &caller.organization, id)
+            .await
     }
 
     pub async fn list(
@@ -202,7 +201,7 @@ impl Archives {
         let client = self.pool.get().await?;
         db::jobs::touch(&client, Some(&caller.organization), id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+            .or_not_found("job", id)
     }
 
     /// Deletes the job and its hot rows, and records its blobs as garbage, in one
@@ -227,9 +226,8 @@ impl Archives {
             Claim::Replay(record) => record,
             Claim::Fresh => {
                 let job = db::jobs::JOBS
-                    .get(&tx, Some(org), id, RowLock::ForUpdate)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+                    .find(&tx, Some(org), id, RowLock::ForUpdate)
+                    .await?;
                 let record = self.record_delete(&tx, &job).await?;
                 db::jobs::delete_job(&tx, id).await?;
                 let actor = Actor::caller(caller);

@@ -103,6 +103,7 @@ async fn another_organization_sees_none_of_our_bindings() {
         .await
         .unwrap_err();
     assert_eq!(get.code(), Code::NotFound);
+    assert_eq!(get.message(), format!("binding {id} not found"));
     let update = other
         .update_binding_credential(pb::UpdateBindingCredentialRequest {
             id,

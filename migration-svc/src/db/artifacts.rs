@@ -4,7 +4,7 @@
 //! happens at most once.)
 
 use stowage_shared::{
-    db::{self, GenericClient},
+    db::{self, GenericClient, OwnedRows},
     tenant_keys::Wrapped,
 };
 use tokio_postgres::{Row, types::ToSql};
@@ -12,15 +12,15 @@ use uuid::Uuid;
 
 use crate::{
     domain::model::{artifacts::Artifact, runs::Scope},
-    error::Result,
+    error::{Error, Result},
 };
 
 pub(super) const COLUMNS: &str = "id, organization_id, binding_id, object_key, name, purpose,
     content_type, size_bytes, sha256, stored_bytes, kek_id, create_time, update_time,
     delete_time";
 
-fn artifact(row: &Row) -> Artifact {
-    artifact_at(row, 0)
+fn artifact(row: &Row) -> Result<Artifact> {
+    Ok(artifact_at(row, 0))
 }
 
 /// The artifact in the columns of [`COLUMNS`] from column `first` on (a wider row, as a
@@ -99,24 +99,14 @@ pub async fn insert(client: &impl GenericClient, a: &Artifact) -> Result<()> {
     Ok(())
 }
 
-/// An artifact, scoped to an organization unless `org` is `None` (the runner).
-pub async fn get(
-    client: &impl GenericClient,
-    org: Option<&str>,
-    id: Uuid,
-) -> Result<Option<Artifact>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.artifacts
-             where id = $1 and ($2::text is null or organization_id = $2)"
-        ))
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&id, &org])
-        .await?
-        .as_ref()
-        .map(artifact))
-}
+/// Artifacts by id, scoped to an organization unless `None` (the runner).
+pub const ARTIFACTS: OwnedRows<Artifact, Error> = OwnedRows::new(
+    "artifact",
+    "migration.artifacts",
+    COLUMNS,
+    "organization_id",
+    artifact,
+);
 
 #[derive(Debug, Clone)]
 pub struct ArtifactFilter<'a> {
@@ -143,7 +133,7 @@ pub async fn list(
              order by id limit $6"
         ))
         .await?;
-    Ok(client
+    client
         .query(
             &statement,
             &[
@@ -158,7 +148,7 @@ pub async fn list(
         .await?
         .iter()
         .map(artifact)
-        .collect())
+        .collect()
 }
 
 pub async fn mark_deleted(
@@ -166,18 +156,12 @@ pub async fn mark_deleted(
     org: &str,
     id: Uuid,
 ) -> Result<Option<Artifact>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "update migration.artifacts
-             set delete_time = coalesce(delete_time, now()), update_time = now()
-             where id = $1 and organization_id = $2 returning {COLUMNS}"
-        ))
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&id, &org])
-        .await?
-        .as_ref()
-        .map(artifact))
+    let sql = format!(
+        "update migration.artifacts
+         set delete_time = coalesce(delete_time, now()), update_time = now()
+         where id = $1 and organization_id = $2 returning {COLUMNS}"
+    );
+    db::query_opt_map(client, &sql, &[&id, &org], artifact).await
 }
 
 /// A verified copy to point an artifact at.

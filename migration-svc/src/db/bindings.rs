@@ -3,7 +3,7 @@
 
 use stowage_shared::{
     blob::{Location, Provider},
-    db::{self, GenericClient},
+    db::{self, GenericClient, OwnedRows},
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -75,9 +75,15 @@ pub async fn insert(client: &impl GenericClient, b: &Binding, sealed: &[u8]) -> 
     Ok(())
 }
 
-pub async fn get(client: &impl GenericClient, org: &str, id: Uuid) -> Result<Option<Binding>> {
-    select_one(client, org, id, "").await
-}
+/// Bindings by id, scoped to an organization; activations row-lock them
+/// (`RowLock::ForUpdate`).
+pub const BINDINGS: OwnedRows<Binding, Error> = OwnedRows::new(
+    "binding",
+    "migration.bindings",
+    COLUMNS,
+    "organization_id",
+    binding,
+);
 
 /// The binding and its sealed credential.
 pub async fn get_with_secret(
@@ -95,36 +101,6 @@ pub async fn get_with_secret(
         return Ok(None);
     };
     Ok(Some((binding(&row)?, row.get("credential_sealed"))))
-}
-
-/// Reads and row-locks a binding for the rest of the transaction.
-pub async fn get_for_update(
-    client: &impl GenericClient,
-    org: &str,
-    id: Uuid,
-) -> Result<Option<Binding>> {
-    select_one(client, org, id, "for update").await
-}
-
-/// One binding of `org` by id, with `locking` (empty or a locking clause) appended.
-async fn select_one(
-    client: &impl GenericClient,
-    org: &str,
-    id: Uuid,
-    locking: &str,
-) -> Result<Option<Binding>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.bindings
-             where organization_id = $1 and id = $2 {locking}"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&org, &id])
-        .await?
-        .as_ref()
-        .map(binding)
-        .transpose()
 }
 
 pub async fn list(
@@ -172,18 +148,11 @@ pub async fn update_credential(
 /// Row-locks every binding of the organization, in id order (so concurrent activations
 /// queue instead of deadlocking).
 pub async fn lock_organization(client: &impl GenericClient, org: &str) -> Result<Vec<Binding>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.bindings where organization_id = $1
-             order by id for update"
-        ))
-        .await?;
-    client
-        .query(&statement, &[&org])
-        .await?
-        .iter()
-        .map(binding)
-        .collect()
+    let sql = format!(
+        "select {COLUMNS} from migration.bindings where organization_id = $1
+         order by id for update"
+    );
+    db::query_map(client, &sql, &[&org], binding).await
 }
 
 /// Moves a binding to `state`, stamping when it was activated or disabled.
@@ -210,18 +179,11 @@ pub async fn set_state(
 
 /// The organization's active binding, if any.
 pub async fn active(client: &impl GenericClient, org: &str) -> Result<Option<Binding>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.bindings
-             where organization_id = $1 and state = 'active'"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&org])
-        .await?
-        .as_ref()
-        .map(binding)
-        .transpose()
+    let sql = format!(
+        "select {COLUMNS} from migration.bindings
+         where organization_id = $1 and state = 'active'"
+    );
+    db::query_opt_map(client, &sql, &[&org], binding).await
 }
 
 /// The state of a binding, share-locked until the transaction ends, so an activation

@@ -103,7 +103,7 @@ pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
 /// that changes a run's items locks the run first (`RowLock::ForUpdate`), so they never
 /// deadlock and outcome numbers follow commit order.
 pub const RUNS: OwnedRows<Run, Error> =
-    OwnedRows::new("migration.runs", COLUMNS, "organization_id", run);
+    OwnedRows::new("run", "migration.runs", COLUMNS, "organization_id", run);
 
 pub async fn list(
     client: &impl GenericClient,
@@ -139,24 +139,17 @@ pub async fn claim_for_planning(
     owner: &str,
     ttl: Duration,
 ) -> Result<Option<Run>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "update migration.runs set state = 'planning', lease_owner = $1,
-                 lease_expires = now() + make_interval(secs => $2),
-                 start_time = coalesce(start_time, now()), update_time = now()
-             where id = (select id from migration.runs
-                         where state = 'queued'
-                            or (state = 'planning' and lease_expires < now())
-                         order by create_time limit 1 for update skip locked)
-             returning {COLUMNS}"
-        ))
-        .await?;
-    client
-        .query_opt(&statement, &[&owner, &seconds(ttl)])
-        .await?
-        .as_ref()
-        .map(run)
-        .transpose()
+    let sql = format!(
+        "update migration.runs set state = 'planning', lease_owner = $1,
+             lease_expires = now() + make_interval(secs => $2),
+             start_time = coalesce(start_time, now()), update_time = now()
+         where id = (select id from migration.runs
+                     where state = 'queued'
+                        or (state = 'planning' and lease_expires < now())
+                     order by create_time limit 1 for update skip locked)
+         returning {COLUMNS}"
+    );
+    db::query_opt_map(client, &sql, &[&owner, &seconds(ttl)], run).await
 }
 
 /// Where planning of a run stopped: the last artifact planned.

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream::BoxStream};
+use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{InvalidArgument, Page},
     auth::{Principal, Role},
@@ -174,10 +175,9 @@ impl Artifacts {
     }
 
     pub async fn stat(&self, caller: &Principal, id: Uuid) -> Result<Artifact> {
-        let client = self.pool.get().await?;
-        db::artifacts::get(&client, Some(&caller.organization), id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("artifact {id}")))
+        db::artifacts::ARTIFACTS
+            .owned_by(&self.pool, &caller.organization, id)
+            .await
     }
 
     /// The artifact and its plaintext, read from the binding it is recorded against. The
@@ -232,6 +232,6 @@ impl Artifacts {
         let client = self.pool.get().await?;
         db::artifacts::mark_deleted(&client, &caller.organization, id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("artifact {id}")))
+            .or_not_found("artifact", id)
     }
 }

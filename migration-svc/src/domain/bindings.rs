@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 use serde_json::json;
+use stowage_shared::db::RowLock;
+use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{Claim, Page, RequestId},
     auth::{Principal, Role},
@@ -118,10 +120,9 @@ impl Bindings {
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Binding> {
-        let client = self.pool.get().await?;
-        db::bindings::get(&client, &caller.organization, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("binding {id}")))
+        db::bindings::BINDINGS
+            .owned_by(&self.pool, &caller.organization, id)
+            .await
     }
 
     pub async fn list(
@@ -163,9 +164,9 @@ impl Bindings {
         {
             return Ok(binding);
         }
-        let current = db::bindings::get_for_update(&tx, org, command.id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("binding {}", command.id)))?;
+        let current = db::bindings::BINDINGS
+            .find(&tx, Some(org), command.id, RowLock::ForUpdate)
+            .await?;
         let store = StoreConfig {
             provider: current.provider,
             location: current.location.clone(),
@@ -232,7 +233,7 @@ impl Bindings {
         let current = locked
             .iter()
             .find(|b| b.id == command.id)
-            .ok_or_else(|| Error::NotFound(format!("binding {}", command.id)))?;
+            .or_not_found("binding", command.id)?;
         let previous = locked
             .iter()
             .find(|b| b.state == BindingState::Active && b.id != current.id)

@@ -13,6 +13,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     blob::{BlobStore, Credential, EncryptedStore, StoreConfig, StoreOptions},
     keyring::KeyRing,
@@ -106,7 +107,7 @@ impl Stores {
         let client = self.pool.get().await?;
         let (binding, sealed) = db::bindings::get_with_secret(&client, organization, id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("binding {id}")))?;
+            .or_not_found("binding", id)?;
         drop(client);
         let ring = self.ring(organization).await?;
         if let Some(store) = self.cached(id, binding.credential_update_time) {

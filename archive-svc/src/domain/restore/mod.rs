@@ -96,9 +96,8 @@ impl Restorer {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let job = db::jobs::JOBS
-            .get(&tx, tenant, job_id, RowLock::ForUpdate)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {job_id}")))?;
+            .find(&tx, tenant, job_id, RowLock::ForUpdate)
+            .await?;
         let owner = Some((job_id, job.tenant_id.as_str()));
         let Some(info) = job.archive.clone() else {
             // The caller is about to use the rows: that is activity. An archive of this job

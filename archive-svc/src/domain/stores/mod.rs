@@ -15,6 +15,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
+use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     blob::{BlobStore, EncryptedStore, StoreConfig, StoreOptions, posture},
     db::GenericClient,
@@ -221,7 +222,7 @@ impl ArchiveStores {
     ) -> Result<StoreVersion> {
         let current = db::stores::lock(client, version)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("archive store version {version}")))?;
+            .or_not_found("archive store version", version)?;
         if current.location != parsed.location {
             return Err(Error::FailedPrecondition(format!(
                 "archive store version {version} is {}; the new credential names {}: a \
@@ -234,7 +235,7 @@ impl ArchiveStores {
             .await?;
         db::stores::get(client, Some(version))
             .await?
-            .ok_or_else(|| Error::NotFound(format!("archive store version {version}")))
+            .or_not_found("archive store version", version)
     }
 
     /// Gives an earlier release's store setting (and the configured default) versions of

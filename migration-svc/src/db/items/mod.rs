@@ -214,19 +214,12 @@ pub async fn outcomes_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<RunItem>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.run_items
-             where run_id = $1 and outcome_seq > $2
-             order by outcome_seq limit $3"
-        ))
-        .await?;
-    client
-        .query(&statement, &[&run_id, &after, &limit])
-        .await?
-        .iter()
-        .map(item)
-        .collect()
+    let sql = format!(
+        "select {COLUMNS} from migration.run_items
+         where run_id = $1 and outcome_seq > $2
+         order by outcome_seq limit $3"
+    );
+    db::query_map(client, &sql, &[&run_id, &after, &limit], item).await
 }
 
 /// Puts items whose lease expired back in the queue (a cancelled run's leftovers);

@@ -125,9 +125,8 @@ impl Cleaner {
     async fn cleanable_run(&self, caller: &Principal, id: Uuid) -> Result<Run> {
         let client = self.pool.get().await?;
         let run = db::runs::RUNS
-            .get(&client, Some(&caller.organization), id, RowLock::No)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+            .find(&client, Some(&caller.organization), id, RowLock::No)
+            .await?;
         if run.mode != Mode::Live {
             return Err(Error::FailedPrecondition(format!(
                 "run {id} is a dry run: it moved nothing, so it left no source to clean"

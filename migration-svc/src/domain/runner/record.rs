@@ -5,6 +5,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use stowage_shared::db::RowLock;
+use stowage_shared::error::OrNotFound;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -107,7 +108,7 @@ impl Runner {
             let planned_for = (verdict.running, verdict.target_active);
             let recording = db::items::record(&client, run.id, &self.owner, planned_for, &endings)
                 .await?
-                .ok_or_else(|| Error::NotFound(format!("run {}", run.id)))?;
+                .or_not_found("run", run.id)?;
             let found = Verdict::of(recording.run_state, recording.target_state);
             if let Some(finished) = recording.finished {
                 counted(&endings, &finished);

@@ -13,7 +13,7 @@ use crate::{
         evidence::{MIGRATION_FAILED_CLOSED, RUN_COMPLETED, RUN_FAILED},
         model::runs::{Counts, FailureCause, ItemCause, Run, RunState},
     },
-    error::{Error, Result},
+    error::Result,
 };
 
 /// Why a run ends FAILED.
@@ -91,10 +91,7 @@ pub async fn end_locked(tx: &impl GenericClient, run: &Run, ending: &Ending) -> 
         failure.map(|f| f.detail.as_str()),
     )
     .await?;
-    let ended = db::runs::RUNS
-        .get(tx, None, run.id, RowLock::No)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("run {}", run.id)))?;
+    let ended = db::runs::RUNS.find(tx, None, run.id, RowLock::No).await?;
     record_end(tx, &ended).await?;
     if let Some(failure) = failure
         && run.state == RunState::Running

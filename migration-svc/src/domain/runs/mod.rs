@@ -96,9 +96,9 @@ impl Runs {
         {
             return Ok(run);
         }
-        db::bindings::get(&tx, org, command.target)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("binding {}", command.target)))?;
+        db::bindings::BINDINGS
+            .find(&tx, Some(org), command.target, RowLock::No)
+            .await?;
         let scope = match command.from_dry_run {
             Some(dry_run) => plans::executable_plan(&tx, org, dry_run, &command).await?,
             None => command.scope.clone(),
@@ -139,11 +139,9 @@ impl Runs {
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Run> {
-        let client = self.pool.get().await?;
         db::runs::RUNS
-            .get(&client, Some(&caller.organization), id, RowLock::No)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {id}")))
+            .owned_by(&self.pool, &caller.organization, id)
+            .await
     }
 
     pub async fn list(&self, caller: &Principal, query: ListRuns) -> Result<Page<Run, Uuid>> {
@@ -162,14 +160,13 @@ impl Runs {
     pub async fn items(&self, caller: &Principal, query: ListItems) -> Result<Page<RunItem, Uuid>> {
         let client = self.pool.get().await?;
         db::runs::RUNS
-            .get(
+            .find(
                 &client,
                 Some(&caller.organization),
                 query.run_id,
                 RowLock::No,
             )
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {}", query.run_id)))?;
+            .await?;
         let items = db::items::list(
             &client,
             query.run_id,
@@ -197,9 +194,8 @@ impl Runs {
             return Ok(run);
         }
         let failed = db::runs::RUNS
-            .get(&tx, Some(org), command.id, RowLock::ForUpdate)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {}", command.id)))?;
+            .find(&tx, Some(org), command.id, RowLock::ForUpdate)
+            .await?;
         retryable(&failed)?;
         let reason = retry_reason(&failed, &command.reason);
         let run = new_run(
@@ -239,9 +235,8 @@ impl Runs {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let run = db::runs::RUNS
-            .get(&tx, Some(org), id, RowLock::ForUpdate)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+            .find(&tx, Some(org), id, RowLock::ForUpdate)
+            .await?;
         if run.state.is_terminal() {
             return Ok(run);
         }
@@ -250,10 +245,7 @@ impl Runs {
         let run = if ended {
             lifecycle::end_locked(&tx, &run, &Ending::Cancelled).await?
         } else {
-            db::runs::RUNS
-                .get(&tx, None, id, RowLock::No)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("run {id}")))?
+            db::runs::RUNS.find(&tx, None, id, RowLock::No).await?
         };
         evidence::audit(
             &tx,

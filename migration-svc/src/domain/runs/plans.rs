@@ -23,10 +23,7 @@ pub(super) async fn executable_plan(
     id: Uuid,
     command: &StartRun,
 ) -> Result<Scope> {
-    let dry = db::runs::RUNS
-        .get(tx, Some(org), id, RowLock::No)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+    let dry = db::runs::RUNS.find(tx, Some(org), id, RowLock::No).await?;
     executable(&dry, command.target)?;
     let drift = db::plans::drift(tx, &dry, DRIFT_SHOWN).await?;
     if !drift.is_empty() && !command.accept_drift {

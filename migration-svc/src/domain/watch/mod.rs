@@ -23,10 +23,7 @@ use uuid::Uuid;
 
 use self::feed::{Feeds, OUTCOME_PAGE, POLL, Tick};
 use super::runs::{Run, RunItem};
-use crate::{
-    db,
-    error::{Error, Result},
-};
+use crate::{db, error::Result};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -92,10 +89,7 @@ impl Watcher {
 
     async fn run(&self, org: Option<&str>, id: Uuid) -> Result<Run> {
         let client = self.pool.get().await?;
-        db::runs::RUNS
-            .get(&client, org, id, RowLock::No)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {id}")))
+        db::runs::RUNS.find(&client, org, id, RowLock::No).await
     }
 
     async fn outcomes_after(&self, run_id: Uuid, cursor: i64) -> Result<Vec<RunItem>> {
