@@ -15,6 +15,7 @@ pub mod instruments;
 pub mod keyring;
 pub mod retention;
 pub mod rpc_telemetry;
+pub mod same_variants;
 pub mod schedule;
 pub mod server;
 pub mod shutdown;

@@ -1,7 +1,7 @@
 //! Replies: `From<domain>` for each message the services send.
 
 use stowage_proto::{archive::v1 as pb, integrity::v1::Verification};
-use stowage_shared::api;
+use stowage_shared::{api, same_variants};
 
 use crate::domain::{
     admin::Outcome,
@@ -45,32 +45,17 @@ impl From<JobView> for pb::JobArchive {
     }
 }
 
-impl From<JobStatus> for pb::JobStatus {
-    fn from(status: JobStatus) -> Self {
-        match status {
-            JobStatus::Scanning => pb::JobStatus::Scanning,
-            JobStatus::ReadyToTransfer => pb::JobStatus::ReadyToTransfer,
-            JobStatus::Transferring => pb::JobStatus::Transferring,
-            JobStatus::Paused => pb::JobStatus::Paused,
-            JobStatus::Cancelled => pb::JobStatus::Cancelled,
-            JobStatus::Failed => pb::JobStatus::Failed,
-            JobStatus::ScanComplete => pb::JobStatus::ScanComplete,
-            JobStatus::Completed => pb::JobStatus::Completed,
-        }
-    }
-}
+same_variants!(JobStatus => pb::JobStatus {
+    Scanning, ReadyToTransfer, Transferring, Paused, Cancelled, Failed, ScanComplete,
+    Completed,
+});
+
+same_variants!(Phase => pb::RestorePhase { Fetching, Decoding, Inserting, Verifying, Done });
 
 impl From<Progress> for pb::RestoreProgress {
     fn from(progress: Progress) -> Self {
-        let phase = match progress.phase {
-            Phase::Fetching => pb::RestorePhase::Fetching,
-            Phase::Decoding => pb::RestorePhase::Decoding,
-            Phase::Inserting => pb::RestorePhase::Inserting,
-            Phase::Verifying => pb::RestorePhase::Verifying,
-            Phase::Done => pb::RestorePhase::Done,
-        };
         pb::RestoreProgress {
-            phase: phase.into(),
+            phase: pb::RestorePhase::from(progress.phase).into(),
             rows_done: progress.rows_done as i64,
             rows_total: progress.rows_total as i64,
             bytes_read: progress.bytes_read as i64,

@@ -5,6 +5,7 @@ use stowage_shared::{
     api::{self, InvalidArgument, RequestId},
     auth::{self, Role},
     blob::{Credential, Location, Provider, StoreConfig},
+    same_variants,
 };
 use tonic::{Request, Response, Status};
 
@@ -210,6 +211,8 @@ fn credential_kind(kind: &str) -> pb::CredentialKind {
     }
 }
 
+same_variants!(BindingState => pb::BindingState { Pending, Active, Disabled });
+
 impl From<Binding> for pb::Binding {
     fn from(b: Binding) -> Self {
         let provider = match b.provider {
@@ -218,11 +221,6 @@ impl From<Binding> for pb::Binding {
             Provider::Gcs => pb::Provider::Gcs,
             Provider::File => pb::Provider::File,
             Provider::Memory => pb::Provider::Memory,
-        };
-        let state = match b.state {
-            BindingState::Pending => pb::BindingState::Pending,
-            BindingState::Active => pb::BindingState::Active,
-            BindingState::Disabled => pb::BindingState::Disabled,
         };
         pb::Binding {
             id: b.id.to_string(),
@@ -236,7 +234,7 @@ impl From<Binding> for pb::Binding {
                 account: b.location.account.unwrap_or_default(),
                 region: b.location.region.unwrap_or_default(),
             }),
-            state: state.into(),
+            state: pb::BindingState::from(b.state).into(),
             credential_kind: credential_kind(&b.credential_kind).into(),
             credential_update_time: Some(api::timestamp(b.credential_update_time)),
             create_time: Some(api::timestamp(b.create_time)),

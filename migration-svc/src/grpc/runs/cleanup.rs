@@ -2,7 +2,10 @@
 //! totals converted on the way out.
 
 use stowage_proto::migration::v1::{self as pb, cleanup_run_response::Report as Wire};
-use stowage_shared::api::{self, InvalidArgument};
+use stowage_shared::{
+    api::{self, InvalidArgument},
+    same_variants,
+};
 
 use super::requests::mode;
 use crate::domain::{
@@ -33,26 +36,14 @@ impl TryFrom<pb::CleanupRunRequest> for CleanupRun {
     }
 }
 
-fn state(state: CleanupState) -> pb::CleanupState {
-    match state {
-        CleanupState::VerifiedAndDeleted => pb::CleanupState::VerifiedAndDeleted,
-        CleanupState::WouldDelete => pb::CleanupState::WouldDelete,
-        CleanupState::SkippedNotDue => pb::CleanupState::SkippedNotDue,
-        CleanupState::Failed => pb::CleanupState::Failed,
-    }
-}
+same_variants!(CleanupState => pb::CleanupState {
+    VerifiedAndDeleted, WouldDelete, SkippedNotDue, Failed,
+});
 
-fn cause(cause: Option<CleanupCause>) -> pb::CleanupCause {
-    match cause {
-        None => pb::CleanupCause::Unspecified,
-        Some(CleanupCause::TargetMissing) => pb::CleanupCause::TargetMissing,
-        Some(CleanupCause::TargetCorrupt) => pb::CleanupCause::TargetCorrupt,
-        Some(CleanupCause::TargetUnverifiable) => pb::CleanupCause::TargetUnverifiable,
-        Some(CleanupCause::SourceDeleteFailed) => pb::CleanupCause::SourceDeleteFailed,
-        Some(CleanupCause::SourceInUse) => pb::CleanupCause::SourceInUse,
-        Some(CleanupCause::ArtifactChanged) => pb::CleanupCause::ArtifactChanged,
-    }
-}
+same_variants!(CleanupCause => pb::CleanupCause {
+    TargetMissing, TargetCorrupt, TargetUnverifiable, SourceDeleteFailed, SourceInUse,
+    ArtifactChanged,
+});
 
 impl From<CleanupReport> for pb::CleanupRunResponse {
     fn from(report: CleanupReport) -> Self {
@@ -71,8 +62,8 @@ impl From<CleanupReport> for pb::CleanupRunResponse {
                 source_binding_id: source_binding_id.to_string(),
                 source_object_key,
                 verified_binding_id: verified_binding_id.to_string(),
-                state: state(s).into(),
-                cause: cause(c).into(),
+                state: pb::CleanupState::from(s).into(),
+                cause: c.map_or(pb::CleanupCause::Unspecified, Into::into).into(),
                 detail,
                 due_time: Some(api::timestamp(due_time)),
             }),

@@ -1,7 +1,7 @@
 //! The run messages on the way out: runs, items, counts, causes and watch events.
 
 use stowage_proto::migration::v1 as pb;
-use stowage_shared::api;
+use stowage_shared::{api, same_variants};
 
 use super::super::optional_uuid;
 use crate::domain::{
@@ -9,67 +9,23 @@ use crate::domain::{
     watch::Event,
 };
 
-impl From<Mode> for pb::MigrationMode {
-    fn from(mode: Mode) -> Self {
-        match mode {
-            Mode::DryRun => pb::MigrationMode::DryRun,
-            Mode::Live => pb::MigrationMode::Live,
-        }
-    }
-}
+same_variants!(Mode => pb::MigrationMode { DryRun, Live });
 
-impl From<RunState> for pb::RunState {
-    fn from(state: RunState) -> Self {
-        match state {
-            RunState::Queued => pb::RunState::Queued,
-            RunState::Planning => pb::RunState::Planning,
-            RunState::Running => pb::RunState::Running,
-            RunState::Completed => pb::RunState::Completed,
-            RunState::CompletedWithErrors => pb::RunState::CompletedWithErrors,
-            RunState::Failed => pb::RunState::Failed,
-            RunState::Cancelled => pb::RunState::Cancelled,
-        }
-    }
-}
+same_variants!(RunState => pb::RunState {
+    Queued, Planning, Running, Completed, CompletedWithErrors, Failed, Cancelled,
+});
 
-impl From<ItemState> for pb::ItemState {
-    fn from(state: ItemState) -> Self {
-        match state {
-            ItemState::Queued => pb::ItemState::Queued,
-            ItemState::Running => pb::ItemState::Running,
-            ItemState::Migrated => pb::ItemState::Migrated,
-            ItemState::Skipped => pb::ItemState::Skipped,
-            ItemState::Failed => pb::ItemState::Failed,
-        }
-    }
-}
+same_variants!(ItemState => pb::ItemState { Queued, Running, Migrated, Skipped, Failed });
 
-impl From<ItemCause> for pb::ItemCause {
-    fn from(cause: ItemCause) -> Self {
-        match cause {
-            ItemCause::AlreadyOnTarget => pb::ItemCause::AlreadyOnTarget,
-            ItemCause::ArtifactDeleted => pb::ItemCause::ArtifactDeleted,
-            ItemCause::SourcePermissionDenied => pb::ItemCause::SourcePermissionDenied,
-            ItemCause::SourceNotFound => pb::ItemCause::SourceNotFound,
-            ItemCause::SourceUnavailable => pb::ItemCause::SourceUnavailable,
-            ItemCause::SourceUnreadable => pb::ItemCause::SourceUnreadable,
-            ItemCause::ChecksumMismatch => pb::ItemCause::ChecksumMismatch,
-            ItemCause::TargetUnavailable => pb::ItemCause::TargetUnavailable,
-            ItemCause::Internal => pb::ItemCause::Internal,
-            ItemCause::RunFailed => pb::ItemCause::RunFailed,
-        }
-    }
-}
+same_variants!(ItemCause => pb::ItemCause {
+    AlreadyOnTarget, ArtifactDeleted, SourcePermissionDenied, SourceNotFound,
+    SourceUnavailable, SourceUnreadable, ChecksumMismatch, TargetUnavailable, Internal,
+    RunFailed,
+});
 
-impl From<FailureCause> for pb::RunFailureCause {
-    fn from(cause: FailureCause) -> Self {
-        match cause {
-            FailureCause::TargetNotActive => pb::RunFailureCause::TargetNotActive,
-            FailureCause::TargetUnavailable => pb::RunFailureCause::TargetUnavailable,
-            FailureCause::Internal => pb::RunFailureCause::Internal,
-        }
-    }
-}
+same_variants!(FailureCause => pb::RunFailureCause {
+    TargetNotActive, TargetUnavailable, Internal,
+});
 
 impl From<Counts> for pb::ItemCounts {
     fn from(c: Counts) -> Self {
