@@ -220,6 +220,10 @@ pub enum IdempotencyError {
     Mismatch(String),
     #[error("stored response for request_id {0:?} cannot be decoded")]
     Corrupt(String),
+    /// The request could not be serialized to be compared with the stored one (never a
+    /// digest of nothing, which would make every such request a replay of the first).
+    #[error("request for request_id {0:?} cannot be serialized to be compared")]
+    Unserializable(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -252,6 +256,13 @@ pub enum Claim<M> {
     Replay(M),
 }
 
+/// What a request is compared by: the SHA-256 of its JSON.
+fn request_digest(id: &str, request: &impl Serialize) -> Result<[u8; 32], IdempotencyError> {
+    let json =
+        serde_json::to_vec(request).map_err(|_| IdempotencyError::Unserializable(id.to_owned()))?;
+    Ok(sha256(&json))
+}
+
 impl Idempotency {
     pub async fn begin<T: DeserializeOwned>(
         &self,
@@ -264,7 +275,7 @@ impl Idempotency {
         let Some(id) = request_id.as_deref() else {
             return Ok(Claim::Fresh);
         };
-        let digest = sha256(&serde_json::to_vec(request).unwrap_or_default());
+        let digest = request_digest(id, request)?;
         let insert = client
             .prepare_cached(&format!(
                 "insert into {} (scope, method, request_id, request_digest, created_at)
@@ -453,5 +464,13 @@ mod tests {
         assert_eq!(RequestId::parse("abc-1").unwrap().as_deref(), Some("abc-1"));
         assert!(RequestId::parse("has space").is_err());
         assert!(RequestId::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_serialized_is_an_error_not_an_empty_digest() {
+        let keyed_by_pairs = std::collections::HashMap::from([((1u8, 2u8), 3u8)]);
+        let error = request_digest("r-1", &keyed_by_pairs).unwrap_err();
+        assert!(matches!(error, IdempotencyError::Unserializable(ref id) if id == "r-1"));
+        assert_eq!(request_digest("r-1", &"same").unwrap(), sha256(b"\"same\""));
     }
 }

@@ -141,7 +141,9 @@ impl From<Error> for Status {
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
             Error::DataLoss(_) => Status::data_loss(error.to_string()),
-            Error::Idempotency(IdempotencyError::Corrupt(_))
+            Error::Idempotency(
+                IdempotencyError::Corrupt(_) | IdempotencyError::Unserializable(_),
+            )
             | Error::Keys(_)
             | Error::Object(ObjectError::Source(_) | ObjectError::Hashing(_))
             | Error::Corrupt(_)
@@ -217,6 +219,10 @@ mod tests {
             ),
             (
                 Error::from(IdempotencyError::Corrupt("r-1".into())),
+                Code::Internal,
+            ),
+            (
+                Error::from(IdempotencyError::Unserializable("r-1".into())),
                 Code::Internal,
             ),
             (Error::from(KeyError::Empty), Code::Internal),

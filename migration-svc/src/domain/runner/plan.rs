@@ -16,7 +16,7 @@ use crate::{
         model::runs::{Mode, Run, SourceReport},
         runs::lifecycle::Ending,
     },
-    error::Result,
+    error::{Error, Result},
 };
 
 /// Artifacts and bytes planned so far, by source binding.
@@ -115,7 +115,7 @@ impl Runner {
         let client = self.pool.get().await?;
         let rows = db::plans::rows(&client, run.id).await?;
         let mut rows = std::pin::pin!(rows);
-        let mut digest = plan_digest(run);
+        let mut digest = plan_digest(run)?;
         // One line per planned artifact, written into the same buffer each time.
         let mut line = String::new();
         while let Some((artifact, binding, size, sha256)) = rows.try_next().await? {
@@ -129,9 +129,11 @@ impl Runner {
 
 /// A plan's digest before its rows: what is planned for where (target and scope), so two
 /// plans of the same artifacts for different targets or scopes differ.
-fn plan_digest(run: &Run) -> RecordDigest {
+fn plan_digest(run: &Run) -> Result<RecordDigest> {
     let mut digest = RecordDigest::default();
-    let scope = serde_json::to_string(&run.scope).unwrap_or_default();
+    // an error, never an empty scope: plans of different scopes would share a digest
+    let scope = serde_json::to_string(&run.scope)
+        .map_err(|e| Error::Internal(format!("run {} scope: {e}", run.id)))?;
     digest.add(
         format!(
             "stowage plan v1\ntarget {}\nscope {scope}\n",
@@ -139,7 +141,7 @@ fn plan_digest(run: &Run) -> RecordDigest {
         )
         .as_bytes(),
     );
-    digest
+    Ok(digest)
 }
 
 /// Adds a page's `(binding, artifacts, bytes)` to the plan; returns the page's totals.
