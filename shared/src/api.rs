@@ -234,8 +234,8 @@ impl From<tokio_postgres::Error> for IdempotencyError {
     }
 }
 
-/// Idempotent mutations. Inside the operation's own transaction, [`Idempotency::begin`]
-/// claims `(scope, method, request_id)`; a repeat gets the first response back. A
+/// Idempotent mutations. Inside the operation's own transaction, [`Call::begin`] claims
+/// `(scope, method, request_id)`; a repeat gets the first response back. A
 /// concurrent repeat waits on the claim's row lock and then sees the committed response;
 /// a failed operation rolls its claim back, so the id can be used again.
 ///
@@ -247,10 +247,20 @@ pub struct Idempotency {
     pub table: &'static str,
 }
 
-/// What [`Idempotency::begin`] found.
+/// One idempotent call, named once (scope, method, request id) for both its claim at the
+/// start of its transaction and its response at the end.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    log: Idempotency,
+    scope: &'a str,
+    method: &'static str,
+    request_id: &'a RequestId,
+}
+
+/// What [`Call::begin`] found.
 #[derive(Debug)]
 pub enum Claim<M> {
-    /// First time: do the work, then [`Idempotency::finish`].
+    /// First time: do the work, then [`Call::finish`].
     Fresh,
     /// A repeat: return this response without doing anything.
     Replay(M),
@@ -264,14 +274,36 @@ fn request_digest(id: &str, request: &impl Serialize) -> Result<[u8; 32], Idempo
 }
 
 impl Idempotency {
+    /// The call `method` of `scope` (an organization, a tenant) with `request_id`.
+    pub fn call<'a>(
+        self,
+        scope: &'a str,
+        method: &'static str,
+        request_id: &'a RequestId,
+    ) -> Call<'a> {
+        Call {
+            log: self,
+            scope,
+            method,
+            request_id,
+        }
+    }
+}
+
+impl Call<'_> {
+    /// Claims the call in `client`'s transaction: `Fresh` the first time, the recorded
+    /// response on a repeat of the same request, an error on a different one.
     pub async fn begin<T: DeserializeOwned>(
         &self,
         client: &impl GenericClient,
-        scope: &str,
-        method: &str,
-        request_id: &RequestId,
         request: &impl Serialize,
     ) -> Result<Claim<T>, IdempotencyError> {
+        let Call {
+            log,
+            scope,
+            method,
+            request_id,
+        } = *self;
         let Some(id) = request_id.as_deref() else {
             return Ok(Claim::Fresh);
         };
@@ -280,7 +312,7 @@ impl Idempotency {
             .prepare_cached(&format!(
                 "insert into {} (scope, method, request_id, request_digest, created_at)
                  values ($1, $2, $3, $4, now()) on conflict do nothing",
-                self.table
+                log.table
             ))
             .await?;
         if client
@@ -294,7 +326,7 @@ impl Idempotency {
             .prepare_cached(&format!(
                 "select request_digest, response from {}
                  where scope = $1 and method = $2 and request_id = $3",
-                self.table
+                log.table
             ))
             .await?;
         let row = client.query_one(&select, &[&scope, &method, &id]).await?;
@@ -309,14 +341,18 @@ impl Idempotency {
             .map_err(|_| IdempotencyError::Corrupt(id.to_owned()))
     }
 
+    /// Records the call's response, in the transaction that did its work.
     pub async fn finish(
         &self,
         client: &impl GenericClient,
-        scope: &str,
-        method: &str,
-        request_id: &RequestId,
         response: &impl Serialize,
     ) -> Result<(), IdempotencyError> {
+        let Call {
+            log,
+            scope,
+            method,
+            request_id,
+        } = *self;
         let Some(id) = request_id.as_deref() else {
             return Ok(());
         };
@@ -325,7 +361,7 @@ impl Idempotency {
         let update = client
             .prepare_cached(&format!(
                 "update {} set response = $4 where scope = $1 and method = $2 and request_id = $3",
-                self.table
+                log.table
             ))
             .await?;
         client

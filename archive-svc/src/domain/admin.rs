@@ -188,15 +188,8 @@ impl Archives {
                                   "container": setting.container, "reason": reason });
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let claim = IDEMPOTENCY
-            .begin(
-                &tx,
-                actor.scope(),
-                "SetArchiveStore",
-                request_id,
-                &fingerprint,
-            )
-            .await?;
+        let call = IDEMPOTENCY.call(actor.scope(), "SetArchiveStore", request_id);
+        let claim = call.begin(&tx, &fingerprint).await?;
         let version = match claim {
             Claim::Replay(StoreChange { version }) => version,
             Claim::Fresh => {
@@ -215,15 +208,7 @@ impl Archives {
                 let detail = json!({ "version": version, "location": parsed.location,
                                      "credential_kind": parsed.credential_kind });
                 audit.record(&tx, None, true, detail).await?;
-                IDEMPOTENCY
-                    .finish(
-                        &tx,
-                        actor.scope(),
-                        "SetArchiveStore",
-                        request_id,
-                        &StoreChange { version },
-                    )
-                    .await?;
+                call.finish(&tx, &StoreChange { version }).await?;
                 version
             }
         };

@@ -179,16 +179,8 @@ impl Archiver {
         // job row is locked only at the end, so a TouchJob meanwhile is seen, not blocked.
         let tx = client.transaction().await?;
         let scope = request.audit.actor.scope();
-        if let Claim::Replay(job) = IDEMPOTENCY
-            .begin(
-                &tx,
-                scope,
-                "ArchiveJob",
-                request.request_id,
-                &request.fingerprint(job_id),
-            )
-            .await?
-        {
+        let call = IDEMPOTENCY.call(scope, "ArchiveJob", request.request_id);
+        if let Claim::Replay(job) = call.begin(&tx, &request.fingerprint(job_id)).await? {
             return Ok(job);
         }
         let job = db::jobs::JOBS
@@ -218,9 +210,7 @@ impl Archiver {
             archive: Some(info),
             ..current
         };
-        IDEMPOTENCY
-            .finish(&tx, scope, "ArchiveJob", request.request_id, &archived)
-            .await?;
+        call.finish(&tx, &archived).await?;
         tx.commit().await?;
         written.report(started);
         Ok(archived)

@@ -219,10 +219,8 @@ impl Archives {
         let org = caller.organization.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let record = match IDEMPOTENCY
-            .begin(&tx, org, "DeleteJob", request_id, &(id, reason))
-            .await?
-        {
+        let call = IDEMPOTENCY.call(org, "DeleteJob", request_id);
+        let record = match call.begin(&tx, &(id, reason)).await? {
             Claim::Replay(record) => record,
             Claim::Fresh => {
                 let job = db::jobs::JOBS
@@ -241,9 +239,7 @@ impl Archives {
                 audit
                     .record(&tx, Some((id, &job.tenant_id)), true, detail)
                     .await?;
-                IDEMPOTENCY
-                    .finish(&tx, org, "DeleteJob", request_id, &record)
-                    .await?;
+                call.finish(&tx, &record).await?;
                 record
             }
         };

@@ -79,10 +79,8 @@ impl Bindings {
         let org = caller.organization.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if let Claim::Replay(binding) = IDEMPOTENCY
-            .begin(&tx, org, "CreateBinding", &command.request_id, &command)
-            .await?
-        {
+        let call = IDEMPOTENCY.call(org, "CreateBinding", &command.request_id);
+        if let Claim::Replay(binding) = call.begin(&tx, &command).await? {
             return Ok(binding);
         }
         let now = stowage_shared::db::now();
@@ -111,9 +109,7 @@ impl Bindings {
                 .detail(json!({ "provider": binding.provider.as_str() })),
         )
         .await?;
-        IDEMPOTENCY
-            .finish(&tx, org, "CreateBinding", &command.request_id, &binding)
-            .await?;
+        call.finish(&tx, &binding).await?;
         tx.commit().await?;
         tracing::info!(binding = %id, provider = binding.provider.as_str(), "binding created");
         Ok(binding)
@@ -152,16 +148,8 @@ impl Bindings {
         let org = caller.organization.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if let Claim::Replay(binding) = IDEMPOTENCY
-            .begin(
-                &tx,
-                org,
-                "UpdateBindingCredential",
-                &command.request_id,
-                &command,
-            )
-            .await?
-        {
+        let call = IDEMPOTENCY.call(org, "UpdateBindingCredential", &command.request_id);
+        if let Claim::Replay(binding) = call.begin(&tx, &command).await? {
             return Ok(binding);
         }
         let current = db::bindings::BINDINGS
@@ -184,15 +172,7 @@ impl Bindings {
                 .detail(json!({ "credential_kind": binding.credential_kind })),
         )
         .await?;
-        IDEMPOTENCY
-            .finish(
-                &tx,
-                org,
-                "UpdateBindingCredential",
-                &command.request_id,
-                &binding,
-            )
-            .await?;
+        call.finish(&tx, &binding).await?;
         tx.commit().await?;
         tracing::info!("binding credential replaced");
         Ok(binding)
@@ -222,10 +202,8 @@ impl Bindings {
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if let Claim::Replay(binding) = IDEMPOTENCY
-            .begin(&tx, org, "ActivateBinding", &command.request_id, &command)
-            .await?
-        {
+        let call = IDEMPOTENCY.call(org, "ActivateBinding", &command.request_id);
+        if let Claim::Replay(binding) = call.begin(&tx, &command).await? {
             return Ok(binding);
         }
         // Lock the organization's bindings in id order, then swap.
@@ -249,9 +227,7 @@ impl Bindings {
                 .detail(json!({ "disabled": previous })),
         )
         .await?;
-        IDEMPOTENCY
-            .finish(&tx, org, "ActivateBinding", &command.request_id, &activated)
-            .await?;
+        call.finish(&tx, &activated).await?;
         tx.commit().await?;
         tracing::info!(previous = ?previous, "binding activated");
         Ok(activated)

@@ -90,10 +90,8 @@ impl Runs {
         let org = caller.organization.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if let Claim::Replay(run) = IDEMPOTENCY
-            .begin(&tx, org, "StartRun", &command.request_id, &command)
-            .await?
-        {
+        let call = IDEMPOTENCY.call(org, "StartRun", &command.request_id);
+        if let Claim::Replay(run) = call.begin(&tx, &command).await? {
             return Ok(run);
         }
         db::bindings::BINDINGS
@@ -129,9 +127,7 @@ impl Runs {
                 })),
         )
         .await?;
-        IDEMPOTENCY
-            .finish(&tx, org, "StartRun", &command.request_id, &run)
-            .await?;
+        call.finish(&tx, &run).await?;
         tx.commit().await?;
         tracing::info!(run = %run.id, mode = run.mode.as_str(), "run queued");
         self.wake.notify_one();
@@ -187,10 +183,8 @@ impl Runs {
         let org = caller.organization.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if let Claim::Replay(run) = IDEMPOTENCY
-            .begin(&tx, org, "RetryRun", &command.request_id, &command)
-            .await?
-        {
+        let call = IDEMPOTENCY.call(org, "RetryRun", &command.request_id);
+        if let Claim::Replay(run) = call.begin(&tx, &command).await? {
             return Ok(run);
         }
         let failed = db::runs::RUNS
@@ -218,9 +212,7 @@ impl Runs {
                 .detail(json!({ "retry_of": failed.id })),
         )
         .await?;
-        IDEMPOTENCY
-            .finish(&tx, org, "RetryRun", &command.request_id, &run)
-            .await?;
+        call.finish(&tx, &run).await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(run)
