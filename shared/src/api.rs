@@ -298,13 +298,8 @@ impl Call<'_> {
         client: &impl GenericClient,
         request: &impl Serialize,
     ) -> Result<Claim<T>, IdempotencyError> {
-        let Call {
-            log,
-            scope,
-            method,
-            request_id,
-        } = *self;
-        let Some(id) = request_id.as_deref() else {
+        let (scope, method) = (self.scope, self.method);
+        let Some(id) = self.request_id.as_deref() else {
             return Ok(Claim::Fresh);
         };
         let digest = request_digest(id, request)?;
@@ -312,7 +307,7 @@ impl Call<'_> {
             .prepare_cached(&format!(
                 "insert into {} (scope, method, request_id, request_digest, created_at)
                  values ($1, $2, $3, $4, now()) on conflict do nothing",
-                log.table
+                self.log.table
             ))
             .await?;
         if client
@@ -326,7 +321,7 @@ impl Call<'_> {
             .prepare_cached(&format!(
                 "select request_digest, response from {}
                  where scope = $1 and method = $2 and request_id = $3",
-                log.table
+                self.log.table
             ))
             .await?;
         let row = client.query_one(&select, &[&scope, &method, &id]).await?;
@@ -347,13 +342,8 @@ impl Call<'_> {
         client: &impl GenericClient,
         response: &impl Serialize,
     ) -> Result<(), IdempotencyError> {
-        let Call {
-            log,
-            scope,
-            method,
-            request_id,
-        } = *self;
-        let Some(id) = request_id.as_deref() else {
+        let (scope, method) = (self.scope, self.method);
+        let Some(id) = self.request_id.as_deref() else {
             return Ok(());
         };
         let response =
@@ -361,7 +351,7 @@ impl Call<'_> {
         let update = client
             .prepare_cached(&format!(
                 "update {} set response = $4 where scope = $1 and method = $2 and request_id = $3",
-                log.table
+                self.log.table
             ))
             .await?;
         client
