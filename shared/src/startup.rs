@@ -188,7 +188,7 @@ impl Service {
 
 /// What a service binary is made of, so the subcommands every service has (`serve`,
 /// `migrate`, `token`, `completions`) and the order a service starts in are written once,
-/// in [`cli::run_service`](crate::cli::run_service) and [`ServiceBinary::build`].
+/// in [`cli::service_main`](crate::cli::service_main) and [`ServiceBinary::build`].
 pub trait ServiceBinary {
     type Config: crate::config::ServiceConfig + Send;
     /// What the service's own settings come to once checked (schedules parsed, policies
