@@ -200,7 +200,7 @@ pub trait ServiceBinary {
     const SCHEMA: db::Schema;
 
     /// The service's own settings, checked before anything connects: a setting that does
-    /// not hold is a configuration error at start (exit 78), never later.
+    /// not hold stops the start with a configuration error, never later.
     fn check(config: &Self::Config) -> Result<Self::Checked, String>;
 
     /// The service on its foundation: its parts, its gRPC services registered, its
