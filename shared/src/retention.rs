@@ -119,7 +119,7 @@ impl Pruner {
     }
 
     /// One pass over every rule, until each has nothing left past its age (or has
-    /// deleted [`MAX_BATCHES_PER_PASS`] batches); stops between batches when draining.
+    /// deleted `MAX_BATCHES_PER_PASS` batches); stops between batches when draining.
     pub async fn prune(&self, drain: &Drain) -> Result<Pruned, DbError> {
         let client = self.pool.get().await?;
         let mut pruned = Vec::with_capacity(self.rules.len());

@@ -14,7 +14,7 @@ pub const DEV_KEY: &str =
 
 /// Why a connection string was refused. No variant carries any part of a value: a segment
 /// is named by its position, and a key name is quoted only when it looks like one (see
-/// [`plausible_key_name`]), because a pasted secret often lands where a key name belongs.
+/// `plausible_key_name`), because a pasted secret often lands where a key name belongs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionStringError {
     #[error("segment {0} is not key=value")]

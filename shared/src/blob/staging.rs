@@ -3,7 +3,7 @@
 //! object and renames it into place when the upload completes (an upload that fails is
 //! removed as it is dropped), so a killed writer leaves that staging file; an S3 store
 //! keeps a killed writer's multipart upload, billed, until it is aborted (see
-//! [`super::multipart`]). [`BlobStore::interrupted_uploads`] finds both, with when each
+//! `blob::multipart`). [`BlobStore::interrupted_uploads`] finds both, with when each
 //! was last written to, so the service that wrote them can remove those no writer holds
 //! any more. A write that fails in a live process aborts its own upload (see
 //! `EncryptedStore::write`). Azure has no abort: it discards an interrupted upload's

@@ -1,5 +1,5 @@
-//! Queries over `migration.run_items`: planning pages, leases (claim in [`claim`],
-//! heartbeat, release), outcomes (recorded in [`record`]), and listings by state or by
+//! Queries over `migration.run_items`: planning pages, leases (claim in [`claim`](mod@claim),
+//! heartbeat, release), outcomes (recorded in [`record`](mod@record)), and listings by state or by
 //! outcome sequence.
 
 mod claim;
