@@ -175,3 +175,43 @@ async fn metrics_are_served_as_prometheus_text() {
     assert!(response.status().is_success());
     app.stop().await.unwrap();
 }
+
+/// A service's own setting that does not hold stops the start before anything connects:
+/// the database below has nothing listening, so a start that connected first would fail
+/// on it instead.
+#[tokio::test]
+async fn a_bad_service_setting_stops_startup_before_anything_connects() {
+    use stowage_shared::startup::{ServiceBinary, StartupError};
+
+    let test_db = TestDb::empty().await.unwrap();
+    let mut common = stowage_integration::app::test_common(&test_db).unwrap();
+    common.database.url = "postgres://postgres@127.0.0.1:1/postgres".to_owned().into();
+
+    let migration = migration_svc::config::RunnerConfig {
+        verify_schedule: Some("every now and then".into()),
+        ..Default::default()
+    };
+    let refused = migration_svc::startup::App::build(migration_svc::config::Config {
+        common: common.clone(),
+        migration,
+    })
+    .await
+    .err()
+    .expect("migration-svc refuses the schedule");
+    assert!(matches!(refused, StartupError::Config(_)), "{refused}");
+    assert!(refused.to_string().contains("verify_schedule"), "{refused}");
+
+    let archive = archive_svc::config::ArchiveConfig {
+        schedule: "every now and then".into(),
+        ..Default::default()
+    };
+    let refused = archive_svc::startup::App::build(archive_svc::config::Config { common, archive })
+        .await
+        .err()
+        .expect("archive-svc refuses the schedule");
+    assert!(matches!(refused, StartupError::Config(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("archive.schedule"),
+        "{refused}"
+    );
+}
