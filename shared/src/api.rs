@@ -85,8 +85,8 @@ impl<T, C> Page<T, C> {
 }
 
 /// The `next_page_token` of a page whose next cursor is `next` (empty on the last page).
-pub fn next_page_token<C: Serialize>(next: &Option<C>) -> String {
-    next.as_ref().map(page_token).unwrap_or_default()
+pub fn next_page_token<C: Serialize>(next: &Option<C>) -> Result<String, Status> {
+    next.as_ref().map_or(Ok(String::new()), page_token)
 }
 
 /// A server-streaming response, as every streaming method returns it.
@@ -169,10 +169,12 @@ pub fn optional_reason(raw: &str) -> Result<&str, InvalidArgument> {
     text("reason", raw, MAX_REASON_CHARS)
 }
 
-/// Encodes a keyset cursor as an opaque page token.
-pub fn page_token<C: Serialize>(cursor: &C) -> String {
-    let json = serde_json::to_vec(cursor).unwrap_or_default();
-    URL_SAFE_NO_PAD.encode(json)
+/// Encodes a keyset cursor as an opaque page token: an error, never the empty token that
+/// would tell the caller the listing has ended.
+pub fn page_token<C: Serialize>(cursor: &C) -> Result<String, Status> {
+    let json = serde_json::to_vec(cursor)
+        .map_err(|e| Status::internal(format!("page cursor does not serialize: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
 }
 
 /// Decodes a page token made by [`page_token`]; empty means the first page.
@@ -443,14 +445,22 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_and_reject_forgeries() {
-        let token = page_token(&("2026-01-01", 42));
+        let token = page_token(&("2026-01-01", 42)).unwrap();
         let cursor: Option<(String, i32)> = parse_page_token(&token).unwrap();
         assert_eq!(cursor, Some(("2026-01-01".to_owned(), 42)));
         assert!(parse_page_token::<(String, i32)>("!!!").is_err());
-        assert_eq!(next_page_token(&Some(("2026-01-01", 42))), token);
-        assert_eq!(next_page_token::<i64>(&None), "");
-        assert!(parse_page_token::<(String, i32)>(&page_token(&"x")).is_err());
+        assert_eq!(next_page_token(&Some(("2026-01-01", 42))).unwrap(), token);
+        assert_eq!(next_page_token::<i64>(&None).unwrap(), "");
+        let other = page_token(&"x").unwrap();
+        assert!(parse_page_token::<(String, i32)>(&other).is_err());
         assert_eq!(parse_page_token::<String>("").unwrap(), None);
+    }
+
+    #[test]
+    fn a_cursor_that_cannot_be_serialized_is_an_error_not_the_last_page() {
+        let keyed_by_pairs = std::collections::HashMap::from([((1u8, 2u8), 3u8)]);
+        let status = next_page_token(&Some(keyed_by_pairs)).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl ArchiveService for ArchiveApi {
                 .into_iter()
                 .map(|job| self.archives.view(job).into())
                 .collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 

@@ -54,7 +54,7 @@ impl BindingService for BindingApi {
         let page = self.bindings.list(&caller, query).await?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 

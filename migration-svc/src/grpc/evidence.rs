@@ -34,7 +34,7 @@ impl EvidenceService for EvidenceApi {
         let page = self.evidence.audit_entries(&caller, query).await?;
         Ok(Response::new(pb::ListAuditEntriesResponse {
             entries: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 
@@ -57,7 +57,7 @@ impl EvidenceService for EvidenceApi {
                     payload_json: e.payload.to_string(),
                 })
                 .collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 
@@ -69,7 +69,7 @@ impl EvidenceService for EvidenceApi {
         let page = self.evidence.events(&caller, true, query).await?;
         Ok(Response::new(pb::ListSecurityEventsResponse {
             events: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 }

@@ -137,7 +137,7 @@ impl ArtifactService for ArtifactApi {
         let page = self.artifacts.list(&caller, query).await?;
         Ok(Response::new(pb::ListArtifactsResponse {
             artifacts: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 

@@ -72,7 +72,7 @@ impl MigrationService for MigrationApi {
         let page = self.runs.list(&caller, query).await?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 
@@ -84,7 +84,7 @@ impl MigrationService for MigrationApi {
         let page = self.runs.items(&caller, query).await?;
         Ok(Response::new(pb::ListRunItemsResponse {
             items: page.items.into_iter().map(Into::into).collect(),
-            next_page_token: api::next_page_token(&page.next),
+            next_page_token: api::next_page_token(&page.next)?,
         }))
     }
 
