@@ -1,4 +1,4 @@
 //! migration-svc's errors are the one error type both services share, with its one mapping to
 //! gRPC status codes: [`stowage_shared::error`].
 
-pub use stowage_shared::error::{Error, Result};
+pub use stowage_shared::error::{Error, OrNotFound, Result};

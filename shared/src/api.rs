@@ -222,9 +222,10 @@ pub enum IdempotencyError {
     Mismatch(String),
     #[error("stored response for request_id {0:?} cannot be decoded")]
     Corrupt(String),
-    /// The request could not be serialized to be compared with the stored one (never a
-    /// digest of nothing, which would make every such request a replay of the first).
-    #[error("request for request_id {0:?} cannot be serialized to be compared")]
+    /// The request (to be compared with the stored one) or the response (to be stored)
+    /// does not serialize; never a digest of nothing, which would make every such request
+    /// a replay of the first.
+    #[error("request or response for request_id {0:?} does not serialize")]
     Unserializable(String),
     #[error(transparent)]
     Db(#[from] DbError),
@@ -348,8 +349,8 @@ impl Call<'_> {
         let Some(id) = self.request_id.as_deref() else {
             return Ok(());
         };
-        let response =
-            serde_json::to_value(response).map_err(|_| IdempotencyError::Corrupt(id.to_owned()))?;
+        let response = serde_json::to_value(response)
+            .map_err(|_| IdempotencyError::Unserializable(id.to_owned()))?;
         let update = client
             .prepare_cached(&format!(
                 "update {} set response = $4 where scope = $1 and method = $2 and request_id = $3",

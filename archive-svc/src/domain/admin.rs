@@ -6,7 +6,6 @@ use chrono::Utc;
 use futures::{Stream, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{Claim, RequestId},
     auth::{Principal, Role},
@@ -27,7 +26,10 @@ use super::{
     stores::{StoreSetting, StoreVersion},
     verify::{Report, VerifyArchives},
 };
-use crate::{db, error::Result};
+use crate::{
+    db,
+    error::{OrNotFound, Result},
+};
 
 /// What destroying a tenant's keys did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

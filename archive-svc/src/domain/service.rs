@@ -7,7 +7,6 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::db::RowLock;
-use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{Claim, Page, RequestId},
     auth::{Principal, Role},
@@ -31,7 +30,7 @@ use super::{
 };
 use crate::{
     db::{self, garbage::Cause},
-    error::Result,
+    error::{OrNotFound, Result},
 };
 
 /// Who asked for a restore.

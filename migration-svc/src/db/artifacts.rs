@@ -122,33 +122,29 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Artifact>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.artifacts
-             where organization_id = $1
-               and ($2::uuid is null or binding_id = $2)
-               and ($3::text is null or purpose = $3)
-               and ($4 or delete_time is null)
-               and ($5::uuid is null or id > $5)
-             order by id limit $6"
-        ))
-        .await?;
-    client
-        .query(
-            &statement,
-            &[
-                &org,
-                &filter.binding,
-                &filter.purpose,
-                &filter.show_deleted,
-                &after,
-                &limit,
-            ],
-        )
-        .await?
-        .iter()
-        .map(artifact)
-        .collect()
+    let sql = format!(
+        "select {COLUMNS} from migration.artifacts
+         where organization_id = $1
+           and ($2::uuid is null or binding_id = $2)
+           and ($3::text is null or purpose = $3)
+           and ($4 or delete_time is null)
+           and ($5::uuid is null or id > $5)
+         order by id limit $6"
+    );
+    db::query_map(
+        client,
+        &sql,
+        &[
+            &org,
+            &filter.binding,
+            &filter.purpose,
+            &filter.show_deleted,
+            &after,
+            &limit,
+        ],
+        artifact,
+    )
+    .await
 }
 
 pub async fn mark_deleted(

@@ -110,22 +110,15 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Binding>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.bindings
-             where organization_id = $1
-               and ($2::text is null or state = $2)
-               and ($3::uuid is null or id > $3)
-             order by id limit $4"
-        ))
-        .await?;
+    let sql = format!(
+        "select {COLUMNS} from migration.bindings
+         where organization_id = $1
+           and ($2::text is null or state = $2)
+           and ($3::uuid is null or id > $3)
+         order by id limit $4"
+    );
     let state = state.map(BindingState::as_str);
-    client
-        .query(&statement, &[&org, &state, &after, &limit])
-        .await?
-        .iter()
-        .map(binding)
-        .collect()
+    db::query_map(client, &sql, &[&org, &state, &after, &limit], binding).await
 }
 
 pub async fn update_credential(

@@ -38,9 +38,7 @@ pub async fn candidates(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Candidate>> {
-    let statement = client.prepare_cached(&CANDIDATES).await?;
-    let rows = client.query(&statement, &[&run_id, &after, &limit]).await?;
-    rows.iter().map(candidate).collect()
+    db::query_map(client, &CANDIDATES, &[&run_id, &after, &limit], candidate).await
 }
 
 fn candidate(row: &Row) -> Result<Candidate> {

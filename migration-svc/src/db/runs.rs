@@ -112,24 +112,20 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Run>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.runs
-             where organization_id = $1
-               and ($2::text is null or state = $2)
-               and ($3::uuid is null or id < $3)
-             order by id desc limit $4"
-        ))
-        .await?;
-    client
-        .query(
-            &statement,
-            &[&org, &state.map(RunState::as_str), &after, &limit],
-        )
-        .await?
-        .iter()
-        .map(run)
-        .collect()
+    let sql = format!(
+        "select {COLUMNS} from migration.runs
+         where organization_id = $1
+           and ($2::text is null or state = $2)
+           and ($3::uuid is null or id < $3)
+         order by id desc limit $4"
+    );
+    db::query_map(
+        client,
+        &sql,
+        &[&org, &state.map(RunState::as_str), &after, &limit],
+        run,
+    )
+    .await
 }
 
 /// Leases the oldest queued run, or a planning run whose planner stopped renewing its

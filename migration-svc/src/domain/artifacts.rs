@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream::BoxStream};
-use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{InvalidArgument, Page},
     auth::{Principal, Role},
@@ -22,7 +21,7 @@ use super::{
 };
 use crate::{
     db::{self, artifacts::ArtifactFilter},
-    error::{Error, Result},
+    error::{Error, OrNotFound, Result},
 };
 
 /// The key of an artifact's object on a binding: deterministic, so a repeated copy

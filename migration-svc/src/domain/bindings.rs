@@ -4,12 +4,11 @@
 
 use serde::Serialize;
 use serde_json::json;
-use stowage_shared::db::RowLock;
-use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     api::{Claim, Page, RequestId},
     auth::{Principal, Role},
     blob::{Credential, StoreConfig, posture},
+    db::RowLock,
 };
 use uuid::Uuid;
 
@@ -24,7 +23,7 @@ use super::{
 };
 use crate::{
     db,
-    error::{Error, Result},
+    error::{Error, OrNotFound, Result},
 };
 
 #[derive(Debug, Clone, Serialize)]

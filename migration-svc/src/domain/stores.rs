@@ -13,7 +13,6 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     blob::{BlobStore, Credential, EncryptedStore, StoreConfig, StoreOptions},
     keyring::KeyRing,
@@ -24,7 +23,7 @@ use uuid::Uuid;
 use super::model::bindings::Binding;
 use crate::{
     db,
-    error::{Error, Result},
+    error::{Error, OrNotFound, Result},
 };
 
 /// The authenticated context a credential is sealed under.

@@ -15,7 +15,6 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use stowage_shared::error::OrNotFound;
 use stowage_shared::{
     blob::{BlobStore, EncryptedStore, StoreConfig, StoreOptions, posture},
     db::GenericClient,
@@ -28,7 +27,7 @@ pub use version::{NewStore, StoreVersion};
 
 use crate::{
     db,
-    error::{Error, Result},
+    error::{Error, OrNotFound, Result},
 };
 
 /// The table of tenant keys (crypto-shredding).

@@ -1,6 +1,6 @@
-//! Queries over `migration.run_items`: planning pages, leases (claim in [`claim`](mod@claim),
-//! heartbeat, release), outcomes (recorded in [`record`](mod@record)), and listings by state or by
-//! outcome sequence.
+//! Queries over `migration.run_items`: planning pages, leases (claim in
+//! [`claim`](mod@claim), heartbeat, release), outcomes (recorded in
+//! [`record`](mod@record)), and listings by state or by outcome sequence.
 
 mod claim;
 mod record;
@@ -188,23 +188,19 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<RunItem>> {
-    let statement = client
-        .prepare_cached(&format!(
-            "select {COLUMNS} from migration.run_items
-             where run_id = $1 and ($2::text is null or state = $2)
-               and ($3::uuid is null or artifact_id > $3)
-             order by artifact_id limit $4"
-        ))
-        .await?;
-    client
-        .query(
-            &statement,
-            &[&run_id, &state.map(ItemState::as_str), &after, &limit],
-        )
-        .await?
-        .iter()
-        .map(item)
-        .collect()
+    let sql = format!(
+        "select {COLUMNS} from migration.run_items
+         where run_id = $1 and ($2::text is null or state = $2)
+           and ($3::uuid is null or artifact_id > $3)
+         order by artifact_id limit $4"
+    );
+    db::query_map(
+        client,
+        &sql,
+        &[&run_id, &state.map(ItemState::as_str), &after, &limit],
+        item,
+    )
+    .await
 }
 
 /// Outcomes numbered after `after`, in order.

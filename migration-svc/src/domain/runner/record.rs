@@ -5,7 +5,6 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use stowage_shared::db::RowLock;
-use stowage_shared::error::OrNotFound;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -24,7 +23,7 @@ use crate::{
         model::runs::{FailureCause, ItemCause, ItemState, Run, RunItem, RunState, Tally},
         runs::lifecycle::{self, Failure},
     },
-    error::{Error, Result},
+    error::{Error, OrNotFound, Result},
 };
 
 /// Outcomes recorded in one statement at most.
