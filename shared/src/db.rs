@@ -53,6 +53,18 @@ pub enum RowLock {
     ForUpdate,
 }
 
+/// A condition on `$2` and its value, for [`OwnedRows::page`].
+pub type Filter<'a> = (&'a str, &'a (dyn tokio_postgres::types::ToSql + Sync));
+
+/// Which way a keyset page runs through ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdOrder {
+    /// Lowest id first.
+    Ascending,
+    /// Highest id first (newest first, for UUIDv7 ids).
+    Descending,
+}
+
 /// A table whose rows have a UUID `id` and belong to an owner (an organization, a tenant),
 /// read one row at a time: scoped to the owner for a caller, unscoped (`None`) for the
 /// service's own work.
@@ -114,6 +126,31 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
     {
         let row = self.get(client, owner, id, lock).await?;
         row.ok_or_else(|| RowMissing::new(self.noun, id).into())
+    }
+
+    /// One keyset page of `owner`'s rows: at most `limit`, past `after` in `order` of id,
+    /// narrowed by `filter`, a condition on `$2` that holds when its value is null
+    /// (`("($2::text is null or state = $2)", &state)`).
+    pub async fn page(
+        &self,
+        client: &impl GenericClient,
+        owner: &str,
+        filter: Filter<'_>,
+        after: Option<uuid::Uuid>,
+        limit: i64,
+        order: IdOrder,
+    ) -> Result<Vec<T>, E> {
+        let (past, direction) = match order {
+            IdOrder::Ascending => (">", "asc"),
+            IdOrder::Descending => ("<", "desc"),
+        };
+        let sql = format!(
+            "select {} from {} where {} = $1 and {}
+               and ($3::uuid is null or id {past} $3)
+             order by id {direction} limit $4",
+            self.columns, self.table, self.owner_column, filter.0
+        );
+        query_map(client, &sql, &[&owner, filter.1, &after, &limit], self.map).await
     }
 
     /// `owner`'s row `id`, read on a connection of its own (a caller's lookup).

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use stowage_shared::{
-    db::{self, GenericClient, OwnedRows},
+    db::{self, Filter, GenericClient, IdOrder, OwnedRows},
     tenant_keys::Wrapped,
 };
 use tokio_postgres::Row;
@@ -75,14 +75,19 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Job>> {
-    let sql = format!(
-        "select {COLUMNS} from archive.scan_jobs
-         where tenant_id = $1
-           and ($2::bool is null or (archived_at is not null) = $2)
-           and ($3::uuid is null or id > $3)
-         order by id limit $4"
+    let archived_is: Filter = (
+        "($2::bool is null or (archived_at is not null) = $2)",
+        &archived,
     );
-    db::query_map(client, &sql, &[&tenant, &archived, &after, &limit], job).await
+    JOBS.page(
+        client,
+        tenant,
+        archived_is,
+        after,
+        limit,
+        IdOrder::Ascending,
+    )
+    .await
 }
 
 /// Hot terminal jobs idle past their window at `$3` (windows as `$1` statuses and `$2`

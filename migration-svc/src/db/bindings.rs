@@ -3,7 +3,7 @@
 
 use stowage_shared::{
     blob::{Location, Provider},
-    db::{self, GenericClient, OwnedRows},
+    db::{self, Filter, GenericClient, IdOrder, OwnedRows},
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -110,15 +110,11 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Binding>> {
-    let sql = format!(
-        "select {COLUMNS} from migration.bindings
-         where organization_id = $1
-           and ($2::text is null or state = $2)
-           and ($3::uuid is null or id > $3)
-         order by id limit $4"
-    );
     let state = state.map(BindingState::as_str);
-    db::query_map(client, &sql, &[&org, &state, &after, &limit], binding).await
+    let state_is: Filter = ("($2::text is null or state = $2)", &state);
+    BINDINGS
+        .page(client, org, state_is, after, limit, IdOrder::Ascending)
+        .await
 }
 
 pub async fn update_credential(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stowage_shared::db::{self, GenericClient, OwnedRows};
+use stowage_shared::db::{self, Filter, GenericClient, IdOrder, OwnedRows};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -112,20 +112,10 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Run>> {
-    let sql = format!(
-        "select {COLUMNS} from migration.runs
-         where organization_id = $1
-           and ($2::text is null or state = $2)
-           and ($3::uuid is null or id < $3)
-         order by id desc limit $4"
-    );
-    db::query_map(
-        client,
-        &sql,
-        &[&org, &state.map(RunState::as_str), &after, &limit],
-        run,
-    )
-    .await
+    let state = state.map(RunState::as_str);
+    let state_is: Filter = ("($2::text is null or state = $2)", &state);
+    RUNS.page(client, org, state_is, after, limit, IdOrder::Descending)
+        .await
 }
 
 /// Leases the oldest queued run, or a planning run whose planner stopped renewing its

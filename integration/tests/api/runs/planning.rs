@@ -246,3 +246,53 @@ async fn start_run_requests_are_validated_and_need_an_org_admin() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_a_page_at_a_time_and_by_state() {
+    let app = spawn_app().await.unwrap();
+    let token = app.token("acme", &[Role::OrgAdmin]);
+    let (_, _, target) = migration::memory_source_and_target(&app, &token, &[10])
+        .await
+        .unwrap();
+    let mut runs = app.runs(Some(&token)).await;
+    let mut started = Vec::new();
+    for _ in 0..3 {
+        let request = start_request(&target.id, pb::MigrationMode::DryRun);
+        let run = migration::run_to_end(&mut runs, request, WAIT)
+            .await
+            .unwrap();
+        started.push(run.id);
+    }
+    started.reverse();
+
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..10 {
+        let page = runs
+            .list_runs(pb::ListRunsRequest {
+                page_size: 1,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.runs.len() <= 1);
+        seen.extend(page.runs.into_iter().map(|r| r.id));
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, started, "newest first, each run once");
+
+    let by_state = |state: pb::RunState| pb::ListRunsRequest {
+        state: state.into(),
+        ..Default::default()
+    };
+    let completed = runs.list_runs(by_state(pb::RunState::Completed)).await;
+    assert_eq!(completed.unwrap().into_inner().runs.len(), 3);
+    let running = runs.list_runs(by_state(pb::RunState::Running)).await;
+    assert!(running.unwrap().into_inner().runs.is_empty());
+    app.stop().await.unwrap();
+}
