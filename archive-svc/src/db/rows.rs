@@ -19,7 +19,7 @@ pub async fn take<R: Row>(
     let copy = format!(
         "copy (delete from {} where job_id = '{job_id}' returning {}) to stdout (format binary)",
         R::TABLE,
-        R::COLUMNS
+        R::COLUMNS.join(", ")
     );
     let stream = tx.copy_out(&copy).await?;
     Ok(BinaryCopyOutStream::new(stream, R::TYPES).map(|row| Ok(R::from_copy(&row?)?)))
@@ -38,7 +38,7 @@ impl<R: Row> CopyIn<R> {
             .copy_in(&format!(
                 "copy {} ({}) from stdin (format binary)",
                 R::TABLE,
-                R::COLUMNS
+                R::COLUMNS.join(", ")
             ))
             .await?;
         Ok(Self {

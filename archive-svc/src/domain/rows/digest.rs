@@ -3,7 +3,6 @@
 //! with the row count. It proves a restore put back exactly what was archived.
 
 use aws_lc_rs::digest::{Context, SHA256};
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Row;
@@ -27,38 +26,15 @@ impl Canonical {
         self.0.extend_from_slice(&value.to_be_bytes());
     }
 
-    pub(super) fn opt_int(&mut self, value: Option<i64>) {
-        match value {
-            Some(v) => {
-                self.0.push(1);
-                self.int(v);
-            }
-            None => self.0.push(0),
-        }
+    /// Whether a nullable value follows.
+    pub(super) fn present(&mut self, present: bool) {
+        self.0.push(u8::from(present));
     }
 
     pub(super) fn text(&mut self, value: &str) {
         self.0
             .extend_from_slice(&(value.len() as u64).to_be_bytes());
         self.0.extend_from_slice(value.as_bytes());
-    }
-
-    pub(super) fn opt_text(&mut self, value: Option<&str>) {
-        match value {
-            Some(v) => {
-                self.0.push(1);
-                self.text(v);
-            }
-            None => self.0.push(0),
-        }
-    }
-
-    pub(super) fn time(&mut self, value: &DateTime<Utc>) {
-        self.int(value.timestamp_micros());
-    }
-
-    pub(super) fn opt_time(&mut self, value: Option<&DateTime<Utc>>) {
-        self.opt_int(value.map(DateTime::timestamp_micros));
     }
 }
 
