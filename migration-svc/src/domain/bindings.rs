@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::json;
 use stowage_shared::{
-    api::{Claim, Page, RequestId},
+    api::{Page, RequestId},
     auth::{Principal, Role},
     blob::{Credential, StoreConfig, posture},
     db::RowLock,
@@ -13,8 +13,8 @@ use stowage_shared::{
 use uuid::Uuid;
 
 use super::{
-    IDEMPOTENCY,
-    evidence::{self, Evidence},
+    command::{self, Command, commands},
+    evidence::Evidence,
     model::{
         bindings::{Binding, BindingState},
         evidence::AuditEntry,
@@ -56,6 +56,12 @@ pub struct ActivateBinding {
     pub request_id: RequestId,
 }
 
+commands! {
+    CreateBinding => "CreateBinding",
+    UpdateCredential => "UpdateBindingCredential",
+    ActivateBinding => "ActivateBinding",
+}
+
 #[derive(Clone, Debug)]
 pub struct Bindings {
     pool: deadpool_postgres::Pool,
@@ -75,13 +81,23 @@ impl Bindings {
     #[tracing::instrument(skip_all, fields(org = %caller.organization))]
     pub async fn create(&self, caller: &Principal, command: CreateBinding) -> Result<Binding> {
         caller.require(Role::OrgAdmin)?;
+        let binding = command::run(&self.pool, caller, &command, async |tx, entry| {
+            self.insert(tx, caller, &command, entry).await
+        })
+        .await?;
+        tracing::info!(binding = %binding.id, provider = binding.provider.as_str(), "binding created");
+        Ok(binding)
+    }
+
+    /// A new pending binding of `caller`'s organization, its credential sealed.
+    async fn insert(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        caller: &Principal,
+        command: &CreateBinding,
+        entry: AuditEntry,
+    ) -> Result<(Binding, AuditEntry)> {
         let org = caller.organization.as_str();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let call = IDEMPOTENCY.call(org, "CreateBinding", &command.request_id);
-        if let Claim::Replay(binding) = call.begin(&tx, &command).await? {
-            return Ok(binding);
-        }
         let now = stowage_shared::db::now();
         let id = Uuid::now_v7();
         let sealed = self.stores.seal(id, &command.store.credential)?;
@@ -99,19 +115,12 @@ impl Bindings {
             activate_time: None,
             disable_time: None,
         };
-        db::organizations::ensure(&tx, org).await?;
-        db::bindings::insert(&tx, &binding, &sealed).await?;
-        evidence::audit(
-            &tx,
-            &AuditEntry::new(caller, "CreateBinding")
-                .binding(id)
-                .detail(json!({ "provider": binding.provider.as_str() })),
-        )
-        .await?;
-        call.finish(&tx, &binding).await?;
-        tx.commit().await?;
-        tracing::info!(binding = %id, provider = binding.provider.as_str(), "binding created");
-        Ok(binding)
+        db::organizations::ensure(tx, org).await?;
+        db::bindings::insert(tx, &binding, &sealed).await?;
+        let entry = entry
+            .binding(id)
+            .detail(json!({ "provider": binding.provider.as_str() }));
+        Ok((binding, entry))
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Binding> {
@@ -145,34 +154,25 @@ impl Bindings {
     ) -> Result<Binding> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let call = IDEMPOTENCY.call(org, "UpdateBindingCredential", &command.request_id);
-        if let Claim::Replay(binding) = call.begin(&tx, &command).await? {
-            return Ok(binding);
-        }
-        let current = db::bindings::BINDINGS
-            .find(&tx, Some(org), command.id, RowLock::ForUpdate)
-            .await?;
-        let store = StoreConfig {
-            provider: current.provider,
-            location: current.location.clone(),
-            credential: command.credential.clone(),
-        }
-        .validated()?;
-        let sealed = self.stores.seal(current.id, &store.credential)?;
-        let binding =
-            db::bindings::update_credential(&tx, current.id, store.credential.kind(), &sealed)
+        let binding = command::run(&self.pool, caller, &command, async |tx, entry| {
+            let current = db::bindings::BINDINGS
+                .find(tx, Some(org), command.id, RowLock::ForUpdate)
                 .await?;
-        evidence::audit(
-            &tx,
-            &AuditEntry::new(caller, "UpdateBindingCredential")
+            let store = StoreConfig {
+                provider: current.provider,
+                location: current.location.clone(),
+                credential: command.credential.clone(),
+            }
+            .validated()?;
+            let sealed = self.stores.seal(current.id, &store.credential)?;
+            let kind = store.credential.kind();
+            let binding = db::bindings::update_credential(tx, current.id, kind, &sealed).await?;
+            let entry = entry
                 .binding(binding.id)
-                .detail(json!({ "credential_kind": binding.credential_kind })),
-        )
+                .detail(json!({ "credential_kind": binding.credential_kind }));
+            Ok((binding, entry))
+        })
         .await?;
-        call.finish(&tx, &binding).await?;
-        tx.commit().await?;
         tracing::info!("binding credential replaced");
         Ok(binding)
     }
@@ -191,7 +191,7 @@ impl Bindings {
                 .await
                 .map_err(|e| Error::FailedPrecondition(e.to_string()))
         {
-            let attempt = AuditEntry::new(caller, "ActivateBinding")
+            let attempt = AuditEntry::new(caller, ActivateBinding::METHOD)
                 .binding(binding.id)
                 .failed(json!({ "posture_check": error.to_string() }));
             if let Err(audit_error) = self.evidence.audit_attempt(&attempt).await {
@@ -199,36 +199,28 @@ impl Bindings {
             }
             return Err(error);
         }
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let call = IDEMPOTENCY.call(org, "ActivateBinding", &command.request_id);
-        if let Claim::Replay(binding) = call.begin(&tx, &command).await? {
-            return Ok(binding);
-        }
-        // Lock the organization's bindings in id order, then swap.
-        let locked = db::bindings::lock_organization(&tx, org).await?;
-        let current = locked
-            .iter()
-            .find(|b| b.id == command.id)
-            .or_not_found("binding", command.id)?;
-        let previous = locked
-            .iter()
-            .find(|b| b.state == BindingState::Active && b.id != current.id)
-            .map(|b| b.id);
-        if let Some(previous) = previous {
-            db::bindings::set_state(&tx, previous, BindingState::Disabled).await?;
-        }
-        let activated = db::bindings::set_state(&tx, current.id, BindingState::Active).await?;
-        evidence::audit(
-            &tx,
-            &AuditEntry::new(caller, "ActivateBinding")
+        let activated = command::run(&self.pool, caller, &command, async |tx, entry| {
+            // Lock the organization's bindings in id order, then swap.
+            let locked = db::bindings::lock_organization(tx, org).await?;
+            let current = locked
+                .iter()
+                .find(|b| b.id == command.id)
+                .or_not_found("binding", command.id)?;
+            let previous = locked
+                .iter()
+                .find(|b| b.state == BindingState::Active && b.id != current.id)
+                .map(|b| b.id);
+            if let Some(previous) = previous {
+                db::bindings::set_state(tx, previous, BindingState::Disabled).await?;
+            }
+            let activated = db::bindings::set_state(tx, current.id, BindingState::Active).await?;
+            tracing::info!(previous = ?previous, "binding activated");
+            let entry = entry
                 .binding(activated.id)
-                .detail(json!({ "disabled": previous })),
-        )
+                .detail(json!({ "disabled": previous }));
+            Ok((activated, entry))
+        })
         .await?;
-        call.finish(&tx, &activated).await?;
-        tx.commit().await?;
-        tracing::info!(previous = ?previous, "binding activated");
         Ok(activated)
     }
 }

@@ -6,6 +6,7 @@
 pub mod artifacts;
 pub mod bindings;
 pub mod cleanup;
+mod command;
 pub mod copy;
 pub mod evidence;
 pub mod model;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use stowage_shared::db::{GenericClient, RowLock};
 use stowage_shared::{
-    api::{Claim, Page, RequestId},
+    api::{Page, RequestId},
     auth::{Principal, Role},
 };
 use tokio::sync::Notify;
@@ -21,7 +21,8 @@ use self::lifecycle::Ending;
 // Re-exported for the watcher, which takes runs and items from here.
 pub use super::model::runs::{Run, RunItem};
 use super::{
-    IDEMPOTENCY, evidence,
+    command::{self, commands},
+    evidence,
     model::{
         evidence::AuditEntry,
         runs::{ItemState, Limit, Mode, RunState, Scope},
@@ -53,6 +54,11 @@ pub struct RetryRun {
     pub reason: String,
     #[serde(skip)]
     pub request_id: RequestId,
+}
+
+commands! {
+    StartRun => "StartRun",
+    RetryRun => "RetryRun",
 }
 
 #[derive(Debug, Clone)]
@@ -88,47 +94,34 @@ impl Runs {
     pub async fn start(&self, caller: &Principal, command: StartRun) -> Result<Run> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let call = IDEMPOTENCY.call(org, "StartRun", &command.request_id);
-        if let Claim::Replay(run) = call.begin(&tx, &command).await? {
-            return Ok(run);
-        }
-        db::bindings::BINDINGS
-            .find(&tx, Some(org), command.target, RowLock::No)
-            .await?;
-        let scope = match command.from_dry_run {
-            Some(dry_run) => plans::executable_plan(&tx, org, dry_run, &command).await?,
-            None => command.scope.clone(),
-        };
-        let mut run = new_run(
-            caller,
-            command.target,
-            command.mode,
-            &command.reason,
-            command.limit,
-            scope,
-            None,
-        );
-        run.from_dry_run = command.from_dry_run;
-        insert_open(&tx, &run).await?;
-        evidence::audit(
-            &tx,
-            &AuditEntry::new(caller, "StartRun")
-                .run(run.id)
-                .binding(run.target_binding_id)
-                .mode(run.mode)
-                .reason(&run.reason)
-                .detail(json!({
-                    "limit": run.limit,
-                    "scope": run.scope,
-                    "from_dry_run": run.from_dry_run,
-                    "accept_drift": command.accept_drift,
-                })),
-        )
+        let run = command::run(&self.pool, caller, &command, async |tx, entry| {
+            db::bindings::BINDINGS
+                .find(tx, Some(org), command.target, RowLock::No)
+                .await?;
+            let scope = match command.from_dry_run {
+                Some(dry_run) => plans::executable_plan(tx, org, dry_run, &command).await?,
+                None => command.scope.clone(),
+            };
+            let mut run = new_run(
+                caller,
+                command.target,
+                command.mode,
+                &command.reason,
+                command.limit,
+                scope,
+                None,
+            );
+            run.from_dry_run = command.from_dry_run;
+            insert_open(tx, &run).await?;
+            let entry = opened(entry, &run).detail(json!({
+                "limit": run.limit,
+                "scope": run.scope,
+                "from_dry_run": run.from_dry_run,
+                "accept_drift": command.accept_drift,
+            }));
+            Ok((run, entry))
+        })
         .await?;
-        call.finish(&tx, &run).await?;
-        tx.commit().await?;
         tracing::info!(run = %run.id, mode = run.mode.as_str(), "run queued");
         self.wake.notify_one();
         Ok(run)
@@ -181,39 +174,26 @@ impl Runs {
     pub async fn retry(&self, caller: &Principal, command: RetryRun) -> Result<Run> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let call = IDEMPOTENCY.call(org, "RetryRun", &command.request_id);
-        if let Claim::Replay(run) = call.begin(&tx, &command).await? {
-            return Ok(run);
-        }
-        let failed = db::runs::RUNS
-            .find(&tx, Some(org), command.id, RowLock::ForUpdate)
-            .await?;
-        retryable(&failed)?;
-        let reason = retry_reason(&failed, &command.reason);
-        let run = new_run(
-            caller,
-            failed.target_binding_id,
-            failed.mode,
-            &reason,
-            failed.limit,
-            failed.scope.clone(),
-            Some(failed.id),
-        );
-        insert_open(&tx, &run).await?;
-        evidence::audit(
-            &tx,
-            &AuditEntry::new(caller, "RetryRun")
-                .run(run.id)
-                .binding(run.target_binding_id)
-                .mode(run.mode)
-                .reason(&run.reason)
-                .detail(json!({ "retry_of": failed.id })),
-        )
+        let run = command::run(&self.pool, caller, &command, async |tx, entry| {
+            let failed = db::runs::RUNS
+                .find(tx, Some(org), command.id, RowLock::ForUpdate)
+                .await?;
+            retryable(&failed)?;
+            let reason = retry_reason(&failed, &command.reason);
+            let run = new_run(
+                caller,
+                failed.target_binding_id,
+                failed.mode,
+                &reason,
+                failed.limit,
+                failed.scope.clone(),
+                Some(failed.id),
+            );
+            insert_open(tx, &run).await?;
+            let entry = opened(entry, &run).detail(json!({ "retry_of": failed.id }));
+            Ok((run, entry))
+        })
         .await?;
-        call.finish(&tx, &run).await?;
-        tx.commit().await?;
         self.wake.notify_one();
         Ok(run)
     }
@@ -254,6 +234,15 @@ impl Runs {
         }
         Ok(run)
     }
+}
+
+/// The audit entry of a newly queued run: its id, target, mode and reason.
+fn opened(entry: AuditEntry, run: &Run) -> AuditEntry {
+    entry
+        .run(run.id)
+        .binding(run.target_binding_id)
+        .mode(run.mode)
+        .reason(&run.reason)
 }
 
 /// Only a FAILED run is retried: a run that ended otherwise, or has not ended, is a
