@@ -6,16 +6,7 @@ use super::*;
 async fn deleting_a_job_removes_its_summary_rows_and_blob_and_is_audited() {
     let app = spawn_app().await.unwrap();
     let db = app.db.client().await.unwrap();
-    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 10, 10)
-        .await
-        .unwrap();
-    let admin = app.token("acme", &[Role::SuperAdmin]);
-    let archived = app
-        .archive_admin(Some(&admin))
-        .await
-        .archive_job(archive_request(job))
-        .await;
-    let key = BlobKey::new(archived.unwrap().into_inner().blob_key).unwrap();
+    let (job, _, key) = archived_job(&app, &db, ("COMPLETED", 20.0), (10, 10)).await;
     let org_admin = app.token("acme", &[Role::OrgAdmin]);
     let mut client = app.archive(Some(&org_admin)).await;
     let no_reason = pb::DeleteJobRequest {

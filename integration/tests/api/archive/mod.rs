@@ -30,6 +30,29 @@ fn archive_request(job: uuid::Uuid) -> pb::ArchiveJobRequest {
     }
 }
 
+/// A job of `acme` put in (`status`, terminal `days` ago, `items` scan items, `records`
+/// file records) and archived by a super admin: the job, that admin's token, its blob.
+async fn archived_job(
+    app: &stowage_integration::TestApp,
+    db: &tokio_postgres::Client,
+    (status, days): (&str, f64),
+    (items, records): (i64, i64),
+) -> (uuid::Uuid, String, BlobKey) {
+    let job = scans::insert_job(db, "acme", status, days, items, records)
+        .await
+        .unwrap();
+    let admin = app.token("acme", &[Role::SuperAdmin]);
+    let archived = app
+        .archive_admin(Some(&admin))
+        .await
+        .archive_job(archive_request(job))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archived.state(), pb::ArchiveState::Archived);
+    (job, admin, BlobKey::new(archived.blob_key).unwrap())
+}
+
 fn restore_request(job: uuid::Uuid) -> pb::RestoreJobRequest {
     pb::RestoreJobRequest {
         job_id: job.to_string(),

@@ -79,16 +79,7 @@ async fn gzip_archives_restore_too() {
 async fn restore_of_a_corrupt_blob_is_data_loss_and_inserts_nothing() {
     let app = spawn_app().await.unwrap();
     let db = app.db.client().await.unwrap();
-    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 300, 100)
-        .await
-        .unwrap();
-    let admin = app.token("acme", &[Role::SuperAdmin]);
-    let archived = app
-        .archive_admin(Some(&admin))
-        .await
-        .archive_job(archive_request(job))
-        .await;
-    let key = BlobKey::new(archived.unwrap().into_inner().blob_key).unwrap();
+    let (job, admin, key) = archived_job(&app, &db, ("COMPLETED", 20.0), (300, 100)).await;
     let store = archive_store(&app);
     let read = store.get(&key).await.unwrap();
     let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(read.stream)
@@ -121,16 +112,7 @@ async fn restore_of_a_corrupt_blob_is_data_loss_and_inserts_nothing() {
 async fn restore_of_a_missing_blob_is_not_found_and_the_job_stays_archived() {
     let app = spawn_app().await.unwrap();
     let db = app.db.client().await.unwrap();
-    let job = scans::insert_job(&db, "acme", "CANCELLED", 3.0, 10, 10)
-        .await
-        .unwrap();
-    let admin = app.token("acme", &[Role::SuperAdmin]);
-    let archived = app
-        .archive_admin(Some(&admin))
-        .await
-        .archive_job(archive_request(job))
-        .await;
-    let key = BlobKey::new(archived.unwrap().into_inner().blob_key).unwrap();
+    let (job, admin, key) = archived_job(&app, &db, ("CANCELLED", 3.0), (10, 10)).await;
     archive_store(&app).delete(&key).await.unwrap();
     let status = restore(&mut app.archive(Some(&admin)).await, job)
         .await
