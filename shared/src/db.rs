@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use tokio_postgres::error::SqlState;
 use tonic::Status;
 
-use crate::config::DatabaseConfig;
+use crate::{api::Page, config::DatabaseConfig};
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Pool, Transaction};
 
@@ -75,6 +75,8 @@ pub struct OwnedRows<T, E> {
     columns: &'static str,
     owner_column: &'static str,
     map: fn(&tokio_postgres::Row) -> Result<T, E>,
+    /// A row's `id`, the cursor of a page.
+    id: fn(&T) -> uuid::Uuid,
 }
 
 impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
@@ -84,6 +86,7 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
         columns: &'static str,
         owner_column: &'static str,
         map: fn(&tokio_postgres::Row) -> Result<T, E>,
+        id: fn(&T) -> uuid::Uuid,
     ) -> Self {
         Self {
             noun,
@@ -91,6 +94,7 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
             columns,
             owner_column,
             map,
+            id,
         }
     }
 
@@ -139,7 +143,7 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
         after: Option<uuid::Uuid>,
         limit: i64,
         order: IdOrder,
-    ) -> Result<Vec<T>, E> {
+    ) -> Result<Page<T, uuid::Uuid>, E> {
         let (past, direction) = match order {
             IdOrder::Ascending => (">", "asc"),
             IdOrder::Descending => ("<", "desc"),
@@ -150,7 +154,12 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
              order by id {direction} limit $4",
             self.columns, self.table, self.owner_column, filter.0
         );
-        query_map(client, &sql, &[&owner, filter.1, &after, &limit], self.map).await
+        // One row past the page says whether there is another.
+        let past_page = limit + 1;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&owner, filter.1, &after, &past_page];
+        let rows = query_map(client, &sql, &params, self.map).await?;
+        Ok(Page::from_rows(rows, limit, self.id))
     }
 
     /// `owner`'s row `id`, read on a connection of its own (a caller's lookup).

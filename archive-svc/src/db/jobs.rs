@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use stowage_shared::{
+    api::Page,
     db::{self, Filter, GenericClient, IdOrder, OwnedRows},
     tenant_keys::Wrapped,
 };
@@ -66,7 +67,9 @@ fn job(row: &Row) -> Result<Job> {
 /// Jobs by id, scoped to a tenant; a job is row-locked (`RowLock::ForUpdate`) by every
 /// transaction that archives, restores, moves or deletes it.
 pub const JOBS: OwnedRows<Job, Error> =
-    OwnedRows::new("job", "archive.scan_jobs", COLUMNS, "tenant_id", job);
+    OwnedRows::new("job", "archive.scan_jobs", COLUMNS, "tenant_id", job, |j| {
+        j.id
+    });
 
 pub async fn list(
     client: &impl GenericClient,
@@ -74,7 +77,7 @@ pub async fn list(
     archived: Option<bool>,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<Job>> {
+) -> Result<Page<Job, Uuid>> {
     let archived_is: Filter = (
         "($2::bool is null or (archived_at is not null) = $2)",
         &archived,

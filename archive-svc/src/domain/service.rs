@@ -141,9 +141,7 @@ impl Archives {
         limit: i64,
     ) -> Result<Page<Job, Uuid>> {
         let client = self.pool.get().await?;
-        let jobs =
-            db::jobs::list(&client, &caller.organization, archived, after, limit + 1).await?;
-        Ok(Page::from_rows(jobs, limit, |j| j.id))
+        db::jobs::list(&client, &caller.organization, archived, after, limit).await
     }
 
     /// `EnsureHot`: restores the job's rows if archived. Admin-triggered restores may

@@ -106,6 +106,7 @@ pub const ARTIFACTS: OwnedRows<Artifact, Error> = OwnedRows::new(
     COLUMNS,
     "organization_id",
     artifact,
+    |a| a.id,
 );
 
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! [`of_providers`], which the service's own upkeep uses.
 
 use stowage_shared::{
+    api::Page,
     blob::{Location, Provider},
     db::{self, Filter, GenericClient, IdOrder, OwnedRows},
 };
@@ -83,6 +84,7 @@ pub const BINDINGS: OwnedRows<Binding, Error> = OwnedRows::new(
     COLUMNS,
     "organization_id",
     binding,
+    |b| b.id,
 );
 
 /// The binding and its sealed credential.
@@ -109,7 +111,7 @@ pub async fn list(
     state: Option<BindingState>,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<Binding>> {
+) -> Result<Page<Binding, Uuid>> {
     let state = state.map(BindingState::as_str);
     let state_is: Filter = ("($2::text is null or state = $2)", &state);
     BINDINGS

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use stowage_shared::db::{self, Filter, GenericClient, IdOrder, OwnedRows};
+use stowage_shared::{
+    api::Page,
+    db::{self, Filter, GenericClient, IdOrder, OwnedRows},
+};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -102,8 +105,14 @@ pub async fn insert(client: &impl GenericClient, r: &Run) -> Result<()> {
 /// Runs by id, scoped to an organization unless `None` (the runner). Every transaction
 /// that changes a run's items locks the run first (`RowLock::ForUpdate`), so they never
 /// deadlock and outcome numbers follow commit order.
-pub const RUNS: OwnedRows<Run, Error> =
-    OwnedRows::new("run", "migration.runs", COLUMNS, "organization_id", run);
+pub const RUNS: OwnedRows<Run, Error> = OwnedRows::new(
+    "run",
+    "migration.runs",
+    COLUMNS,
+    "organization_id",
+    run,
+    |r| r.id,
+);
 
 pub async fn list(
     client: &impl GenericClient,
@@ -111,7 +120,7 @@ pub async fn list(
     state: Option<RunState>,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<Run>> {
+) -> Result<Page<Run, Uuid>> {
     let state = state.map(RunState::as_str);
     let state_is: Filter = ("($2::text is null or state = $2)", &state);
     RUNS.page(client, org, state_is, after, limit, IdOrder::Descending)

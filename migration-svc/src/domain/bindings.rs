@@ -135,15 +135,8 @@ impl Bindings {
         query: ListBindings,
     ) -> Result<Page<Binding, Uuid>> {
         let client = self.pool.get().await?;
-        let items = db::bindings::list(
-            &client,
-            &caller.organization,
-            query.state,
-            query.after,
-            query.limit + 1,
-        )
-        .await?;
-        Ok(Page::from_rows(items, query.limit, |b| b.id))
+        let org = &caller.organization;
+        db::bindings::list(&client, org, query.state, query.after, query.limit).await
     }
 
     #[tracing::instrument(skip_all, fields(org = %caller.organization, binding = %command.id))]

@@ -135,15 +135,8 @@ impl Runs {
 
     pub async fn list(&self, caller: &Principal, query: ListRuns) -> Result<Page<Run, Uuid>> {
         let client = self.pool.get().await?;
-        let runs = db::runs::list(
-            &client,
-            &caller.organization,
-            query.state,
-            query.after,
-            query.limit + 1,
-        )
-        .await?;
-        Ok(Page::from_rows(runs, query.limit, |r| r.id))
+        let org = &caller.organization;
+        db::runs::list(&client, org, query.state, query.after, query.limit).await
     }
 
     pub async fn items(&self, caller: &Principal, query: ListItems) -> Result<Page<RunItem, Uuid>> {
