@@ -8,14 +8,12 @@ use super::payload::BlobFormat;
 stowage_shared::text_enum! {
     /// A scan job's status, as the scanning application writes it.
     pub enum JobStatus {
-        Scanning = "SCANNING",
-        ReadyToTransfer = "READY_TO_TRANSFER",
-        Transferring = "TRANSFERRING",
-        Paused = "PAUSED",
-        Cancelled = "CANCELLED",
-        Failed = "FAILED",
-        ScanComplete = "SCAN_COMPLETE",
-        Completed = "COMPLETED",
+        // Under way: never archived.
+        Scanning = "SCANNING", ReadyToTransfer = "READY_TO_TRANSFER",
+        Transferring = "TRANSFERRING", Paused = "PAUSED",
+        // Ended (`TERMINAL`): archived once idle past their window.
+        Cancelled = "CANCELLED", Failed = "FAILED",
+        ScanComplete = "SCAN_COMPLETE", Completed = "COMPLETED",
     }
 }
 
