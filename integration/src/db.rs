@@ -13,6 +13,15 @@ use secrecy::SecretString;
 use stowage_shared::config::DatabaseConfig;
 use tokio_postgres::NoTls;
 
+/// The `count(*)` (or any bigint) that `sql` selects.
+pub async fn count(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<i64> {
+    Ok(client.query_one(sql, params).await?.try_get(0)?)
+}
+
 /// The admin URL tests connect with.
 pub fn admin_url() -> Result<String> {
     std::env::var("DATABASE_URL").context(

@@ -375,6 +375,15 @@ pub async fn upload(
     Ok(out)
 }
 
+/// How most migration tests begin: a fresh app, an org admin of `acme` and its bindings
+/// client.
+pub async fn acme_admin() -> Result<(TestApp, String, BindingServiceClient<Bearer>)> {
+    let app = crate::spawn_app().await?;
+    let token = app.token("acme", &[stowage_shared::auth::Role::OrgAdmin]);
+    let bindings = app.bindings(Some(&token)).await;
+    Ok((app, token, bindings))
+}
+
 /// An active memory binding holding artifacts of `sizes`, then a new active memory
 /// binding (the target) replacing it: `(source, artifacts, target)`.
 pub async fn memory_source_and_target(

@@ -1,19 +1,14 @@
 //! Binding activation and artifacts: posture checks, disabled bindings that refuse writes
 //! and still serve reads, verified uploads and downloads.
 
-use stowage_integration::{
-    migration::{self, ProxiedContainer},
-    spawn_app,
-};
+use stowage_integration::migration::{self, ProxiedContainer};
 use stowage_proto::migration::v1 as pb;
 use stowage_shared::{auth::Role, blob::azure::DEV_KEY};
 use tonic::Code;
 
 #[tokio::test]
 async fn activation_checks_posture_and_disables_the_binding_it_replaces() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     let first = migration::create_active(
         &mut bindings,
         migration::azurite_binding("first").await.unwrap(),
@@ -91,9 +86,7 @@ async fn activation_checks_posture_and_disables_the_binding_it_replaces() {
 
 #[tokio::test]
 async fn uploads_are_verified_and_downloads_come_back_byte_for_byte() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let mut artifacts = app.artifacts(Some(&token)).await;
 
     let none_active = migration::put(&mut artifacts, migration::metadata("document", "a"), b"x")
@@ -166,9 +159,7 @@ async fn uploads_are_verified_and_downloads_come_back_byte_for_byte() {
 
 #[tokio::test]
 async fn a_disabled_binding_refuses_writes_yet_serves_reads() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let mut artifacts = app.artifacts(Some(&token)).await;
     let old = ProxiedContainer::create().await.unwrap();
     let old_binding = migration::create_active(&mut bindings, old.binding("old"))

@@ -1,31 +1,41 @@
 //! Authentication and tenancy: no token, expired, wrong key, wrong organization, and roles.
 
-use stowage_integration::spawn_app;
+use stowage_integration::{TestApp, spawn_app};
 use stowage_proto::{archive::v1 as archive_pb, migration::v1 as pb};
 use stowage_shared::auth::{Claims, Role, TokenMinter};
-use tonic::Code;
+use tonic::{Code, Status};
 
 use crate::bindings::memory_binding;
+
+/// How a call with `token` (or none) to list bindings is refused.
+async fn bindings_refusal(app: &TestApp, token: Option<&str>) -> Status {
+    let mut bindings = app.bindings(token).await;
+    let listed = bindings.list_bindings(pb::ListBindingsRequest::default());
+    listed.await.unwrap_err()
+}
+
+/// How a call with `token` to list runs is refused.
+async fn runs_refusal(app: &TestApp, token: Option<&str>) -> Status {
+    let mut runs = app.runs(token).await;
+    let listed = runs.list_runs(pb::ListRunsRequest::default());
+    listed.await.unwrap_err()
+}
+
+/// How a call with `token` (or none) to read the archive policy is refused.
+async fn archive_refusal(app: &TestApp, token: Option<&str>) -> Status {
+    let mut archive = app.archive(token).await;
+    let read = archive.get_archive_policy(archive_pb::GetArchivePolicyRequest {});
+    read.await.unwrap_err()
+}
 
 #[tokio::test]
 async fn calls_without_a_token_are_unauthenticated() {
     let app = spawn_app().await.unwrap();
-    let mut bindings = app.bindings(None).await;
-    let status = bindings
-        .list_bindings(pb::ListBindingsRequest::default())
-        .await
-        .unwrap_err();
+    let status = bindings_refusal(&app, None).await;
     assert_eq!(status.code(), Code::Unauthenticated);
-    let mut archive = app.archive(None).await;
-    let status = archive
-        .get_archive_policy(archive_pb::GetArchivePolicyRequest {})
-        .await;
-    assert_eq!(status.unwrap_err().code(), Code::Unauthenticated);
-    let mut garbage = app.bindings(Some("not-a-token")).await;
-    let status = garbage
-        .list_bindings(pb::ListBindingsRequest::default())
-        .await
-        .unwrap_err();
+    let status = archive_refusal(&app, None).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = bindings_refusal(&app, Some("not-a-token")).await;
     assert_eq!(status.code(), Code::Unauthenticated);
     app.stop().await.unwrap();
 }
@@ -46,11 +56,7 @@ async fn expired_tokens_are_unauthenticated() {
             aud: None,
         })
         .unwrap();
-    let mut bindings = app.bindings(Some(&expired)).await;
-    let status = bindings
-        .list_bindings(pb::ListBindingsRequest::default())
-        .await
-        .unwrap_err();
+    let status = bindings_refusal(&app, Some(&expired)).await;
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.message().contains("expired"), "{}", status.message());
     app.stop().await.unwrap();
@@ -70,11 +76,7 @@ async fn tokens_signed_with_another_key_are_unauthenticated() {
             std::time::Duration::from_secs(60),
         )
         .unwrap();
-    let mut bindings = app.bindings(Some(&token)).await;
-    let status = bindings
-        .list_bindings(pb::ListBindingsRequest::default())
-        .await
-        .unwrap_err();
+    let status = bindings_refusal(&app, Some(&token)).await;
     assert_eq!(status.code(), Code::Unauthenticated);
     app.stop().await.unwrap();
 }
@@ -141,26 +143,11 @@ async fn members_cannot_create_or_change_bindings() {
 async fn a_token_with_no_role_is_permission_denied_in_both_services() {
     let app = spawn_app().await.unwrap();
     let no_role = app.token("acme", &[]);
-    let status = app
-        .bindings(Some(&no_role))
-        .await
-        .list_bindings(pb::ListBindingsRequest::default())
-        .await
-        .unwrap_err();
+    let status = bindings_refusal(&app, Some(&no_role)).await;
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let status = app
-        .runs(Some(&no_role))
-        .await
-        .list_runs(pb::ListRunsRequest::default())
-        .await
-        .unwrap_err();
+    let status = runs_refusal(&app, Some(&no_role)).await;
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let status = app
-        .archive(Some(&no_role))
-        .await
-        .get_archive_policy(archive_pb::GetArchivePolicyRequest {})
-        .await
-        .unwrap_err();
+    let status = archive_refusal(&app, Some(&no_role)).await;
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     app.stop().await.unwrap();
 }
@@ -169,28 +156,13 @@ async fn a_token_with_no_role_is_permission_denied_in_both_services() {
 async fn an_oversized_authorization_header_is_unauthenticated() {
     let app = spawn_app().await.unwrap();
     let huge = "a".repeat(20 * 1024);
-    let status = app
-        .bindings(Some(&huge))
-        .await
-        .list_bindings(pb::ListBindingsRequest::default())
-        .await
-        .unwrap_err();
+    let status = bindings_refusal(&app, Some(&huge)).await;
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    let status = app
-        .archive(Some(&huge))
-        .await
-        .get_archive_policy(archive_pb::GetArchivePolicyRequest {})
-        .await
-        .unwrap_err();
+    let status = archive_refusal(&app, Some(&huge)).await;
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     // A token a little under the bound is read and refused for what it is.
     let long = "a".repeat(8 * 1024);
-    let status = app
-        .bindings(Some(&long))
-        .await
-        .list_bindings(pb::ListBindingsRequest::default())
-        .await
-        .unwrap_err();
+    let status = bindings_refusal(&app, Some(&long)).await;
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     app.stop().await.unwrap();
 }

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use stowage_integration::spawn_app;
+use stowage_integration::{migration, spawn_app};
 use stowage_proto::migration::v1 as pb;
 use stowage_shared::{auth::Role, keyring};
 use tonic::Code;
@@ -28,9 +28,7 @@ fn azure_binding(account_key: &str) -> pb::CreateBindingRequest {
 
 #[tokio::test]
 async fn a_created_binding_is_pending_and_readable_without_its_secret() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     let created = bindings
         .create_binding(azure_binding("a2V5"))
         .await
@@ -56,9 +54,7 @@ async fn a_created_binding_is_pending_and_readable_without_its_secret() {
 
 #[tokio::test]
 async fn invalid_requests_are_invalid_argument() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     let mut unspecified = memory_binding("x");
     unspecified.provider = pb::Provider::Unspecified.into();
     let mut no_credential = memory_binding("x");
@@ -99,9 +95,7 @@ async fn invalid_requests_are_invalid_argument() {
 
 #[tokio::test]
 async fn listing_pages_through_every_binding_once() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     let mut created = Vec::new();
     for i in 0..5 {
         created.push(
@@ -146,9 +140,7 @@ async fn listing_pages_through_every_binding_once() {
 
 #[tokio::test]
 async fn a_repeated_request_id_returns_the_first_result() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     let mut request = memory_binding("once");
     request.request_id = "create-once-1".into();
     let first = bindings
@@ -175,9 +167,7 @@ async fn a_repeated_request_id_returns_the_first_result() {
 
 #[tokio::test]
 async fn updating_a_credential_replaces_it_and_returns_the_binding() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     let created = bindings
         .create_binding(azure_binding("a2V5"))
         .await
@@ -217,9 +207,7 @@ async fn updating_a_credential_replaces_it_and_returns_the_binding() {
 
 #[tokio::test]
 async fn a_malformed_connection_string_is_refused_without_quoting_any_part_of_the_key() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     let key = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         keyring::random_array::<64>().unwrap(),

@@ -61,9 +61,7 @@ async fn migration_cli_at(server: &str, token: &str, args: &[&str]) -> Output {
 
 #[tokio::test]
 async fn run_start_and_run_watch_exit_non_zero_when_the_run_fails() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let active = migration::create_active(&mut bindings, memory_binding("t"))
         .await
         .unwrap();
@@ -248,9 +246,7 @@ fn json(output: &Output) -> serde_json::Value {
 #[tokio::test]
 async fn run_subcommands_end_with_a_summary_line_when_piped_and_print_one_json_object_with_output_json()
  {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let active = migration::create_active(&mut bindings, memory_binding("t"))
         .await
         .unwrap();

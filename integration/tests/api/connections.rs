@@ -8,7 +8,6 @@ use stowage_integration::{
     app::{spawn_app_with, test_common},
     db::TestDb,
     migration::{self, memory_binding},
-    spawn_app,
 };
 use stowage_proto::migration::v1 as pb;
 use stowage_shared::auth::Role;
@@ -16,9 +15,7 @@ use tokio::{io::AsyncReadExt, net::TcpStream};
 
 #[tokio::test]
 async fn small_unary_replies_take_no_delayed_ack_stall() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, _, mut bindings) = migration::acme_admin().await.unwrap();
     for i in 0..8 {
         let mut request = memory_binding(&format!("binding-{i}"));
         request.display_name = format!("{i} {}", "a long display name ".repeat(8));

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use stowage_integration::{
     TestApp,
+    db::count,
     migration::{self, start_request},
     spawn_app_configured,
 };
@@ -26,15 +27,11 @@ fn keep_an_hour() -> RetentionConfig {
     }
 }
 
-async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
-    db.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 /// Polls `sql` (a count) until it is `expected`, for at most 20 s.
 async fn until_count(db: &tokio_postgres::Client, sql: &str, expected: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let now = count(db, sql).await;
+        let now = count(db, sql, &[]).await.unwrap();
         if now == expected {
             return;
         }
@@ -93,8 +90,10 @@ async fn rows_past_their_age_are_pruned_and_younger_ones_kept() {
             run.id
         )
     };
-    assert_eq!(count(&db, &items_of(&old)).await, 6);
-    let evidence_before = count(&db, "select count(*) from migration.audit_log").await;
+    assert_eq!(count(&db, &items_of(&old), &[]).await.unwrap(), 6);
+    let evidence_before = count(&db, "select count(*) from migration.audit_log", &[])
+        .await
+        .unwrap();
     assert!(evidence_before >= 2);
 
     // Both runs hold a plan (as dry runs keep theirs) of the six artifacts.
@@ -159,21 +158,26 @@ async fn rows_past_their_age_are_pruned_and_younger_ones_kept() {
     .await;
 
     // What is younger stays: the newer run's items, request and evidence, and both runs.
-    assert_eq!(count(&db, &items_of(&new)).await, 6);
-    assert_eq!(count(&db, &plans_of(&new)).await, 6);
+    assert_eq!(count(&db, &items_of(&new), &[]).await.unwrap(), 6);
+    assert_eq!(count(&db, &plans_of(&new), &[]).await.unwrap(), 6);
     let kept = [
         "select count(*) from migration.request_log where request_id = 'r-new'",
         "select count(*) from archive.request_log where request_id = 'a-new'",
     ];
     for sql in kept {
-        assert_eq!(count(&db, sql).await, 1, "{sql}");
+        assert_eq!(count(&db, sql, &[]).await.unwrap(), 1, "{sql}");
     }
     let new_evidence = format!(
         "select count(*) from migration.audit_log where run_id = '{}'",
         new.id
     );
-    assert!(count(&db, &new_evidence).await >= 1);
-    assert_eq!(count(&db, "select count(*) from migration.runs").await, 2);
+    assert!(count(&db, &new_evidence, &[]).await.unwrap() >= 1);
+    assert_eq!(
+        count(&db, "select count(*) from migration.runs", &[])
+            .await
+            .unwrap(),
+        2
+    );
     let token = app.token("acme", &[Role::OrgAdmin]);
     let mut runs = app.runs(Some(&token)).await;
     let kept_run = runs

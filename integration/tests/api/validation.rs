@@ -2,7 +2,7 @@
 //! over-long reasons and undecodable messages are INVALID_ARGUMENT naming the field.
 
 use stowage_integration::{
-    migration::{memory_binding, metadata, put, start_request},
+    migration::{self, memory_binding, metadata, put, start_request},
     spawn_app,
 };
 use stowage_proto::migration::v1 as pb;
@@ -23,9 +23,7 @@ fn assert_names(result: Result<impl std::fmt::Debug, Status>, field: &str) {
 
 #[tokio::test]
 async fn a_nul_byte_in_any_text_field_is_invalid_argument_naming_the_field() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let with = |edit: fn(&mut pb::CreateBindingRequest)| {
         let mut request = memory_binding("nul");
         edit(&mut request);

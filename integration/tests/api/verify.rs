@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use stowage_integration::{
     TestApp,
     migration::{self, ProxiedContainer},
-    spawn_app,
 };
 use stowage_proto::{
     integrity::v1::{Verification, VerifySummary},
@@ -43,9 +42,7 @@ pub(crate) async fn sweep(
 #[tokio::test]
 async fn a_sweep_finds_a_deleted_object_missing_a_flipped_byte_corrupt_and_an_unreachable_store_unverifiable()
  {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let unreachable = ProxiedContainer::create().await.unwrap();
     migration::create_active(&mut bindings, unreachable.binding("behind a relay"))
         .await

@@ -8,6 +8,7 @@ use std::{collections::BTreeSet, path::Path, time::Duration};
 use stowage_integration::{
     app::{Bearer, BearerToken, test_common},
     db::TestDb,
+    db::count,
     process::{self, ServiceProcess},
     scans,
 };
@@ -103,11 +104,9 @@ async fn check_swept(db: &tokio_postgres::Client, dirs: &[&Path; 2], jobs: &[Uui
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let found = [blobs_in(dirs[0]), blobs_in(dirs[1])];
-        let garbage: i64 = db
-            .query_one("select count(*) from archive.blob_garbage", &[])
+        let garbage = count(db, "select count(*) from archive.blob_garbage", &[])
             .await
-            .unwrap()
-            .get(0);
+            .unwrap();
         if found == expected && garbage == 0 {
             return;
         }

@@ -37,15 +37,14 @@ async fn deleting_a_job_removes_its_summary_rows_and_blob_and_is_audited() {
         archive_store(&app).size(&key).await,
         Err(stowage_shared::blob::BlobError::NotFound(_))
     ));
-    let audited: i64 = db
-        .query_one(
-            "select count(*) from archive.audit_log
+    let audited = count(
+        &db,
+        "select count(*) from archive.audit_log
              where job_id = $1 and action = 'delete' and reason = 'customer request'",
-            &[&job],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        &[&job],
+    )
+    .await
+    .unwrap();
     assert_eq!(audited, 1);
     app.stop().await.unwrap();
 }

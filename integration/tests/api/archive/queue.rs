@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use stowage_integration::{TestApp, scans, spawn_app_configured};
+use stowage_integration::{TestApp, db::count, scans, spawn_app_configured};
 use uuid::Uuid;
 
 fn quick(archive: &mut archive_svc::config::ArchiveConfig) {
@@ -34,15 +34,14 @@ async fn wait_archived(app: &TestApp, jobs: &[Uuid]) {
     let db = app.db.client().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let archived: i64 = db
-            .query_one(
-                "select count(*) from archive.scan_jobs
+        let archived = count(
+            &db,
+            "select count(*) from archive.scan_jobs
                  where id = any($1) and archived_at is not null",
-                &[&jobs],
-            )
-            .await
-            .unwrap()
-            .get(0);
+            &[&jobs],
+        )
+        .await
+        .unwrap();
         if archived == jobs.len() as i64 {
             return;
         }
@@ -92,11 +91,9 @@ async fn two_replicas_archive_disjoint_jobs_and_none_twice() {
     assert!(!rest.iter().any(|j| archived.contains(j)));
     let workers: std::collections::BTreeSet<String> = rows.iter().map(|r| r.get(2)).collect();
     assert_eq!(workers.len(), 2, "both replicas archived: {workers:?}");
-    let queued: i64 = db
-        .query_one("select count(*) from archive.archive_queue", &[])
+    let queued = count(&db, "select count(*) from archive.archive_queue", &[])
         .await
-        .unwrap()
-        .get(0);
+        .unwrap();
     assert_eq!(queued, 0, "archived jobs leave the queue");
     app.stop().await.unwrap();
 }

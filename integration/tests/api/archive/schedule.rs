@@ -79,16 +79,15 @@ async fn the_tick_takes_at_most_its_limit_oldest_terminal_first() {
     jobs.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
     let oldest: Vec<uuid::Uuid> = jobs.iter().take(3).map(|(_, id)| *id).collect();
     assert_eq!(order, oldest);
-    let audited: i64 = db
-        .query_one(
-            "select count(*) from archive.audit_log
+    let audited = count(
+        &db,
+        "select count(*) from archive.audit_log
              where action = 'archive' and reason = 'catch up' and outcome = 'ok'
                and actor = 'test-user' and tenant_id = 'acme'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(audited, 3, "every archived job is audited");
     app.stop().await.unwrap();
 }

@@ -4,7 +4,7 @@
 //! tenants' archives and the tenant's later archives read as before. PostgreSQL and a file
 //! store.
 
-use stowage_integration::{TestApp, scans, spawn_app};
+use stowage_integration::{TestApp, db::count, scans, spawn_app};
 use stowage_proto::{archive::v1 as pb, integrity::v1::Verification};
 use tonic::Code;
 use uuid::Uuid;
@@ -137,14 +137,13 @@ async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing
     std::fs::write(&blob, &kept).unwrap();
     let status = restore_as(&app, "acme", ours).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    let hot: i64 = db
-        .query_one(
-            "select count(*) from archive.scan_items where job_id = $1",
-            &[&ours],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let hot = count(
+        &db,
+        "select count(*) from archive.scan_items where job_id = $1",
+        &[&ours],
+    )
+    .await
+    .unwrap();
     assert_eq!(hot, 0);
     assert!(
         !kept.windows(9).any(|w| w == b"Q4 report"),
@@ -177,15 +176,14 @@ async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing
         "a new key for new archives"
     );
 
-    let audited: i64 = db
-        .query_one(
-            "select count(*) from archive.audit_log where action = 'destroy_tenant_keys'
+    let audited = count(
+        &db,
+        "select count(*) from archive.audit_log where action = 'destroy_tenant_keys'
                and detail->>'tenant_id' = 'acme'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(audited, 1);
     app.stop().await.unwrap();
 }

@@ -9,6 +9,7 @@ use stowage_integration::{
     TestApp,
     app::{Bearer, Configs},
     azurite::TestContainer,
+    db::count,
     migration::ProxiedContainer,
     scans, spawn_app, spawn_app_configured,
 };
@@ -246,14 +247,13 @@ async fn deleting_a_job_removes_its_blob_from_its_own_store_version_once() {
         Code::InvalidArgument,
         "the same id for another request"
     );
-    let audited: i64 = db
-        .query_one(
-            "select count(*) from archive.audit_log where action = 'delete' and job_id = $1",
-            &[&job],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let audited = count(
+        &db,
+        "select count(*) from archive.audit_log where action = 'delete' and job_id = $1",
+        &[&job],
+    )
+    .await
+    .unwrap();
     assert_eq!(audited, 1);
     app.stop().await.unwrap();
 }
@@ -725,11 +725,9 @@ async fn an_earlier_releases_store_setting_becomes_a_version_and_keeps_its_jobs(
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, [Some(1), Some(2)]);
-    let left: i64 = db
-        .query_one("select count(*) from archive.admin_config", &[])
+    let left = count(&db, "select count(*) from archive.admin_config", &[])
         .await
-        .unwrap()
-        .get(0);
+        .unwrap();
     assert_eq!(left, 0, "the earlier setting is adopted once");
     app.stop().await.unwrap();
 }

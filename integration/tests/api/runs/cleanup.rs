@@ -360,9 +360,7 @@ async fn what_may_not_be_cleaned_is_refused() {
 
 #[tokio::test]
 async fn on_azure_and_s3_a_verified_source_goes_and_one_whose_copy_is_missing_stays() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let azure = migration::ProxiedContainer::create().await.unwrap();
     migration::create_active(&mut bindings, azure.binding("azure"))
         .await

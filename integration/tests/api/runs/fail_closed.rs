@@ -144,9 +144,7 @@ async fn a_target_killed_mid_run_fails_the_run_closed_with_no_fallback() {
 
 #[tokio::test]
 async fn a_target_replaced_mid_run_fails_the_run_closed_and_a_second_live_run_waits_its_turn() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let (source, _, target) = migration::memory_source_and_target(&app, &token, &[128; 20])
         .await
         .unwrap();

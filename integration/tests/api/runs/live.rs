@@ -15,9 +15,7 @@ use super::WAIT;
 
 #[tokio::test]
 async fn a_live_run_migrates_every_artifact_verified_and_leaves_sources_untouched() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let a = ProxiedContainer::create().await.unwrap();
     migration::create_active(&mut bindings, a.binding("a"))
         .await
@@ -135,9 +133,7 @@ async fn a_live_run_migrates_every_artifact_verified_and_leaves_sources_untouche
 
 #[tokio::test]
 async fn a_revoked_source_credential_fails_items_and_a_new_run_after_the_fix_migrates_only_those() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let a = ProxiedContainer::create().await.unwrap();
     let a_binding = migration::create_active(&mut bindings, a.binding("a"))
         .await
@@ -246,9 +242,7 @@ async fn a_revoked_source_credential_fails_items_and_a_new_run_after_the_fix_mig
 
 #[tokio::test]
 async fn changed_deleted_and_vanished_sources_are_told_apart() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let a = ProxiedContainer::create().await.unwrap();
     migration::create_active(&mut bindings, a.binding("a"))
         .await

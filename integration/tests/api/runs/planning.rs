@@ -13,9 +13,7 @@ use super::WAIT;
 
 #[tokio::test]
 async fn a_dry_run_counts_by_source_binding_and_touches_no_store() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let (a, b, t) = (
         ProxiedContainer::create().await.unwrap(),
         ProxiedContainer::create().await.unwrap(),
@@ -135,9 +133,7 @@ async fn a_run_is_queued_then_planning_then_running() {
 
 #[tokio::test]
 async fn a_target_that_is_not_active_fails_the_run_at_planning() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     migration::create_active(&mut bindings, migration::memory_binding("a"))
         .await
         .unwrap();
@@ -176,9 +172,7 @@ async fn a_target_that_is_not_active_fails_the_run_at_planning() {
 
 #[tokio::test]
 async fn start_run_requests_are_validated_and_need_an_org_admin() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
         .await
         .unwrap();

@@ -95,9 +95,7 @@ async fn a_live_run_from_a_dry_run_executes_its_plan_when_nothing_drifted() {
 
 #[tokio::test]
 async fn a_plan_the_candidates_drifted_from_is_refused_with_the_drift_unless_accepted() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let source = migration::create_active(&mut bindings, migration::memory_binding("a"))
         .await
         .unwrap();

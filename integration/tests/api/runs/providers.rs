@@ -2,9 +2,9 @@
 //! S3 → file, each with an object larger than an upload part, every copy verified, the
 //! sources left as they were.
 
-use stowage_integration::{migration, seaweedfs::TestPrefix, spawn_app};
+use stowage_integration::{migration, seaweedfs::TestPrefix};
 use stowage_proto::migration::v1 as pb;
-use stowage_shared::{auth::Role, blob::BlobStore};
+use stowage_shared::blob::BlobStore;
 
 use super::WAIT;
 
@@ -63,9 +63,7 @@ async fn migrates_everything(
 
 #[tokio::test]
 async fn a_live_run_from_azure_to_s3_moves_every_artifact_verified() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let azure = migration::ProxiedContainer::create().await.unwrap();
     migration::create_active(&mut bindings, azure.binding("azure"))
         .await
@@ -82,9 +80,7 @@ async fn a_live_run_from_azure_to_s3_moves_every_artifact_verified() {
 
 #[tokio::test]
 async fn a_live_run_from_s3_to_file_moves_every_artifact_verified() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let s3 = TestPrefix::create().unwrap();
     migration::create_active(&mut bindings, s3.binding("s3"))
         .await

@@ -7,10 +7,9 @@ use std::collections::BTreeSet;
 use stowage_integration::{
     TestApp,
     migration::{self, start_request},
-    spawn_app,
 };
 use stowage_proto::migration::v1 as pb;
-use stowage_shared::{api, auth::Role};
+use stowage_shared::api;
 use tonic::Code;
 
 use super::WAIT;
@@ -57,9 +56,7 @@ fn scoped(target: &str, mode: pb::MigrationMode, scope: pb::RunScope) -> pb::Sta
 
 #[tokio::test]
 async fn a_run_scoped_by_purpose_and_source_binding_moves_only_its_scope() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let a = migration::create_active(&mut bindings, migration::memory_binding("a"))
         .await
         .unwrap();
@@ -138,9 +135,7 @@ async fn a_run_scoped_by_purpose_and_source_binding_moves_only_its_scope() {
 
 #[tokio::test]
 async fn a_run_scoped_by_creation_time_moves_only_what_was_created_in_its_window() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     migration::create_active(&mut bindings, migration::memory_binding("a"))
         .await
         .unwrap();
@@ -189,9 +184,7 @@ async fn a_run_scoped_by_creation_time_moves_only_what_was_created_in_its_window
 
 #[tokio::test]
 async fn a_malformed_scope_is_refused_naming_its_field() {
-    let app = spawn_app().await.unwrap();
-    let token = app.token("acme", &[Role::OrgAdmin]);
-    let mut bindings = app.bindings(Some(&token)).await;
+    let (app, token, mut bindings) = migration::acme_admin().await.unwrap();
     let target = migration::create_active(&mut bindings, migration::memory_binding("t"))
         .await
         .unwrap();
