@@ -4,6 +4,7 @@ mod crash;
 mod crash_matrix;
 mod faults;
 mod lifecycle;
+mod listing;
 mod queue;
 mod races;
 mod refusals;
