@@ -132,13 +132,13 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
         row.ok_or_else(|| RowMissing::new(self.noun, id).into())
     }
 
-    /// One keyset page of `owner`'s rows: at most `limit`, past `after` in `order` of id,
-    /// narrowed by `filter`, a condition on `$2` that holds when its value is null
-    /// (`("($2::text is null or state = $2)", &state)`).
+    /// One keyset page of `owner`'s rows (every owner's for `None`): at most `limit`, past
+    /// `after` in `order` of id, narrowed by `filter`, a condition on `$2` that holds when
+    /// its value is null (`("($2::text is null or state = $2)", &state)`).
     pub async fn page(
         &self,
         client: &impl GenericClient,
-        owner: &str,
+        owner: Option<&str>,
         filter: Filter<'_>,
         after: Option<uuid::Uuid>,
         limit: i64,
@@ -148,11 +148,17 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
             IdOrder::Ascending => (">", "asc"),
             IdOrder::Descending => ("<", "desc"),
         };
+        // Without an owner the condition on $1 holds, so the owner's index is used or
+        // not by the statement, never by a value it is given.
+        let owned = match owner {
+            Some(_) => format!("{} = $1", self.owner_column),
+            None => "$1::text is null".to_owned(),
+        };
         let sql = format!(
-            "select {} from {} where {} = $1 and {}
+            "select {} from {} where {owned} and {}
                and ($3::uuid is null or id {past} $3)
              order by id {direction} limit $4",
-            self.columns, self.table, self.owner_column, filter.0
+            self.columns, self.table, filter.0
         );
         // One row past the page says whether there is another.
         let past_page = limit + 1;

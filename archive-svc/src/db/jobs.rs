@@ -84,7 +84,7 @@ pub async fn list(
     );
     JOBS.page(
         client,
-        tenant,
+        Some(tenant),
         archived_is,
         after,
         limit,
@@ -293,24 +293,23 @@ pub async fn archived_off_page(
         .collect()
 }
 
-/// The next `limit` archived jobs after `after` (by id), in store version `version` if
-/// given (a job that names no version is in the first one).
+/// A page of every tenant's archived jobs, in store version `version` if given (a job that
+/// names no version is in the first one), in id order past `after`.
 pub async fn archived_page(
     client: &impl GenericClient,
     version: Option<i64>,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<Job>> {
-    let sql = format!(
-        "select {COLUMNS} from archive.scan_jobs
-         where archived_at is not null
-           and ($1::bigint is null
-                or coalesce(archive_store_version,
-                            (select min(version) from archive.stores)) = $1)
-           and ($2::uuid is null or id > $2)
-         order by id limit $3"
+) -> Result<Page<Job, Uuid>> {
+    let in_version: Filter = (
+        "(archived_at is not null
+          and ($2::bigint is null
+               or coalesce(archive_store_version,
+                           (select min(version) from archive.stores)) = $2))",
+        &version,
     );
-    db::query_map(client, &sql, &[&version, &after, &limit], job).await
+    JOBS.page(client, None, in_version, after, limit, IdOrder::Ascending)
+        .await
 }
 
 /// Archived jobs, as tenant keys wrap their blobs.

@@ -15,6 +15,7 @@ use croner::Cron;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use stowage_shared::{
+    api::Page,
     blob::{BlobKey, EncryptedStore, ObjectError, encrypted::Expected},
     schedule::{exclusively, on_schedule},
     shutdown::Drain,
@@ -91,9 +92,8 @@ impl Verifier {
             let mut after = None;
             'pages: loop {
                 let page = this.page(command.store_version, after).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id);
-                for (job, info) in page.iter().filter(|j| command.sampling.picks(j.id)).filter_map(archived) {
+                after = page.next;
+                for (job, info) in page.items.iter().filter(|j| command.sampling.picks(j.id)).filter_map(archived) {
                     let stored_bytes = info.stored_bytes.unwrap_or_default();
                     if !command.sampling.affords(&summary, stored_bytes) {
                         summary.budget_exhausted = true;
@@ -105,13 +105,20 @@ impl Verifier {
                     named.note(checked.verdict, job.id);
                     yield Report::Archive(checked);
                 }
+                if after.is_none() {
+                    break;
+                }
             }
             this.record(&actor, &command, &summary, &named).await?;
             yield Report::Summary(summary);
         }
     }
 
-    async fn page(&self, store_version: Option<i64>, after: Option<Uuid>) -> Result<Vec<Job>> {
+    async fn page(
+        &self,
+        store_version: Option<i64>,
+        after: Option<Uuid>,
+    ) -> Result<Page<Job, Uuid>> {
         let client = self.pool.get().await?;
         db::jobs::archived_page(&client, store_version, after, PAGE).await
     }

@@ -115,7 +115,14 @@ pub async fn list(
     let state = state.map(BindingState::as_str);
     let state_is: Filter = ("($2::text is null or state = $2)", &state);
     BINDINGS
-        .page(client, org, state_is, after, limit, IdOrder::Ascending)
+        .page(
+            client,
+            Some(org),
+            state_is,
+            after,
+            limit,
+            IdOrder::Ascending,
+        )
         .await
 }
 

@@ -123,8 +123,15 @@ pub async fn list(
 ) -> Result<Page<Run, Uuid>> {
     let state = state.map(RunState::as_str);
     let state_is: Filter = ("($2::text is null or state = $2)", &state);
-    RUNS.page(client, org, state_is, after, limit, IdOrder::Descending)
-        .await
+    RUNS.page(
+        client,
+        Some(org),
+        state_is,
+        after,
+        limit,
+        IdOrder::Descending,
+    )
+    .await
 }
 
 /// Leases the oldest queued run, or a planning run whose planner stopped renewing its
