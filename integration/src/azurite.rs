@@ -5,7 +5,10 @@
 use anyhow::{Context, Result, bail};
 use aws_lc_rs::hmac;
 use base64::{Engine, engine::general_purpose::STANDARD};
-use stowage_shared::blob::azure::{DEV_ACCOUNT, DEV_KEY};
+use stowage_shared::blob::{
+    BlobStore, Credential, Location, Provider, StoreConfig, StoreOptions,
+    azure::{DEV_ACCOUNT, DEV_KEY},
+};
 
 const API_VERSION: &str = "2021-08-06";
 
@@ -36,6 +39,23 @@ impl TestContainer {
              BlobEndpoint={};",
             self.endpoint
         )
+    }
+
+    /// The container as a plain store (no encryption), with an account-key connection
+    /// string: to read, alter or delete stored objects behind a service's back.
+    pub fn raw_store(&self) -> Result<BlobStore> {
+        let config = StoreConfig {
+            provider: Provider::Azure,
+            location: Location {
+                container: self.container.clone(),
+                ..Location::default()
+            },
+            credential: Credential::AzureConnectionString {
+                connection_string: self.connection_string(),
+            },
+        }
+        .validated()?;
+        Ok(BlobStore::open(&config, &StoreOptions::fail_fast())?)
     }
 }
 

@@ -58,18 +58,7 @@ impl ProxiedContainer {
     /// The container reached directly (not through the proxy), without encryption: to
     /// read, alter or delete stored objects behind the service's back.
     pub fn raw_store(&self) -> Result<BlobStore> {
-        let config = StoreConfig {
-            provider: Provider::Azure,
-            location: Location {
-                container: self.container.container.clone(),
-                ..Location::default()
-            },
-            credential: Credential::AzureConnectionString {
-                connection_string: self.container.connection_string(),
-            },
-        }
-        .validated()?;
-        Ok(BlobStore::open(&config, &StoreOptions::fail_fast())?)
+        self.container.raw_store()
     }
 }
 
@@ -213,15 +202,8 @@ pub async fn create_active(
 
 /// Deterministic content for artifact `i`.
 pub fn content(i: usize, len: usize) -> Vec<u8> {
-    let mut state = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let seed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    stowage_shared::blob::contract::pattern(seed, len)
 }
 
 pub fn metadata(purpose: &str, name: &str) -> pb::ArtifactMetadata {

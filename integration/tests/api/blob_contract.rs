@@ -2,23 +2,11 @@
 //! on SeaweedFS's S3 gateway, through an access key.
 
 use stowage_integration::{azurite::TestContainer, seaweedfs::TestPrefix};
-use stowage_shared::blob::{BlobStore, Credential, Location, Provider, StoreConfig, StoreOptions};
+use stowage_shared::blob::BlobStore;
 
 async fn azurite_store() -> BlobStore {
     let container = TestContainer::create().await.unwrap();
-    let config = StoreConfig {
-        provider: Provider::Azure,
-        location: Location {
-            container: container.container.clone(),
-            ..Location::default()
-        },
-        credential: Credential::AzureConnectionString {
-            connection_string: container.connection_string(),
-        },
-    }
-    .validated()
-    .unwrap();
-    BlobStore::open(&config, &StoreOptions::fail_fast()).unwrap()
+    container.raw_store().unwrap()
 }
 
 async fn seaweedfs_store() -> BlobStore {

@@ -33,8 +33,15 @@ fn key(case: &str) -> BlobKey {
     BlobKey::new(format!("contract/{}/{case}", uuid::Uuid::new_v4().simple())).unwrap()
 }
 
+/// `len` bytes of the contract's test data (a pattern seeded by the length).
 pub fn data(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64 ^ len as u64;
+    pattern(0x2545_f491_4f6c_dd1d ^ len as u64, len)
+}
+
+/// `len` pseudo-random bytes (xorshift64) from `seed`, the same on every run; a zero seed
+/// gives zeros.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
     (0..len)
         .map(|_| {
             state ^= state << 13;

@@ -19,7 +19,7 @@ use stowage_proto::archive::v1::{
 use stowage_shared::{
     auth::Role,
     blob::{
-        BlobKey, BlobStore, Credential, Location, Provider, StoreConfig, StoreOptions,
+        BlobKey, BlobStore,
         azure::{DEV_ACCOUNT, DEV_KEY},
     },
 };
@@ -122,22 +122,6 @@ pub(super) fn azure_url(endpoint: &str) -> String {
     )
 }
 
-pub(super) fn raw_azure(container: &TestContainer) -> BlobStore {
-    let config = StoreConfig {
-        provider: Provider::Azure,
-        location: Location {
-            container: container.container.clone(),
-            ..Location::default()
-        },
-        credential: Credential::AzureConnectionString {
-            connection_string: container.connection_string(),
-        },
-    }
-    .validated()
-    .unwrap();
-    BlobStore::open(&config, &StoreOptions::fail_fast()).unwrap()
-}
-
 pub(super) async fn exists(store: &BlobStore, key: &str) -> bool {
     store.size(&BlobKey::new(key).unwrap()).await.is_ok()
 }
@@ -174,7 +158,13 @@ async fn each_archive_restores_from_the_store_version_it_was_written_to() {
     assert_eq!((azure.version, azure.provider.as_str()), (3, "azure"));
     let (second, second_rows) = hot_job(&app, 20.0).await;
     assert_eq!(archive(&mut admin, second).await.store_version, 3);
-    assert!(exists(&raw_azure(&container), &format!("acme/{second}.json.zst")).await);
+    assert!(
+        exists(
+            &container.raw_store().unwrap(),
+            &format!("acme/{second}.json.zst")
+        )
+        .await
+    );
 
     let listed = stores(&mut admin).await;
     let summary: Vec<_> = listed
