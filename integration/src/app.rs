@@ -138,6 +138,14 @@ pub async fn spawn_app() -> Result<TestApp> {
     spawn_app_with(db, common, |_| {}).await
 }
 
+/// [`spawn_app`], and a connection to its database (to read and write the tables behind
+/// the services, such as the scanning application's).
+pub async fn spawn_app_and_db() -> Result<(TestApp, tokio_postgres::Client)> {
+    let app = spawn_app().await?;
+    let db = app.db.client().await?;
+    Ok((app, db))
+}
+
 /// Starts both services after `configure` adjusted them.
 pub async fn spawn_app_configured(configure: impl FnOnce(Configs<'_>)) -> Result<TestApp> {
     let db = TestDb::migrated().await?;

@@ -22,4 +22,4 @@ pub mod raw;
 pub mod scans;
 pub mod seaweedfs;
 
-pub use app::{TestApp, spawn_app, spawn_app_configured};
+pub use app::{TestApp, spawn_app, spawn_app_and_db, spawn_app_configured};

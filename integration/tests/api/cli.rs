@@ -9,7 +9,7 @@ use stowage_integration::{
     app::BearerToken,
     migration::{self, memory_binding},
     process::workspace_binary,
-    scans, spawn_app,
+    scans, spawn_app, spawn_app_and_db,
 };
 use stowage_proto::migration::v1::binding_service_client::BindingServiceClient;
 use stowage_shared::auth::Role;
@@ -84,15 +84,7 @@ async fn run_start_and_run_watch_exit_non_zero_when_the_run_fails() {
         ],
     )
     .await;
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert_eq!(failed.status.code(), Some(4), "{stderr}");
-    let stdout = String::from_utf8_lossy(&failed.stdout);
-    let run_id = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("run "))
-        .map(str::trim)
-        .expect("the run is printed")
-        .to_owned();
+    let run_id = printed_run(&failed, 4);
     let watched = migration_cli(&app, &token, &["watch", "--run", &run_id]).await;
     assert_eq!(
         watched.status.code(),
@@ -163,15 +155,7 @@ async fn client_subcommands_reach_a_server_under_mtls_with_ca_cert_and_key_from_
         "plaintext reached a TLS server"
     );
     let started = command("migration-svc", &[start.clone(), tls_args(&files)].concat()).await;
-    let stderr = String::from_utf8_lossy(&started.stderr);
-    assert_eq!(started.status.code(), Some(0), "{stderr}");
-    let stdout = String::from_utf8_lossy(&started.stdout);
-    let run_id = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("run "))
-        .map(str::trim)
-        .expect("the run is printed")
-        .to_owned();
+    let run_id = printed_run(&started, 0);
     let get = [
         args(&["run", "get", "--run", &run_id, "--server"]),
         args(&[&format!("https://localhost:{}", app.migration_addr.port())]),
@@ -228,6 +212,17 @@ async fn client_subcommands_reach_a_server_under_mtls_with_ca_cert_and_key_from_
 }
 
 /// stdout's lines, the last one first.
+/// The run id a `run start` that exited with `code` printed (`run <id>`).
+fn printed_run(output: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("run "))
+        .map(|id| id.trim().to_owned())
+        .expect("the run is printed")
+}
+
 fn last_line(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -292,8 +287,7 @@ async fn run_subcommands_end_with_a_summary_line_when_piped_and_print_one_json_o
 
 #[tokio::test]
 async fn archive_and_restore_print_a_summary_line_and_json_when_stdout_is_not_a_terminal() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 30, 10)
         .await
         .unwrap()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use stowage_integration::{
     migration::{self, memory_binding, metadata, put, start_request},
-    raw, spawn_app,
+    raw, spawn_app, spawn_app_and_db,
 };
 use stowage_proto::migration::v1 as pb;
 use stowage_shared::auth::Role;
@@ -185,8 +185,7 @@ async fn invalid_utf8_in_a_string_field_is_invalid_argument_in_both_services() {
 async fn a_nul_byte_in_an_archive_call_is_invalid_argument_and_leaves_no_trace() {
     use stowage_proto::archive::v1 as apb;
 
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = stowage_integration::scans::insert_job(&db, "acme", "COMPLETED", 20.0, 3, 3)
         .await
         .unwrap();

@@ -4,8 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn deleting_a_job_removes_its_summary_rows_and_blob_and_is_audited() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let (job, _, key) = archived_job(&app, &db, ("COMPLETED", 20.0), (10, 10)).await;
     let org_admin = app.token("acme", &[Role::OrgAdmin]);
     let mut client = app.archive(Some(&org_admin)).await;
@@ -51,8 +50,7 @@ async fn deleting_a_job_removes_its_summary_rows_and_blob_and_is_audited() {
 
 #[tokio::test]
 async fn a_new_archive_store_takes_effect_without_a_restart() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let first = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 5, 5)
         .await
         .unwrap();

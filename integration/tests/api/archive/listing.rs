@@ -44,8 +44,7 @@ async fn list_all(
 
 #[tokio::test]
 async fn jobs_are_listed_a_page_at_a_time_by_state_and_only_the_callers() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut archived = BTreeSet::new();
     for _ in 0..3 {
         let (job, _, _) = archived_job(&app, &db, ("COMPLETED", 20.0), (3, 2)).await;

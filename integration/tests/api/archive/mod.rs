@@ -14,7 +14,7 @@ mod shred;
 mod stores;
 mod verify;
 
-use stowage_integration::{app::archive_store_name, db::count, scans, spawn_app};
+use stowage_integration::{app::archive_store_name, db::count, scans, spawn_app_and_db};
 use stowage_proto::archive::v1 as pb;
 use stowage_shared::{
     auth::Role,

@@ -71,8 +71,7 @@ async fn touch_and_see_the_archive_roll_back(
 
 #[tokio::test]
 async fn restoring_a_hot_job_records_activity() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 3, 2)
         .await
         .unwrap();
@@ -93,8 +92,7 @@ async fn restoring_a_hot_job_records_activity() {
 
 #[tokio::test]
 async fn a_row_write_during_an_archive_waits_and_lands_on_hot_rows() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 30, 40)
         .await
         .unwrap();
@@ -121,8 +119,7 @@ async fn a_row_write_during_an_archive_waits_and_lands_on_hot_rows() {
 
 #[tokio::test]
 async fn an_archive_whose_connection_dies_before_commit_leaves_every_row_hot() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 300, 200)
         .await
         .unwrap();
@@ -162,8 +159,7 @@ async fn an_archive_whose_connection_dies_before_commit_leaves_every_row_hot() {
 
 #[tokio::test]
 async fn an_archive_racing_a_touch_leaves_the_job_hot() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 50, 50)
         .await
         .unwrap();

@@ -5,8 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn active_jobs_are_never_archived_not_even_by_an_admin() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let admin = app.token("acme", &[Role::SuperAdmin]);
     for status in ["SCANNING", "READY_TO_TRANSFER", "TRANSFERRING", "PAUSED"] {
         let job = scans::insert_job(&db, "acme", status, 400.0, 5, 5)
@@ -29,8 +28,7 @@ async fn active_jobs_are_never_archived_not_even_by_an_admin() {
 
 #[tokio::test]
 async fn admin_calls_need_super_admin() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 5, 5)
         .await
         .unwrap();
@@ -53,8 +51,7 @@ async fn admin_calls_need_super_admin() {
 
 #[tokio::test]
 async fn another_tenant_cannot_see_or_restore_a_job() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 5, 5)
         .await
         .unwrap();
@@ -75,8 +72,7 @@ async fn another_tenant_cannot_see_or_restore_a_job() {
 
 #[tokio::test]
 async fn a_scan_table_changed_under_the_service_is_an_error_not_a_crash() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 2, 2)
         .await
         .unwrap();

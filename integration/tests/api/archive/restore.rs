@@ -5,8 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn an_archived_job_restores_every_column_of_every_row() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 1500, 700)
         .await
         .unwrap();
@@ -52,8 +51,7 @@ async fn an_archived_job_restores_every_column_of_every_row() {
 
 #[tokio::test]
 async fn gzip_archives_restore_too() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "FAILED", 9.0, 40, 20)
         .await
         .unwrap();
@@ -77,8 +75,7 @@ async fn gzip_archives_restore_too() {
 
 #[tokio::test]
 async fn restore_of_a_corrupt_blob_is_data_loss_and_inserts_nothing() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let (job, admin, key) = archived_job(&app, &db, ("COMPLETED", 20.0), (300, 100)).await;
     let store = archive_store(&app);
     let read = store.get(&key).await.unwrap();
@@ -110,8 +107,7 @@ async fn restore_of_a_corrupt_blob_is_data_loss_and_inserts_nothing() {
 
 #[tokio::test]
 async fn restore_of_a_missing_blob_is_not_found_and_the_job_stays_archived() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let (job, admin, key) = archived_job(&app, &db, ("CANCELLED", 3.0), (10, 10)).await;
     archive_store(&app).delete(&key).await.unwrap();
     let status = restore(&mut app.archive(Some(&admin)).await, job)
@@ -123,8 +119,7 @@ async fn restore_of_a_missing_blob_is_not_found_and_the_job_stays_archived() {
 
 #[tokio::test]
 async fn concurrent_restores_insert_once() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 2000, 1000)
         .await
         .unwrap();
@@ -209,8 +204,7 @@ pub(super) async fn archive_as_legacy(
 
 #[tokio::test]
 async fn legacy_unencrypted_gzip_archives_restore() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 120, 80)
         .await
         .unwrap();
@@ -227,8 +221,7 @@ async fn legacy_unencrypted_gzip_archives_restore() {
 
 #[tokio::test]
 async fn a_payload_missing_an_array_is_data_loss_and_inserts_nothing() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 30, 20)
         .await
         .unwrap();
@@ -251,8 +244,7 @@ async fn a_payload_missing_an_array_is_data_loss_and_inserts_nothing() {
 
 #[tokio::test]
 async fn rows_that_differ_from_the_digest_their_blob_carries_are_data_loss() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 200.0, 30, 20)
         .await
         .unwrap();

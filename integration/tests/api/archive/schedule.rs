@@ -5,8 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn each_terminal_status_archives_on_day_n_and_not_on_day_n_minus_one() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut due = Vec::new();
     let mut not_due = Vec::new();
     for (status, days) in [
@@ -63,8 +62,7 @@ async fn each_terminal_status_archives_on_day_n_and_not_on_day_n_minus_one() {
 
 #[tokio::test]
 async fn the_tick_takes_at_most_its_limit_oldest_terminal_first() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut jobs = Vec::new();
     for age in [30.0, 50.0, 20.0, 40.0, 60.0] {
         jobs.push((
@@ -94,8 +92,7 @@ async fn the_tick_takes_at_most_its_limit_oldest_terminal_first() {
 
 #[tokio::test]
 async fn activity_resets_the_retention_clock() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let job = scans::insert_job(&db, "acme", "COMPLETED", 15.0, 3, 2)
         .await
         .unwrap();
@@ -115,8 +112,7 @@ async fn activity_resets_the_retention_clock() {
 
 #[tokio::test]
 async fn the_schedule_archives_exactly_the_jobs_whose_eligible_time_has_passed() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut jobs = Vec::new();
     for (status, idle_days) in [
         ("COMPLETED", 15.0),

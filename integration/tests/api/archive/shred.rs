@@ -4,7 +4,7 @@
 //! tenants' archives and the tenant's later archives read as before. PostgreSQL and a file
 //! store.
 
-use stowage_integration::{TestApp, db::count, scans, spawn_app};
+use stowage_integration::{TestApp, db::count, scans, spawn_app, spawn_app_and_db};
 use stowage_proto::{archive::v1 as pb, integrity::v1::Verification};
 use tonic::Code;
 use uuid::Uuid;
@@ -73,8 +73,7 @@ async fn rewrap_under_service_keys(app: &TestApp, dir: &std::path::Path, job: Uu
 
 #[tokio::test]
 async fn a_shredded_tenants_blobs_are_unreadable_even_as_kept_copies_and_nothing_else_is() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut admin = admin(&app).await;
     let dir = file_dir();
     set_store(&mut admin, &file_url(&dir), "").await;

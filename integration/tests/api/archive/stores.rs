@@ -11,7 +11,7 @@ use stowage_integration::{
     azurite::TestContainer,
     db::count,
     migration::ProxiedContainer,
-    scans, spawn_app, spawn_app_configured,
+    scans, spawn_app, spawn_app_and_db, spawn_app_configured,
 };
 use stowage_proto::archive::v1::{
     self as pb, archive_admin_service_client::ArchiveAdminServiceClient,
@@ -137,8 +137,7 @@ async fn hot_job(app: &TestApp, idle_days: f64) -> (Uuid, (String, i64, i64)) {
 
 #[tokio::test]
 async fn each_archive_restores_from_the_store_version_it_was_written_to() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut admin = admin(&app).await;
     let dir = file_dir();
     let file = set_store(&mut admin, &file_url(&dir), "").await;
@@ -191,8 +190,7 @@ async fn each_archive_restores_from_the_store_version_it_was_written_to() {
 
 #[tokio::test]
 async fn deleting_a_job_removes_its_blob_from_its_own_store_version_once() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut admin = admin(&app).await;
     let dir = file_dir();
     set_store(&mut admin, &file_url(&dir), "").await;
@@ -583,8 +581,7 @@ async fn a_version_takes_a_new_credential_only_for_the_same_store() {
 
 #[tokio::test]
 async fn tenant_ids_that_cannot_name_a_blob_are_a_precondition_never_internal() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut admin = admin(&app).await;
     for tenant in [
         "../escape",
@@ -623,8 +620,7 @@ async fn tenant_ids_that_cannot_name_a_blob_are_a_precondition_never_internal() 
 
 #[tokio::test]
 async fn archives_are_audited_under_the_jobs_tenant_with_the_actor_beside_it() {
-    let app = spawn_app().await.unwrap();
-    let db = app.db.client().await.unwrap();
+    let (app, db) = spawn_app_and_db().await.unwrap();
     let mut admin = admin(&app).await;
     let (job, _) = hot_job(&app, 20.0).await;
     archive(&mut admin, job).await;
