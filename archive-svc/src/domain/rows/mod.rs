@@ -18,7 +18,7 @@ mod timestamp;
 use column::Column;
 pub use digest::{Canonical, RowsDigest};
 
-/// A row type of one of the two per-file tables, declared with [`table_row!`].
+/// A row type of one of the two per-file tables, declared with `table_row!` (below).
 pub trait Row: Serialize + for<'de> Deserialize<'de> + Send + 'static {
     /// Table, schema-qualified.
     const TABLE: &'static str;
