@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::db::{DbError, GenericClient};
+use crate::db::{Client, DbError, GenericClient, Transaction};
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
@@ -337,6 +337,32 @@ impl Call<'_> {
         serde_json::from_value(response)
             .map(Claim::Replay)
             .map_err(|_| IdempotencyError::Corrupt(id.to_owned()))
+    }
+
+    /// The whole call in one transaction of `client`: claimed, then `work` done and its
+    /// response recorded, committed together; a repeat commits nothing new and returns the
+    /// first response without running `work`. An error from `work` rolls it all back.
+    pub async fn run<T, E>(
+        &self,
+        client: &mut Client,
+        request: &impl Serialize,
+        work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<IdempotencyError> + From<tokio_postgres::Error>,
+    {
+        let tx = client.transaction().await?;
+        let done = match self.begin(&tx, request).await? {
+            Claim::Replay(done) => done,
+            Claim::Fresh => {
+                let done = work(&tx).await?;
+                self.finish(&tx, &done).await?;
+                done
+            }
+        };
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Records the call's response, in the transaction that did its work.

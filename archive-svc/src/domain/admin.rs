@@ -7,7 +7,7 @@ use futures::{Stream, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::{
-    api::{Claim, RequestId},
+    api::RequestId,
     auth::{Principal, Role},
     stream,
 };
@@ -189,32 +189,31 @@ impl Archives {
         let fingerprint = json!({ "connection_string": setting.connection_string,
                                   "container": setting.container, "reason": reason });
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
         let call = IDEMPOTENCY.call(actor.scope(), "SetArchiveStore", request_id);
-        let claim = call.begin(&tx, &fingerprint).await?;
-        let version = match claim {
-            Claim::Replay(StoreChange { version }) => version,
-            Claim::Fresh => {
-                let parsed = match self.stores.check(setting).await {
-                    Ok(parsed) => parsed,
-                    Err(error) => {
-                        drop(tx);
-                        audit.record_failure(&self.pool, None, &error).await;
-                        return Err(error);
-                    }
-                };
-                let version = self
-                    .stores
-                    .add(&tx, setting, &parsed, (None, &caller.subject), Some(reason))
-                    .await?;
-                let detail = json!({ "version": version, "location": parsed.location,
+        let StoreChange { version } = call
+            .run(
+                &mut client,
+                &fingerprint,
+                async |tx| -> Result<StoreChange> {
+                    let parsed = match self.stores.check(setting).await {
+                        Ok(parsed) => parsed,
+                        Err(error) => {
+                            audit.record_failure(&self.pool, None, &error).await;
+                            return Err(error);
+                        }
+                    };
+                    let version = self
+                        .stores
+                        .add(tx, setting, &parsed, (None, &caller.subject), Some(reason))
+                        .await?;
+                    let detail = json!({ "version": version, "location": parsed.location,
                                      "credential_kind": parsed.credential_kind });
-                audit.record(&tx, None, true, detail).await?;
-                call.finish(&tx, &StoreChange { version }).await?;
-                version
-            }
-        };
-        tx.commit().await?;
+                    audit.record(tx, None, true, detail).await?;
+                    Ok(StoreChange { version })
+                },
+            )
+            .await?;
+        drop(client);
         self.store_version(version).await
     }
 

@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde_json::json;
 use stowage_shared::db::RowLock;
 use stowage_shared::{
-    api::{Claim, RequestId},
+    api::RequestId,
     blob::{BlobKey, EncryptedStore, ObjectError, Receipt},
 };
 use uuid::Uuid;
@@ -177,42 +177,48 @@ impl Archiver {
         // One transaction deletes the rows as it reads them and commits only once the blob
         // holding them is written and verified. It holds their row locks until then; the
         // job row is locked only at the end, so a TouchJob meanwhile is seen, not blocked.
-        let tx = client.transaction().await?;
         let scope = request.audit.actor.scope();
         let call = IDEMPOTENCY.call(scope, "ArchiveJob", request.request_id);
-        if let Claim::Replay(job) = call.begin(&tx, &request.fingerprint(job_id)).await? {
-            return Ok(job);
+        // What was written, reported once the archive commits (a repeat writes nothing).
+        let mut committed = None;
+        let archived = call
+            .run(
+                client,
+                &request.fingerprint(job_id),
+                async |tx| -> Result<Job> {
+                    let job = db::jobs::JOBS.find(tx, tenant, job_id, RowLock::No).await?;
+                    self.check_eligible(&job, request.mode)?;
+                    let format = BlobFormat::written_as(request.compression);
+                    let key = archive_key(format, &job)?;
+                    // The newest store version as this transaction sees it; the job records it.
+                    let store = self.stores.current(tx).await?;
+                    let objects = self.tenant_objects(&store, &job.tenant_id).await?;
+                    let written =
+                        write_payload(tx, job_id, &key, request.compression, &objects).await?;
+                    tracing::debug!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "rows written and verified"
+                    );
+                    let info = written.info(key, format, store.version);
+                    let current = self.recheck(tx, &job, request.mode).await?;
+                    self.hold_key(tx, &info).await?;
+                    db::jobs::mark_archived(tx, job_id, &info).await?;
+                    let detail = written.audit_detail(&info, request.worker);
+                    request
+                        .audit
+                        .record(tx, Some((job_id, &job.tenant_id)), true, detail)
+                        .await?;
+                    committed = Some(written);
+                    Ok(Job {
+                        archive: Some(info),
+                        ..current
+                    })
+                },
+            )
+            .await?;
+        if let Some(written) = committed {
+            written.report(started);
         }
-        let job = db::jobs::JOBS
-            .find(&tx, tenant, job_id, RowLock::No)
-            .await?;
-        self.check_eligible(&job, request.mode)?;
-        let format = BlobFormat::written_as(request.compression);
-        let key = archive_key(format, &job)?;
-        // The newest store version as this transaction sees it; the job records it.
-        let store = self.stores.current(&tx).await?;
-        let objects = self.tenant_objects(&store, &job.tenant_id).await?;
-        let written = write_payload(&tx, job_id, &key, request.compression, &objects).await?;
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            "rows written and verified"
-        );
-        let info = written.info(key, format, store.version);
-        let current = self.recheck(&tx, &job, request.mode).await?;
-        self.hold_key(&tx, &info).await?;
-        db::jobs::mark_archived(&tx, job_id, &info).await?;
-        let detail = written.audit_detail(&info, request.worker);
-        request
-            .audit
-            .record(&tx, Some((job_id, &job.tenant_id)), true, detail)
-            .await?;
-        let archived = Job {
-            archive: Some(info),
-            ..current
-        };
-        call.finish(&tx, &archived).await?;
-        tx.commit().await?;
-        written.report(started);
         Ok(archived)
     }
 

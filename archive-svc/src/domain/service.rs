@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stowage_shared::db::RowLock;
 use stowage_shared::{
-    api::{Claim, Page, RequestId},
+    api::{Page, RequestId},
     auth::{Principal, Role},
     blob::BlobKey,
     stream,
@@ -215,32 +215,32 @@ impl Archives {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
         let call = IDEMPOTENCY.call(org, "DeleteJob", request_id);
-        let record = match call.begin(&tx, &(id, reason)).await? {
-            Claim::Replay(record) => record,
-            Claim::Fresh => {
-                let job = db::jobs::JOBS
-                    .find(&tx, Some(org), id, RowLock::ForUpdate)
-                    .await?;
-                let record = self.record_delete(&tx, &job).await?;
-                db::jobs::delete_job(&tx, id).await?;
-                let actor = Actor::caller(caller);
-                let audit = Audit {
-                    actor: &actor,
-                    action: "delete",
-                    reason: Some(reason),
-                };
-                let detail = json!({ "archived": record.archive_garbage.is_some(),
+        let record = call
+            .run(
+                &mut client,
+                &(id, reason),
+                async |tx| -> Result<DeleteRecord> {
+                    let job = db::jobs::JOBS
+                        .find(tx, Some(org), id, RowLock::ForUpdate)
+                        .await?;
+                    let record = self.record_delete(tx, &job).await?;
+                    db::jobs::delete_job(tx, id).await?;
+                    let actor = Actor::caller(caller);
+                    let audit = Audit {
+                        actor: &actor,
+                        action: "delete",
+                        reason: Some(reason),
+                    };
+                    let detail = json!({ "archived": record.archive_garbage.is_some(),
                     "store_version": job.archive.as_ref().and_then(|a| a.store_version) });
-                audit
-                    .record(&tx, Some((id, &job.tenant_id)), true, detail)
-                    .await?;
-                call.finish(&tx, &record).await?;
-                record
-            }
-        };
-        tx.commit().await?;
+                    audit
+                        .record(tx, Some((id, &job.tenant_id)), true, detail)
+                        .await?;
+                    Ok(record)
+                },
+            )
+            .await?;
         drop(client);
         if let Err(error) = self.sweeper.sweep(Some(&record.garbage)).await {
             tracing::warn!(job = %id, %error, "a deleted job's blobs wait for the next sweep");

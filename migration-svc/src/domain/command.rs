@@ -1,12 +1,10 @@
 //! The transaction every audited, idempotent command of a caller runs in: its request id
 //! claimed first (a repeat answers with the first response and changes nothing), then
-//! the work, its audit entry and its response, committed together or not at all.
+//! the work, its audit entry and its response, committed together or not at all
+//! ([`Call::run`](stowage_shared::api::Call::run) with the audit entry added).
 
 use serde::{Serialize, de::DeserializeOwned};
-use stowage_shared::{
-    api::{Claim, RequestId},
-    auth::Principal,
-};
+use stowage_shared::{api::RequestId, auth::Principal};
 
 use super::{IDEMPOTENCY, evidence, model::evidence::AuditEntry};
 use crate::error::Result;
@@ -44,14 +42,11 @@ pub async fn run<C: Command, T: Serialize + DeserializeOwned>(
     work: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>, AuditEntry) -> Result<(T, AuditEntry)>,
 ) -> Result<T> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     let call = IDEMPOTENCY.call(&caller.organization, C::METHOD, command.request_id());
-    if let Claim::Replay(done) = call.begin(&tx, command).await? {
-        return Ok(done);
-    }
-    let (done, entry) = work(&tx, AuditEntry::new(caller, C::METHOD)).await?;
-    evidence::audit(&tx, &entry).await?;
-    call.finish(&tx, &done).await?;
-    tx.commit().await?;
-    Ok(done)
+    call.run(&mut client, command, async |tx| {
+        let (done, entry) = work(tx, AuditEntry::new(caller, C::METHOD)).await?;
+        evidence::audit(tx, &entry).await?;
+        Ok(done)
+    })
+    .await
 }
