@@ -237,7 +237,7 @@ impl From<tokio_postgres::Error> for IdempotencyError {
     }
 }
 
-/// Idempotent mutations. Inside the operation's own transaction, [`Call::begin`] claims
+/// Idempotent mutations. [`Call::run`] does the operation in a transaction that first claims
 /// `(scope, method, request_id)`; a repeat gets the first response back. A
 /// concurrent repeat waits on the claim's row lock and then sees the committed response;
 /// a failed operation rolls its claim back, so the id can be used again.
@@ -260,10 +260,10 @@ pub struct Call<'a> {
     request_id: &'a RequestId,
 }
 
-/// What [`Call::begin`] found.
+/// What a claim found.
 #[derive(Debug)]
-pub enum Claim<M> {
-    /// First time: do the work, then [`Call::finish`].
+enum Claim<M> {
+    /// First time: do the work, then record its response.
     Fresh,
     /// A repeat: return this response without doing anything.
     Replay(M),
@@ -296,7 +296,7 @@ impl Idempotency {
 impl Call<'_> {
     /// Claims the call in `client`'s transaction: `Fresh` the first time, the recorded
     /// response on a repeat of the same request, an error on a different one.
-    pub async fn begin<T: DeserializeOwned>(
+    async fn begin<T: DeserializeOwned>(
         &self,
         client: &impl GenericClient,
         request: &impl Serialize,
@@ -366,7 +366,7 @@ impl Call<'_> {
     }
 
     /// Records the call's response, in the transaction that did its work.
-    pub async fn finish(
+    async fn finish(
         &self,
         client: &impl GenericClient,
         response: &impl Serialize,
