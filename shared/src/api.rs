@@ -260,6 +260,32 @@ pub struct Call<'a> {
     request_id: &'a RequestId,
 }
 
+/// How [`Call::run`] ended: the work done now, or a repeat answered with the response
+/// the first call recorded.
+#[derive(Debug)]
+pub enum Ran<T> {
+    Now(T),
+    Before(T),
+}
+
+impl<T> Ran<T> {
+    /// The response, either way.
+    pub fn response(self) -> T {
+        match self {
+            Ran::Now(response) | Ran::Before(response) => response,
+        }
+    }
+
+    /// The response if the work was done now: what only a real change is followed by
+    /// (its log line, a wake-up).
+    pub fn now(&self) -> Option<&T> {
+        match self {
+            Ran::Now(response) => Some(response),
+            Ran::Before(_) => None,
+        }
+    }
+}
+
 /// What a claim found.
 #[derive(Debug)]
 enum Claim<M> {
@@ -347,18 +373,18 @@ impl Call<'_> {
         client: &mut Client,
         request: &impl Serialize,
         work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E>
+    ) -> Result<Ran<T>, E>
     where
         T: Serialize + DeserializeOwned,
         E: From<IdempotencyError> + From<tokio_postgres::Error>,
     {
         let tx = client.transaction().await?;
         let done = match self.begin(&tx, request).await? {
-            Claim::Replay(done) => done,
+            Claim::Replay(done) => Ran::Before(done),
             Claim::Fresh => {
                 let done = work(&tx).await?;
                 self.finish(&tx, &done).await?;
-                done
+                Ran::Now(done)
             }
         };
         tx.commit().await?;

@@ -190,18 +190,16 @@ impl Archives {
                                   "container": setting.container, "reason": reason });
         let mut client = self.pool.get().await?;
         let call = IDEMPOTENCY.call(actor.scope(), "SetArchiveStore", request_id);
-        let StoreChange { version } = call
+        // A refused setting is audited as a failure once its transaction has rolled back.
+        let mut refused = false;
+        let changed = call
             .run(
                 &mut client,
                 &fingerprint,
                 async |tx| -> Result<StoreChange> {
-                    let parsed = match self.stores.check(setting).await {
-                        Ok(parsed) => parsed,
-                        Err(error) => {
-                            audit.record_failure(&self.pool, None, &error).await;
-                            return Err(error);
-                        }
-                    };
+                    let parsed = self.stores.check(setting).await;
+                    refused = parsed.is_err();
+                    let parsed = parsed?;
                     let version = self
                         .stores
                         .add(tx, setting, &parsed, (None, &caller.subject), Some(reason))
@@ -212,8 +210,17 @@ impl Archives {
                     Ok(StoreChange { version })
                 },
             )
-            .await?;
+            .await;
         drop(client);
+        let StoreChange { version } = match changed {
+            Ok(changed) => changed.response(),
+            Err(error) => {
+                if refused {
+                    audit.record_failure(&self.pool, None, &error).await;
+                }
+                return Err(error);
+            }
+        };
         self.store_version(version).await
     }
 

@@ -219,7 +219,7 @@ impl Archiver {
         if let Some(written) = committed {
             written.report(started);
         }
-        Ok(archived)
+        Ok(archived.response())
     }
 
     /// Commits only if the key that wrapped the blob is still live: a destruction of the

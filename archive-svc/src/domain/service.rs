@@ -240,7 +240,8 @@ impl Archives {
                     Ok(record)
                 },
             )
-            .await?;
+            .await?
+            .response();
         drop(client);
         if let Err(error) = self.sweeper.sweep(Some(&record.garbage)).await {
             tracing::warn!(job = %id, %error, "a deleted job's blobs wait for the next sweep");

@@ -81,12 +81,14 @@ impl Bindings {
     #[tracing::instrument(skip_all, fields(org = %caller.organization))]
     pub async fn create(&self, caller: &Principal, command: CreateBinding) -> Result<Binding> {
         caller.require(Role::OrgAdmin)?;
-        let binding = command::run(&self.pool, caller, &command, async |tx, entry| {
+        let created = command::run(&self.pool, caller, &command, async |tx, entry| {
             self.insert(tx, caller, &command, entry).await
         })
         .await?;
-        tracing::info!(binding = %binding.id, provider = binding.provider.as_str(), "binding created");
-        Ok(binding)
+        if let Some(binding) = created.now() {
+            tracing::info!(binding = %binding.id, provider = binding.provider.as_str(), "binding created");
+        }
+        Ok(created.response())
     }
 
     /// A new pending binding of `caller`'s organization, its credential sealed.
@@ -147,7 +149,7 @@ impl Bindings {
     ) -> Result<Binding> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let binding = command::run(&self.pool, caller, &command, async |tx, entry| {
+        let updated = command::run(&self.pool, caller, &command, async |tx, entry| {
             let current = db::bindings::BINDINGS
                 .find(tx, Some(org), command.id, RowLock::ForUpdate)
                 .await?;
@@ -166,8 +168,10 @@ impl Bindings {
             Ok((binding, entry))
         })
         .await?;
-        tracing::info!("binding credential replaced");
-        Ok(binding)
+        if updated.now().is_some() {
+            tracing::info!("binding credential replaced");
+        }
+        Ok(updated.response())
     }
 
     /// Activates a binding after a posture check (write a probe through the verified
@@ -192,6 +196,7 @@ impl Bindings {
             }
             return Err(error);
         }
+        let mut disabled = None;
         let activated = command::run(&self.pool, caller, &command, async |tx, entry| {
             // Lock the organization's bindings in id order, then swap.
             let locked = db::bindings::lock_organization(tx, org).await?;
@@ -207,13 +212,16 @@ impl Bindings {
                 db::bindings::set_state(tx, previous, BindingState::Disabled).await?;
             }
             let activated = db::bindings::set_state(tx, current.id, BindingState::Active).await?;
-            tracing::info!(previous = ?previous, "binding activated");
+            disabled = previous;
             let entry = entry
                 .binding(activated.id)
                 .detail(json!({ "disabled": previous }));
             Ok((activated, entry))
         })
         .await?;
-        Ok(activated)
+        if activated.now().is_some() {
+            tracing::info!(previous = ?disabled, "binding activated");
+        }
+        Ok(activated.response())
     }
 }

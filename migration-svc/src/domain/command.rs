@@ -4,7 +4,10 @@
 //! ([`Call::run`](stowage_shared::api::Call::run) with the audit entry added).
 
 use serde::{Serialize, de::DeserializeOwned};
-use stowage_shared::{api::RequestId, auth::Principal};
+use stowage_shared::{
+    api::{Ran, RequestId},
+    auth::Principal,
+};
 
 use super::{IDEMPOTENCY, evidence, model::evidence::AuditEntry};
 use crate::error::Result;
@@ -40,7 +43,7 @@ pub async fn run<C: Command, T: Serialize + DeserializeOwned>(
     caller: &Principal,
     command: &C,
     work: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>, AuditEntry) -> Result<(T, AuditEntry)>,
-) -> Result<T> {
+) -> Result<Ran<T>> {
     let mut client = pool.get().await?;
     let call = IDEMPOTENCY.call(&caller.organization, C::METHOD, command.request_id());
     call.run(&mut client, command, async |tx| {

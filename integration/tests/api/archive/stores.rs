@@ -455,6 +455,7 @@ async fn a_store_change_that_fails_its_check_changes_nothing() {
             Code::InvalidArgument,
         ),
     ];
+    let refusals = refused.len() as i64;
     for (connection_string, container_name, code) in refused {
         let status = admin
             .set_archive_store(set_store_request(&connection_string, &container_name))
@@ -485,6 +486,26 @@ async fn a_store_change_that_fails_its_check_changes_nothing() {
         "{}",
         garbage.message()
     );
+    // Every refusal is audited as a failed attempt, and no audit entry holds a secret.
+    let db = app.db.client().await.unwrap();
+    let failed = count(
+        &db,
+        "select count(*) from archive.audit_log
+         where action = 'set_archive_store' and outcome = 'failed'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(failed, refusals + 1);
+    let leaked = count(
+        &db,
+        "select count(*) from archive.audit_log
+         where detail::text like '%' || $1 || '%' or detail::text like '%' || $2 || '%'",
+        &[&wrong_key, &DEV_KEY],
+    )
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0, "no secret in the audit trail");
     app.stop().await.unwrap();
 }
 

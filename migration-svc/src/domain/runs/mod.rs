@@ -94,7 +94,7 @@ impl Runs {
     pub async fn start(&self, caller: &Principal, command: StartRun) -> Result<Run> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let run = command::run(&self.pool, caller, &command, async |tx, entry| {
+        let queued = command::run(&self.pool, caller, &command, async |tx, entry| {
             db::bindings::BINDINGS
                 .find(tx, Some(org), command.target, RowLock::No)
                 .await?;
@@ -122,9 +122,11 @@ impl Runs {
             Ok((run, entry))
         })
         .await?;
-        tracing::info!(run = %run.id, mode = run.mode.as_str(), "run queued");
-        self.wake.notify_one();
-        Ok(run)
+        if let Some(run) = queued.now() {
+            tracing::info!(run = %run.id, mode = run.mode.as_str(), "run queued");
+            self.wake.notify_one();
+        }
+        Ok(queued.response())
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Run> {
@@ -167,7 +169,7 @@ impl Runs {
     pub async fn retry(&self, caller: &Principal, command: RetryRun) -> Result<Run> {
         caller.require(Role::OrgAdmin)?;
         let org = caller.organization.as_str();
-        let run = command::run(&self.pool, caller, &command, async |tx, entry| {
+        let queued = command::run(&self.pool, caller, &command, async |tx, entry| {
             let failed = db::runs::RUNS
                 .find(tx, Some(org), command.id, RowLock::ForUpdate)
                 .await?;
@@ -187,8 +189,11 @@ impl Runs {
             Ok((run, entry))
         })
         .await?;
-        self.wake.notify_one();
-        Ok(run)
+        if let Some(run) = queued.now() {
+            tracing::info!(run = %run.id, retry_of = %command.id, "run queued");
+            self.wake.notify_one();
+        }
+        Ok(queued.response())
     }
 
     /// Cancels a run: a queued run ends at once; a planning or running one stops after
