@@ -133,8 +133,8 @@ impl<T, E: From<tokio_postgres::Error>> OwnedRows<T, E> {
     }
 
     /// One keyset page of `owner`'s rows (every owner's for `None`): at most `limit`, past
-    /// `after` in `order` of id, narrowed by `filter`, a condition on `$2` that holds when
-    /// its value is null (`("($2::text is null or state = $2)", &state)`).
+    /// `after` in `order` of id, narrowed by `filter`, a condition and the value it reads
+    /// as `$2` (`("($2::text is null or state = $2)", &state)`).
     pub async fn page(
         &self,
         client: &impl GenericClient,

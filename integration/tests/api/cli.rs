@@ -211,7 +211,6 @@ async fn client_subcommands_reach_a_server_under_mtls_with_ca_cert_and_key_from_
     app.stop().await.unwrap();
 }
 
-/// stdout's lines, the last one first.
 /// The run id a `run start` that exited with `code` printed (`run <id>`).
 fn printed_run(output: &Output, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -223,6 +222,7 @@ fn printed_run(output: &Output, code: i32) -> String {
         .expect("the run is printed")
 }
 
+/// stdout's last line.
 fn last_line(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout)
         .lines()

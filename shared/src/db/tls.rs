@@ -265,9 +265,11 @@ fn load_roots(root: &RootCert) -> Result<RootCertStore, DbError> {
     Ok(store)
 }
 
-/// What libpq checks short of `verify-full`: with a root (`verify-ca`) the chain must lead
-/// to it, the name in it may be any; without one (`prefer`, `require`) the connection is
-/// encrypted and the peer unchecked. The handshake's signatures are verified either way.
+/// What libpq checks short of `verify-full`. With a chain verifier (`verify-ca`, and
+/// `require` given a root certificate) the chain must lead to a trusted root, the one
+/// given or else the system's, and the name in it may be any. Without one (`prefer`, and
+/// `require` with no root) the connection is encrypted and the peer unchecked. The
+/// handshake's signatures are verified either way.
 #[derive(Debug)]
 struct Lenient {
     chain: Option<Arc<WebPkiServerVerifier>>,
