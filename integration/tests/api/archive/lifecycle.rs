@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test]
 async fn deleting_a_job_removes_its_summary_rows_and_blob_and_is_audited() {
     let (app, db) = spawn_app_and_db().await.unwrap();
-    let (job, _, key) = archived_job(&app, &db, ("COMPLETED", 20.0), (10, 10)).await;
+    let Archived { job, key, .. } = archived_job(&app, &db, ("COMPLETED", 20.0), (10, 10)).await;
     let org_admin = app.token("acme", &[Role::OrgAdmin]);
     let mut client = app.archive(Some(&org_admin)).await;
     let no_reason = pb::DeleteJobRequest {

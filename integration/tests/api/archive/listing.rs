@@ -47,7 +47,9 @@ async fn jobs_are_listed_a_page_at_a_time_by_state_and_only_the_callers() {
     let (app, db) = spawn_app_and_db().await.unwrap();
     let mut archived = BTreeSet::new();
     for _ in 0..3 {
-        let (job, _, _) = archived_job(&app, &db, ("COMPLETED", 20.0), (3, 2)).await;
+        let job = archived_job(&app, &db, ("COMPLETED", 20.0), (3, 2))
+            .await
+            .job;
         archived.insert(job.to_string());
     }
     let mut hot = BTreeSet::new();
@@ -60,12 +62,7 @@ async fn jobs_are_listed_a_page_at_a_time_by_state_and_only_the_callers() {
     let theirs = scans::insert_job(&db, "globex", "FAILED", 30.0, 2, 2)
         .await
         .unwrap();
-    let admin = app.token("ops", &[Role::SuperAdmin]);
-    app.archive_admin(Some(&admin))
-        .await
-        .archive_job(archive_request(theirs))
-        .await
-        .unwrap();
+    stores::archive(&mut stores::admin(&app).await, theirs).await;
 
     let member = app.token("acme", &[Role::Member]);
     let (listed, pages) = list_all(&app, &member, pb::ArchiveState::Archived, 2).await;

@@ -31,27 +31,37 @@ fn archive_request(job: uuid::Uuid) -> pb::ArchiveJobRequest {
     }
 }
 
+/// A job of `acme` archived by a super admin, as [`archived_job`] leaves it.
+struct Archived {
+    job: uuid::Uuid,
+    /// The super admin's token.
+    admin: String,
+    key: BlobKey,
+    /// `scans::table_digest` of the job's rows before they were archived.
+    before: (String, i64, i64),
+}
+
 /// A job of `acme` put in (`status`, terminal `days` ago, `items` scan items, `records`
-/// file records) and archived by a super admin: the job, that admin's token, its blob.
+/// file records) and archived by a super admin.
 async fn archived_job(
     app: &stowage_integration::TestApp,
     db: &tokio_postgres::Client,
     (status, days): (&str, f64),
     (items, records): (i64, i64),
-) -> (uuid::Uuid, String, BlobKey) {
+) -> Archived {
     let job = scans::insert_job(db, "acme", status, days, items, records)
         .await
         .unwrap();
+    let before = scans::table_digest(db, job).await.unwrap();
     let admin = app.token("acme", &[Role::SuperAdmin]);
-    let archived = app
-        .archive_admin(Some(&admin))
-        .await
-        .archive_job(archive_request(job))
-        .await
-        .unwrap()
-        .into_inner();
+    let archived = stores::archive(&mut app.archive_admin(Some(&admin)).await, job).await;
     assert_eq!(archived.state(), pb::ArchiveState::Archived);
-    (job, admin, BlobKey::new(archived.blob_key).unwrap())
+    Archived {
+        job,
+        admin,
+        key: BlobKey::new(archived.blob_key).unwrap(),
+        before,
+    }
 }
 
 fn restore_request(job: uuid::Uuid) -> pb::RestoreJobRequest {

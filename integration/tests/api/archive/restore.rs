@@ -76,7 +76,9 @@ async fn gzip_archives_restore_too() {
 #[tokio::test]
 async fn restore_of_a_corrupt_blob_is_data_loss_and_inserts_nothing() {
     let (app, db) = spawn_app_and_db().await.unwrap();
-    let (job, admin, key) = archived_job(&app, &db, ("COMPLETED", 20.0), (300, 100)).await;
+    let Archived {
+        job, admin, key, ..
+    } = archived_job(&app, &db, ("COMPLETED", 20.0), (300, 100)).await;
     let store = archive_store(&app);
     let read = store.get(&key).await.unwrap();
     let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(read.stream)
@@ -108,7 +110,9 @@ async fn restore_of_a_corrupt_blob_is_data_loss_and_inserts_nothing() {
 #[tokio::test]
 async fn restore_of_a_missing_blob_is_not_found_and_the_job_stays_archived() {
     let (app, db) = spawn_app_and_db().await.unwrap();
-    let (job, admin, key) = archived_job(&app, &db, ("CANCELLED", 3.0), (10, 10)).await;
+    let Archived {
+        job, admin, key, ..
+    } = archived_job(&app, &db, ("CANCELLED", 3.0), (10, 10)).await;
     archive_store(&app).delete(&key).await.unwrap();
     let status = restore(&mut app.archive(Some(&admin)).await, job)
         .await
@@ -120,16 +124,9 @@ async fn restore_of_a_missing_blob_is_not_found_and_the_job_stays_archived() {
 #[tokio::test]
 async fn concurrent_restores_insert_once() {
     let (app, db) = spawn_app_and_db().await.unwrap();
-    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 2000, 1000)
-        .await
-        .unwrap();
-    let before = scans::table_digest(&db, job).await.unwrap();
-    let admin = app.token("acme", &[Role::SuperAdmin]);
-    app.archive_admin(Some(&admin))
-        .await
-        .archive_job(archive_request(job))
-        .await
-        .unwrap();
+    let Archived {
+        job, admin, before, ..
+    } = archived_job(&app, &db, ("COMPLETED", 20.0), (2000, 1000)).await;
     let (mut a, mut b) = (
         app.archive(Some(&admin)).await,
         app.archive(Some(&admin)).await,

@@ -18,9 +18,9 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::{
-    archive_store,
+    archive_store, archived_job,
     restore::archive_as_legacy,
-    stores::{Admin, admin, archive, azure_url, fail_fast, file_dir, file_url, restore, set_store},
+    stores::{Admin, admin, azure_url, fail_fast, file_dir, file_url, restore, set_store},
 };
 
 fn request(store_version: i64, byte_budget: i64) -> pb::VerifyArchivesRequest {
@@ -50,13 +50,12 @@ pub(super) async fn sweep(
     (checked, summary.expect("a summary"))
 }
 
-async fn archived_job(app: &TestApp, admin: &mut Admin) -> Uuid {
+/// A COMPLETED job of `acme` with 40 scan items and 20 file records, archived now.
+async fn archived(app: &TestApp) -> Uuid {
     let db = app.db.client().await.unwrap();
-    let job = scans::insert_job(&db, "acme", "COMPLETED", 20.0, 40, 20)
+    archived_job(app, &db, ("COMPLETED", 20.0), (40, 20))
         .await
-        .unwrap();
-    archive(admin, job).await;
-    job
+        .job
 }
 
 #[tokio::test]
@@ -71,12 +70,12 @@ async fn a_sweep_finds_a_deleted_blob_missing_a_flipped_byte_corrupt_and_an_unre
         &proxied.container.container,
     )
     .await;
-    let unreachable = archived_job(&app, &mut admin).await;
+    let unreachable = archived(&app).await;
     let dir = file_dir();
     let near = set_store(&mut admin, &file_url(&dir), "").await;
     let mut jobs = Vec::new();
     for _ in 0..4 {
-        jobs.push(archived_job(&app, &mut admin).await);
+        jobs.push(archived(&app).await);
     }
     let blob = |job: Uuid| dir.join("acme").join(format!("{job}.json.zst"));
     std::fs::remove_file(blob(jobs[0])).unwrap();
@@ -229,7 +228,7 @@ async fn a_scheduled_sweep_finds_a_missing_blob_on_its_own() {
     let mut admin = admin(&app).await;
     let dir = file_dir();
     set_store(&mut admin, &file_url(&dir), "").await;
-    let job = archived_job(&app, &mut admin).await;
+    let job = archived(&app).await;
     std::fs::remove_file(dir.join("acme").join(format!("{job}.json.zst"))).unwrap();
 
     let db = app.db.client().await.unwrap();
